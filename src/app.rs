@@ -1,0 +1,159 @@
+//! Wires a `Config` into a running exporter: client, poller, HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Credentials};
+use crate::metrics::HealthMetrics;
+use crate::monogoto::{Client, ClientOptions, client::DEFAULT_MAX_BODY_SIZE};
+use crate::poller::{Poller, batches_for};
+use crate::server::{self, AppState};
+use crate::snapshot::Fleet;
+
+/// In-flight scrapes get this long to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: String, source: std::io::Error },
+    #[error("no credentials configured")]
+    NoCredentials,
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A started exporter. Dropping it does not stop it; call [`RunningExporter::shutdown`].
+pub struct RunningExporter {
+    pub addr: SocketAddr,
+    pub fleet: Arc<Fleet>,
+    pub health: Arc<HealthMetrics>,
+    pub poller: Arc<Poller>,
+    cancel: CancellationToken,
+    server: JoinHandle<()>,
+    polling: JoinHandle<()>,
+}
+
+impl RunningExporter {
+    /// Stops polling, lets in-flight scrapes finish (up to [`SHUTDOWN_GRACE`]) and returns.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.polling.await;
+        let server = self.server;
+        let abort = server.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+            tracing::warn!("scrapes still running after the grace period; closing them");
+            abort.abort();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Binds the listen address, starts polling (the first refresh at once) and serving.
+pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
+    let listener = TcpListener::bind(&config.listen_address)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: config.listen_address.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        address: config.listen_address.clone(),
+        source,
+    })?;
+
+    let health = Arc::new(HealthMetrics::new());
+    let fleet = Arc::new(Fleet::default());
+    let credentials = config.credentials.clone().ok_or(StartError::NoCredentials)?;
+    let client = Client::new(
+        ClientOptions {
+            base_url: config.url.clone(),
+            timeout: config.poll.timeout,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+        },
+        credentials.clone(),
+        health.clone(),
+    )
+    .map_err(|e| StartError::Client(e.to_string()))?;
+    let poller = Arc::new(Poller::new(
+        client,
+        config.poll.clone(),
+        config.iccids.clone(),
+        config.discover,
+        fleet.clone(),
+        health.clone(),
+    ));
+
+    tracing::info!(
+        listen = %addr,
+        telemetry_path = %config.telemetry_path,
+        api = %config.url,
+        auth = match credentials { Credentials::Token(_) => "token", Credentials::Login { .. } => "login" },
+        iccids = config.iccids.len(),
+        discover = config.discover,
+        interval = %humantime::format_duration(config.poll.interval),
+        status_requests_per_refresh = batches_for(config.iccids.len(), config.poll.batch_size),
+        "monogoto-exporter started"
+    );
+
+    let cancel = CancellationToken::new();
+    let polling = tokio::spawn(poller.clone().run(cancel.clone()));
+    let app = server::router(AppState {
+        fleet: fleet.clone(),
+        health: health.clone(),
+        telemetry_path: config.telemetry_path.as_str().into(),
+    });
+    let server_cancel = cancel.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    Ok(RunningExporter {
+        addr,
+        fleet,
+        health,
+        poller,
+        cancel,
+        server,
+        polling,
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

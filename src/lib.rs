@@ -1,0 +1,10 @@
+//! Prometheus exporter for the connectivity of Monogoto IoT SIM fleets.
+
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod monogoto;
+pub mod poller;
+pub mod server;
+pub mod simulator;
+pub mod snapshot;

@@ -1,0 +1,178 @@
+//! Flags, configuration, logging, and running one of the three modes.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use secrecy::SecretString;
+
+use monogoto_exporter::app;
+use monogoto_exporter::config::{
+    Cli, Command, Config, Credentials, DemoArgs, Environment, LogConfig, LogFormat, Mode,
+    SimulateArgs,
+};
+use monogoto_exporter::simulator::{Simulator, SimulatorConfig};
+
+/// Exit code for invalid configuration, as clap uses for invalid flags.
+const EXIT_CONFIG: u8 = 2;
+/// Demo Things move quickly enough to be watched.
+const DEMO_INTERVAL: &str = "15s";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        None => {
+            let config =
+                match Config::resolve(&cli.exporter, Environment::from_process(), Mode::Exporter) {
+                    Ok(config) => config,
+                    Err(e) => return config_error(e),
+                };
+            init_logging(&config.log);
+            runtime.block_on(run_exporter(config))
+        }
+        Some(Command::Demo(demo)) => runtime.block_on(run_demo(demo)),
+        Some(Command::Simulate(args)) => runtime.block_on(run_simulator(args)),
+    }
+}
+
+fn config_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+async fn run_exporter(config: Config) -> ExitCode {
+    let exporter = match app::start(&config).await {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    app::shutdown_signal().await;
+    exporter.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn run_demo(demo: DemoArgs) -> ExitCode {
+    let mut args = demo.exporter;
+    if args.interval.is_none() && args.config_file.is_none() {
+        args.interval = Some(DEMO_INTERVAL.to_string());
+    }
+    let mut config = match Config::resolve(&args, Environment::from_process(), Mode::Demo) {
+        Ok(config) => config,
+        Err(e) => return config_error(e),
+    };
+    init_logging(&config.log);
+
+    let simulator = Simulator::new(SimulatorConfig {
+        things: demo.things,
+        seed: demo.seed,
+        ..SimulatorConfig::default()
+    });
+    let (username, password) = simulator.credentials();
+    let running = match simulator.spawn().await {
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the simulator");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The demo drives the whole path a real account takes: login, discovery, status.
+    config.url = running.url();
+    config.credentials = Some(Credentials::Login {
+        username,
+        password: SecretString::from(password),
+    });
+    config.discover = true;
+
+    let exporter = match app::start(&config).await {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "monogoto-exporter demo: {} simulated SIMs (API at {}); metrics at {}{}",
+        demo.things,
+        running.url(),
+        browsable(exporter.addr),
+        config.telemetry_path
+    );
+    app::shutdown_signal().await;
+    exporter.shutdown().await;
+    drop(running);
+    ExitCode::SUCCESS
+}
+
+async fn run_simulator(args: SimulateArgs) -> ExitCode {
+    init_logging(&LogConfig {
+        filter: args.log_level.clone(),
+        format: LogFormat::Text,
+    });
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let simulator = Simulator::new(SimulatorConfig {
+        things: args.things,
+        seed: args.seed,
+        page_cap: args.page_cap,
+        flap_period: args.flap_period,
+        ..SimulatorConfig::default()
+    });
+    let (username, password) = simulator.credentials();
+    let addr = listener
+        .local_addr()
+        .map(browsable)
+        .unwrap_or_else(|_| args.listen.clone());
+    println!(
+        "simulated Monogoto API with {} Things at {addr}; log in as {username:?}/{password:?} or use the token {:?}",
+        args.things,
+        simulator.static_token()
+    );
+    match simulator.serve(listener, app::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simulator failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A URL a person on this machine can open, even when listening on all interfaces.
+fn browsable(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("cannot set up logging: {e}");
+    }
+}

@@ -1,0 +1,375 @@
+//! Metric names, HELP texts and rendering.
+//!
+//! Per-Thing series are rendered from a snapshot (the "const metrics" pattern):
+//! a Thing that leaves the snapshot leaves /metrics with no bookkeeping. The
+//! exporter's own health is ordinary registered metrics.
+
+use std::fmt::Write as _;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::monogoto::model::ThingStatus;
+
+/// The API endpoints, as the `endpoint` label names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Auth,
+    Things,
+    Status,
+}
+
+impl Endpoint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Auth => "auth",
+            Endpoint::Things => "things",
+            Endpoint::Status => "status",
+        }
+    }
+}
+
+/// The fields of the status answer whose parse errors are counted from zero,
+/// so that `rate()` sees the first error.
+const KNOWN_FIELDS: &[&str] = &[
+    "ThingId",
+    "ThingName",
+    "ActiveIMSI",
+    "MSISDN",
+    "ProvisionStatus",
+    "ConnectionStatus",
+    "ActiveSessions",
+    "UplinkThroughput",
+    "DownlinkThroughput",
+    "LastConnectedTime",
+    "LastConnectionTime",
+    "LastDisconnectionTime",
+    "Data",
+];
+
+/// The exporter's own health.
+pub struct HealthMetrics {
+    registry: Registry,
+    pub up: IntGauge,
+    pub last_refresh_success: Gauge,
+    pub refresh_duration: Gauge,
+    pub api_requests: IntCounterVec,
+    pub api_request_duration: HistogramVec,
+    pub things_configured: IntGauge,
+    pub things_reported: IntGauge,
+    pub parse_errors: IntCounterVec,
+}
+
+impl Default for HealthMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HealthMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let up = IntGauge::new(
+            "monogoto_up",
+            "1 if the last refresh reached the Monogoto API and every batch succeeded, else 0.",
+        )
+        .expect("valid metric");
+        let last_refresh_success = Gauge::new(
+            "monogoto_last_refresh_success_timestamp_seconds",
+            "Unix time at which the last refresh in which every batch succeeded ended.",
+        )
+        .expect("valid metric");
+        let refresh_duration = Gauge::new(
+            "monogoto_refresh_duration_seconds",
+            "Duration of the last refresh, in seconds.",
+        )
+        .expect("valid metric");
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "monogoto_api_requests_total",
+                "HTTP requests to the Monogoto API by endpoint and status code (\"error\" for transport failures).",
+            ),
+            &["endpoint", "code"],
+        )
+        .expect("valid metric");
+        let api_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "monogoto_api_request_duration_seconds",
+                "Duration of HTTP requests to the Monogoto API, in seconds.",
+            )
+            .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let things_configured = IntGauge::new(
+            "monogoto_things_configured",
+            "ICCIDs this exporter is responsible for (configured and discovered).",
+        )
+        .expect("valid metric");
+        let things_reported = IntGauge::new(
+            "monogoto_things_reported",
+            "Things present in the current snapshot, and so on /metrics.",
+        )
+        .expect("valid metric");
+        let parse_errors = IntCounterVec::new(
+            Opts::new(
+                "monogoto_parse_errors_total",
+                "Values of the status answer that could not be understood and were dropped, by API field.",
+            ),
+            &["field"],
+        )
+        .expect("valid metric");
+        let build_info = prometheus::GaugeVec::new(
+            Opts::new(
+                "monogoto_exporter_build_info",
+                "A metric with a constant value 1, labelled by the version, revision and rustc version of the exporter.",
+            ),
+            &["version", "revision", "rustc_version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("MONOGOTO_EXPORTER_REVISION"), env!("MONOGOTO_EXPORTER_RUSTC")])
+            .set(1.0);
+
+        for field in KNOWN_FIELDS {
+            parse_errors.with_label_values(&[*field]);
+        }
+        for endpoint in [Endpoint::Auth, Endpoint::Things, Endpoint::Status] {
+            api_request_duration.with_label_values(&[endpoint.label()]);
+        }
+
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(up.clone()),
+            Box::new(last_refresh_success.clone()),
+            Box::new(refresh_duration.clone()),
+            Box::new(api_requests.clone()),
+            Box::new(api_request_duration.clone()),
+            Box::new(things_configured.clone()),
+            Box::new(things_reported.clone()),
+            Box::new(parse_errors.clone()),
+            Box::new(build_info),
+        ];
+        for c in collectors {
+            registry.register(c).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
+
+        HealthMetrics {
+            registry,
+            up,
+            last_refresh_success,
+            refresh_duration,
+            api_requests,
+            api_request_duration,
+            things_configured,
+            things_reported,
+            parse_errors,
+        }
+    }
+
+    pub fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
+        self.api_requests.with_label_values(&[endpoint.label(), code]).inc();
+        self.api_request_duration
+            .with_label_values(&[endpoint.label()])
+            .observe(seconds);
+    }
+
+    pub fn count_parse_error(&self, field: &str) {
+        self.parse_errors.with_label_values(&[field]).inc();
+    }
+
+    /// Appends the health metrics in the text exposition format.
+    pub fn render_into(&self, out: &mut Vec<u8>) {
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        if let Err(e) = TextEncoder::new().encode(&families, out) {
+            tracing::error!(error = %e, "cannot encode health metrics");
+        }
+    }
+}
+
+const FRESHNESS: &str = "Data come from the last successful poll of this Thing.";
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&ThingStatus) -> Option<f64>,
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "monogoto_thing_connected",
+        help: "1 if the SIM has an open data session (CONNECTED), else 0.",
+        value: |t| t.connected.map(|c| if c { 1.0 } else { 0.0 }),
+    },
+    Family {
+        name: "monogoto_thing_active_sessions",
+        help: "Number of active data sessions of the SIM.",
+        value: |t| t.active_sessions.map(f64::from),
+    },
+    Family {
+        name: "monogoto_thing_uplink_throughput",
+        help: "Sum of UplinkThroughput over the active sessions, in the unit Monogoto reports it in.",
+        value: |t| t.uplink_throughput,
+    },
+    Family {
+        name: "monogoto_thing_downlink_throughput",
+        help: "Sum of DownlinkThroughput over the active sessions, in the unit Monogoto reports it in.",
+        value: |t| t.downlink_throughput,
+    },
+    Family {
+        name: "monogoto_thing_last_connection_timestamp_seconds",
+        help: "Unix time of the SIM's last connection (LastConnectionTime).",
+        value: |t| t.last_connection,
+    },
+    Family {
+        name: "monogoto_thing_last_disconnection_timestamp_seconds",
+        help: "Unix time of the SIM's last disconnection (LastDisconnectionTime).",
+        value: |t| t.last_disconnection,
+    },
+    Family {
+        name: "monogoto_thing_session_start_timestamp_seconds",
+        help: "Unix time at which the earliest active data session started (LastConnectedTime).",
+        value: |t| t.session_start,
+    },
+];
+
+/// Renders the per-Thing series of `things` (in the order given) in the text
+/// exposition format 0.0.4.
+pub fn render_things<'a>(things: impl Iterator<Item = &'a ThingStatus> + Clone, out: &mut Vec<u8>) {
+    let mut text = String::with_capacity(4096);
+    for family in FAMILIES {
+        let _ = writeln!(text, "# HELP {} {} {FRESHNESS}", family.name, family.help);
+        let _ = writeln!(text, "# TYPE {} gauge", family.name);
+        for thing in things.clone() {
+            if let Some(value) = (family.value)(thing) {
+                text.push_str(family.name);
+                text.push_str("{iccid=\"");
+                escape_label_value(&thing.iccid, &mut text);
+                text.push_str("\"} ");
+                write_value(value, &mut text);
+                text.push('\n');
+            }
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP monogoto_thing_info Constant 1, labelled with the SIM's name, IMSI, MSISDN and provisioning status (empty where unknown). {FRESHNESS}"
+    );
+    text.push_str("# TYPE monogoto_thing_info gauge\n");
+    for thing in things {
+        text.push_str("monogoto_thing_info{");
+        for (i, (label, value)) in [
+            ("iccid", &thing.iccid),
+            ("thing_name", &thing.thing_name),
+            ("imsi", &thing.imsi),
+            ("msisdn", &thing.msisdn),
+            ("provision_status", &thing.provision_status),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(label);
+            text.push_str("=\"");
+            escape_label_value(value, &mut text);
+            text.push('"');
+        }
+        text.push_str("} 1\n");
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Escapes a label value as the text format requires: backslash, double quote
+/// and line feed. Everything else, any Unicode included, passes as is.
+pub fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_value(value: f64, out: &mut String) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thing(iccid: &str) -> ThingStatus {
+        ThingStatus {
+            iccid: iccid.into(),
+            ..ThingStatus::default()
+        }
+    }
+
+    fn render(things: &[ThingStatus]) -> String {
+        let mut out = Vec::new();
+        render_things(things.iter(), &mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        let mut t = thing("898800000000000001");
+        t.thing_name = "meter \"north\" \\ 7\nline 2 Zähler-東京-🚚".into();
+        let text = render(&[t]);
+        assert!(
+            text.contains(r#"thing_name="meter \"north\" \\ 7\nline 2 Zähler-東京-🚚""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_values_are_absent_and_known_ones_exact() {
+        let mut t = thing("898800000000000001");
+        t.connected = Some(true);
+        t.active_sessions = Some(2);
+        t.uplink_throughput = Some(1500.5);
+        t.last_connection = Some(1_739_955_863.0);
+        t.provision_status = "ACTIVE".into();
+        let text = render(&[t, thing("898800000000000002")]);
+        assert!(text.contains("monogoto_thing_connected{iccid=\"898800000000000001\"} 1\n"));
+        assert!(text.contains("monogoto_thing_active_sessions{iccid=\"898800000000000001\"} 2\n"));
+        assert!(text.contains("monogoto_thing_uplink_throughput{iccid=\"898800000000000001\"} 1500.5\n"));
+        assert!(text.contains(
+            "monogoto_thing_last_connection_timestamp_seconds{iccid=\"898800000000000001\"} 1739955863\n"
+        ));
+        assert!(!text.contains("monogoto_thing_downlink_throughput{"));
+        assert!(!text.contains("monogoto_thing_connected{iccid=\"898800000000000002\"}"));
+        assert!(text.contains(
+            "monogoto_thing_info{iccid=\"898800000000000002\",thing_name=\"\",imsi=\"\",msisdn=\"\",provision_status=\"\"} 1\n"
+        ));
+        assert_eq!(text.matches("# TYPE ").count(), FAMILIES.len() + 1);
+    }
+
+    #[test]
+    fn health_metrics_render() {
+        let health = HealthMetrics::new();
+        health.observe_request(Endpoint::Status, "200", 0.1);
+        let mut out = Vec::new();
+        health.render_into(&mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("monogoto_api_requests_total{code=\"200\",endpoint=\"status\"} 1"));
+        assert!(text.contains("monogoto_parse_errors_total{field=\"ActiveSessions\"} 0"));
+        assert!(text.contains("monogoto_exporter_build_info{"));
+        assert!(text.contains("monogoto_up 0"));
+    }
+}

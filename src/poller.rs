@@ -1,0 +1,380 @@
+//! The refresh loop: discovery, batching, paging, and publishing snapshots.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt as _;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PollConfig;
+use crate::metrics::HealthMetrics;
+use crate::monogoto::model::StatusPage;
+use crate::monogoto::{ApiError, Client, ThingStatus};
+use crate::snapshot::Fleet;
+
+/// `GET /things` answers at most this many Things a page.
+pub const THINGS_PAGE_SIZE: usize = 50;
+/// A listing longer than this many pages is cut off: a server that never
+/// answers a short page must not keep discovery going forever.
+const MAX_THINGS_PAGES: usize = 100_000;
+
+/// What one refresh did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RefreshReport {
+    pub batches: usize,
+    pub failed_batches: usize,
+    pub discovery_failed: bool,
+    pub things_refreshed: usize,
+}
+
+impl RefreshReport {
+    pub fn succeeded(&self) -> bool {
+        self.failed_batches == 0 && !self.discovery_failed
+    }
+}
+
+pub struct Poller {
+    client: Client,
+    poll: PollConfig,
+    configured: Vec<String>,
+    discover: bool,
+    fleet: Arc<Fleet>,
+    health: Arc<HealthMetrics>,
+    /// The last successful discovery, used while discovery fails.
+    discovered: Mutex<Vec<String>>,
+    /// Held for a whole refresh: two refreshes never run at once.
+    running: Mutex<()>,
+}
+
+impl Poller {
+    pub fn new(
+        client: Client,
+        poll: PollConfig,
+        configured: Vec<String>,
+        discover: bool,
+        fleet: Arc<Fleet>,
+        health: Arc<HealthMetrics>,
+    ) -> Self {
+        health.things_configured.set(configured.len() as i64);
+        Poller {
+            client,
+            poll,
+            configured,
+            discover,
+            fleet,
+            health,
+            discovered: Mutex::new(Vec::new()),
+            running: Mutex::new(()),
+        }
+    }
+
+    /// Refreshes at once, then every interval, until cancelled.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.poll.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.refresh() => {}
+            }
+        }
+    }
+
+    /// One full refresh: resolve the ICCIDs, read every batch, publish a new snapshot.
+    pub async fn refresh(&self) -> RefreshReport {
+        let _running = self.running.lock().await;
+        let started = Instant::now();
+        let mut report = RefreshReport::default();
+
+        let iccids = self.iccids(&mut report).await;
+        self.health.things_configured.set(iccids.len() as i64);
+
+        let batch_size = self.poll.batch_size;
+        report.batches = batches_for(iccids.len(), batch_size);
+        let mut fresh = Vec::with_capacity(iccids.len());
+        let iccids = &iccids;
+        // Batches by start index: a closure over plain numbers keeps the
+        // stream's future `Send` for the spawned refresh loop.
+        let mut results = futures_util::stream::iter((0..iccids.len()).step_by(batch_size))
+            .map(|start| async move {
+                let batch = &iccids[start..(start + batch_size).min(iccids.len())];
+                (batch, self.read_batch(batch).await)
+            })
+            .buffer_unordered(self.poll.concurrency);
+        while let Some((batch, result)) = results.next().await {
+            match result {
+                Ok(things) => fresh.extend(things),
+                Err(e) => {
+                    report.failed_batches += 1;
+                    tracing::warn!(
+                        error = %e,
+                        first_iccid = batch.first().map(String::as_str).unwrap_or(""),
+                        things = batch.len(),
+                        "status batch failed; its Things keep their last values"
+                    );
+                }
+            }
+        }
+        drop(results);
+        report.things_refreshed = fresh.len();
+
+        let now = SystemTime::now();
+        let snapshot = self.fleet.snapshot().next(fresh, now, self.poll.stale_after);
+        self.health.things_reported.set(snapshot.len() as i64);
+        self.fleet.publish(snapshot);
+
+        let elapsed = started.elapsed();
+        self.health.refresh_duration.set(elapsed.as_secs_f64());
+        if report.succeeded() {
+            self.health.up.set(1);
+            self.health
+                .last_refresh_success
+                .set(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+        } else {
+            self.health.up.set(0);
+        }
+        self.fleet.mark_ready();
+        tracing::debug!(
+            batches = report.batches,
+            failed = report.failed_batches,
+            things = report.things_refreshed,
+            seconds = elapsed.as_secs_f64(),
+            "refresh finished"
+        );
+        report
+    }
+
+    async fn iccids(&self, report: &mut RefreshReport) -> Vec<String> {
+        if !self.discover {
+            return self.configured.clone();
+        }
+        let mut cache = self.discovered.lock().await;
+        match discover_all(|offset| self.client.list_things(THINGS_PAGE_SIZE, offset)).await {
+            Ok(found) => *cache = found,
+            Err(e) => {
+                report.discovery_failed = true;
+                tracing::warn!(error = %e, cached = cache.len(), "discovery failed; using the last list");
+            }
+        }
+        let mut all = self.configured.clone();
+        let mut seen: HashSet<String> = all.iter().cloned().collect();
+        all.extend(cache.iter().filter(|i| seen.insert((*i).clone())).cloned());
+        all
+    }
+
+    async fn read_batch(&self, batch: &[String]) -> Result<Vec<ThingStatus>, ApiError> {
+        let limit = self.poll.batch_size;
+        read_batch(batch, |offset| self.client.thing_status(batch, limit, offset)).await
+    }
+}
+
+/// Reads one batch page by page: `offset` advances by the number of Things
+/// returned, until every requested Thing was seen, a page is empty, or a page
+/// brings no new Thing. A batch answered whole costs one request; a server that
+/// caps its pages below `limit` is still read to the end.
+pub async fn read_batch<F, Fut, E>(iccids: &[String], mut fetch_page: F) -> Result<Vec<ThingStatus>, E>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<StatusPage, E>>,
+{
+    let wanted: HashSet<&str> = iccids.iter().map(String::as_str).collect();
+    let mut seen: HashSet<String> = HashSet::with_capacity(wanted.len());
+    let mut things = Vec::with_capacity(wanted.len());
+    let mut offset = 0;
+    // Each page that continues the loop brings at least one new Thing, so
+    // this bound is never reached by a well-behaved server.
+    for _ in 0..=wanted.len() {
+        let page = fetch_page(offset).await?;
+        if page.returned == 0 {
+            break;
+        }
+        let before = seen.len();
+        for thing in page.things {
+            // Things not asked for are not ours (another shard's, say).
+            if wanted.contains(thing.iccid.as_str()) && seen.insert(thing.iccid.clone()) {
+                things.push(thing);
+            }
+        }
+        if seen.len() == wanted.len() || seen.len() == before {
+            break;
+        }
+        offset += page.returned;
+    }
+    Ok(things)
+}
+
+/// Lists every Thing with `GET /things`, page by page, until a page comes back
+/// shorter than the page size.
+pub async fn discover_all<F, Fut, E>(mut fetch_page: F) -> Result<Vec<String>, E>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<(usize, Vec<String>), E>>,
+{
+    let mut seen = HashSet::new();
+    let mut found = Vec::new();
+    let mut offset = 0;
+    for _ in 0..MAX_THINGS_PAGES {
+        let (returned, iccids) = fetch_page(offset).await?;
+        let before = found.len();
+        found.extend(iccids.into_iter().filter(|i| seen.insert(i.clone())));
+        if returned < THINGS_PAGE_SIZE || found.len() == before {
+            break;
+        }
+        offset += returned;
+    }
+    Ok(found)
+}
+
+/// Status requests a refresh of `things` Things costs when the API answers
+/// every batch whole.
+pub fn batches_for(things: usize, batch_size: usize) -> usize {
+    things.div_ceil(batch_size.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn iccids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("8988{i:015}")).collect()
+    }
+
+    fn status(iccid: &str) -> ThingStatus {
+        ThingStatus {
+            iccid: iccid.to_string(),
+            ..ThingStatus::default()
+        }
+    }
+
+    /// A server answering the requested ids in order, at most `cap` a page.
+    fn server<'a>(ids: &'a [String], cap: usize, calls: &'a RefCell<Vec<usize>>) -> impl FnMut(usize) -> std::future::Ready<Result<StatusPage, ()>> + 'a {
+        move |offset| {
+            calls.borrow_mut().push(offset);
+            let things: Vec<_> = ids.iter().skip(offset).take(cap).map(|i| status(i)).collect();
+            std::future::ready(Ok(StatusPage {
+                returned: things.len(),
+                things,
+                field_errors: Vec::new(),
+            }))
+        }
+    }
+
+    fn block<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn batches_round_up() {
+        let ids = iccids(101);
+        let batches: Vec<_> = ids.chunks(50).map(<[String]>::len).collect();
+        assert_eq!(batches, vec![50, 50, 1]);
+        assert_eq!(batches_for(101, 50), 3);
+        assert_eq!(batches_for(100, 50), 2);
+        assert_eq!(batches_for(0, 50), 0);
+        assert_eq!(batches_for(7, 1), 7);
+    }
+
+    #[test]
+    fn a_batch_answered_whole_costs_one_request() {
+        let ids = iccids(50);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, server(&ids, 50, &calls))).expect("ok");
+        assert_eq!(things.len(), 50);
+        assert_eq!(*calls.borrow(), vec![0]);
+    }
+
+    #[test]
+    fn a_capped_server_is_read_to_the_end() {
+        let ids = iccids(50);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, server(&ids, 20, &calls))).expect("ok");
+        assert_eq!(things.len(), 50);
+        assert_eq!(*calls.borrow(), vec![0, 20, 40]);
+    }
+
+    #[test]
+    fn an_empty_page_stops() {
+        let ids = iccids(10);
+        let present = iccids(4);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, server(&present, 3, &calls))).expect("ok");
+        assert_eq!(things.len(), 4, "missing Things are simply not there");
+        assert_eq!(*calls.borrow(), vec![0, 3, 4]);
+    }
+
+    #[test]
+    fn a_page_without_new_things_stops() {
+        let ids = iccids(5);
+        let mut calls = 0;
+        let things = block(read_batch(&ids, |_offset| {
+            calls += 1;
+            // A server ignoring offset: always the same two Things.
+            std::future::ready(Ok::<_, ()>(StatusPage {
+                returned: 2,
+                things: vec![status(&ids[0]), status(&ids[1])],
+                field_errors: Vec::new(),
+            }))
+        }))
+        .expect("ok");
+        assert_eq!(things.len(), 2);
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn unrequested_things_are_ignored() {
+        let ids = iccids(2);
+        let stranger = status("898899999999999999");
+        let things = block(read_batch(&ids, |_| {
+            std::future::ready(Ok::<_, ()>(StatusPage {
+                returned: 3,
+                things: vec![stranger.clone(), status(&ids[0]), status(&ids[1])],
+                field_errors: Vec::new(),
+            }))
+        }))
+        .expect("ok");
+        assert_eq!(things.iter().map(|t| t.iccid.as_str()).collect::<Vec<_>>(), vec![ids[0].as_str(), ids[1].as_str()]);
+    }
+
+    #[test]
+    fn a_failed_page_fails_the_batch() {
+        let ids = iccids(3);
+        let result = block(read_batch(&ids, |_| std::future::ready(Err::<StatusPage, _>("boom"))));
+        assert_eq!(result, Err("boom"));
+    }
+
+    #[test]
+    fn discovery_pages_until_a_short_page() {
+        let fleet = iccids(120);
+        let calls = RefCell::new(Vec::new());
+        let found = block(discover_all(|offset| {
+            calls.borrow_mut().push(offset);
+            let page: Vec<String> = fleet.iter().skip(offset).take(THINGS_PAGE_SIZE).cloned().collect();
+            std::future::ready(Ok::<_, ()>((page.len(), page)))
+        }))
+        .expect("ok");
+        assert_eq!(found, fleet);
+        assert_eq!(*calls.borrow(), vec![0, 50, 100]);
+
+        let fleet = iccids(100);
+        let calls = RefCell::new(Vec::new());
+        let found = block(discover_all(|offset| {
+            calls.borrow_mut().push(offset);
+            let page: Vec<String> = fleet.iter().skip(offset).take(THINGS_PAGE_SIZE).cloned().collect();
+            std::future::ready(Ok::<_, ()>((page.len(), page)))
+        }))
+        .expect("ok");
+        assert_eq!(found.len(), 100);
+        assert_eq!(*calls.borrow(), vec![0, 50, 100], "an exact multiple ends on an empty page");
+    }
+}

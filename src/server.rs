@@ -1,0 +1,122 @@
+//! The HTTP side: `/`, the telemetry path, `/healthz` and `/readyz`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::metrics::HealthMetrics;
+use crate::snapshot::Fleet;
+
+pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub fleet: Arc<Fleet>,
+    pub health: Arc<HealthMetrics>,
+    pub telemetry_path: Arc<str>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let telemetry_path = state.telemetry_path.to_string();
+    Router::new()
+        .route("/", get(landing_page))
+        .route(&telemetry_path, get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn landing_page(State(state): State<AppState>) -> Html<String> {
+    let path = html_escape(&state.telemetry_path);
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>Monogoto Exporter</title></head><body>\n\
+         <h1>Monogoto Exporter</h1>\n<p>Prometheus exporter for the connectivity of Monogoto SIM fleets, version {}.</p>\n\
+         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li><li><a href=\"/readyz\">Readiness</a></li></ul>\n\
+         </body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.fleet.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first refresh\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snapshot = state.fleet.snapshot();
+    let mut body = Vec::with_capacity(snapshot.exposition().len() + 8192);
+    body.extend_from_slice(snapshot.exposition());
+    state.health.render_into(&mut body);
+
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT_0_0_4));
+    response_headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if accepts_gzip(&headers) {
+        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+        if encoder.write_all(&body).is_ok()
+            && let Ok(compressed) = encoder.finish()
+        {
+            response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            return (response_headers, compressed).into_response();
+        }
+    }
+    (response_headers, body).into_response()
+}
+
+/// True if `Accept-Encoding` lists gzip (or `*`) with a non-zero quality.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let quality_zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !quality_zero
+        })
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).expect("header"));
+        h
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(&with("gzip")));
+        assert!(accepts_gzip(&with("deflate, gzip;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+}
