@@ -96,16 +96,32 @@ pub fn login_backoff(previous_failures: u32) -> Duration {
     MIN_LOGIN_BACKOFF.saturating_mul(factor).min(MAX_LOGIN_BACKOFF)
 }
 
-/// The `exp` claim of a JWT, read without verifying the signature (we only
-/// need to know when the server will stop accepting it).
-pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
+/// The `exp` and `iat` claims of a JWT, read without verifying the signature
+/// (we only need to know when the server will stop accepting it).
+pub fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?.as_f64()?;
-    (exp.is_finite() && exp > 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(exp))
+    let time = |name: &str| {
+        let secs = claims.get(name)?.as_f64()?;
+        (secs.is_finite() && secs > 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
+    };
+    Some((time("exp")?, time("iat")))
+}
+
+/// When to log in again, by our clock, for a token obtained at `obtained`.
+/// The lifetime is taken from `exp - iat` when the token says when it was
+/// issued, so a server clock that differs from ours does not make every
+/// token look expired. `None` when the token carries no usable expiry.
+pub fn renew_at(token: &str, obtained: SystemTime) -> Option<SystemTime> {
+    let (expiry, issued) = jwt_times(token)?;
+    let lifetime = match issued {
+        Some(issued) => expiry.duration_since(issued).ok()?,
+        None => expiry.duration_since(obtained).ok()?,
+    };
+    (!lifetime.is_zero()).then(|| renewal_time(obtained, obtained + lifetime))
 }
 
 /// When to log in again, given when the token was obtained and when it expires.
@@ -151,10 +167,27 @@ mod tests {
 
     #[test]
     fn reads_exp_without_verifying() {
-        assert_eq!(jwt_expiry(&jwt("{\"exp\":1700000000}")), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
-        assert_eq!(jwt_expiry(&jwt("{\"sub\":\"x\"}")), None);
-        assert_eq!(jwt_expiry("opaque-token"), None);
-        assert_eq!(jwt_expiry("a.%%%.c"), None);
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(jwt_times(&jwt("{\"exp\":1700000000}")), Some((at(1_700_000_000), None)));
+        assert_eq!(
+            jwt_times(&jwt("{\"exp\":1700000000,\"iat\":1699985600}")),
+            Some((at(1_700_000_000), Some(at(1_699_985_600))))
+        );
+        assert_eq!(jwt_times(&jwt("{\"sub\":\"x\"}")), None);
+        assert_eq!(jwt_times("opaque-token"), None);
+        assert_eq!(jwt_times("a.%%%.c"), None);
+    }
+
+    #[test]
+    fn renewal_uses_the_lifetime_not_the_server_clock() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        // Issued and expiring a year before our clock's now: the lifetime still counts.
+        let skewed = jwt("{\"exp\":1600014400,\"iat\":1600000000}");
+        assert_eq!(renew_at(&skewed, at(1_700_000_000)), Some(at(1_700_000_000 + 14_400 - 60)));
+        let no_iat = jwt("{\"exp\":1700003600}");
+        assert_eq!(renew_at(&no_iat, at(1_700_000_000)), Some(at(1_700_003_540)));
+        assert_eq!(renew_at(&no_iat, at(1_800_000_000)), None, "already expired by our clock: rely on 401");
+        assert_eq!(renew_at("opaque", at(1_700_000_000)), None);
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl Client {
         match self.log_in(username, password).await {
             Ok((secret, customer_id)) => {
                 state.generation += 1;
-                let renew_at = auth::jwt_expiry(secret.expose_secret()).map(|exp| auth::renewal_time(now, exp));
+                let renew_at = auth::renew_at(secret.expose_secret(), now);
                 let token = Arc::new(Token::new(secret, state.generation, renew_at, customer_id));
                 state.succeed(token.clone());
                 tracing::info!(generation = state.generation, "logged in to the Monogoto API");

@@ -1,0 +1,117 @@
+//! Shared helpers of the integration tests: a simulator, an exporter against
+//! it, scraping and reading the exposition.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use monogoto_exporter::app::{self, RunningExporter};
+use monogoto_exporter::config::{Config, Credentials, LogConfig, LogFormat, PollConfig};
+use monogoto_exporter::simulator::{RunningSimulator, Simulator, SimulatorConfig};
+use secrecy::SecretString;
+
+/// A fixed simulator time, so that Things do not change during a test.
+pub fn frozen_time() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)
+}
+
+pub async fn simulator(things: usize) -> RunningSimulator {
+    simulator_with(SimulatorConfig {
+        things,
+        seed: 7,
+        ..SimulatorConfig::default()
+    })
+    .await
+}
+
+pub async fn simulator_with(config: SimulatorConfig) -> RunningSimulator {
+    let sim = Simulator::new(config);
+    sim.set_time(Some(frozen_time()));
+    sim.spawn().await.expect("simulator starts")
+}
+
+/// An exporter config against `sim`: static token, all its ICCIDs, an
+/// interval long enough that tests drive refreshes themselves.
+pub fn config(sim: &RunningSimulator) -> Config {
+    Config {
+        listen_address: "127.0.0.1:0".into(),
+        telemetry_path: "/metrics".into(),
+        url: sim.url(),
+        credentials: Some(Credentials::Token(SecretString::from(sim.simulator.static_token()))),
+        iccids: sim.simulator.iccids(),
+        discover: false,
+        poll: PollConfig {
+            interval: Duration::from_secs(3600),
+            batch_size: 50,
+            concurrency: 4,
+            timeout: Duration::from_secs(5),
+            stale_after: Duration::from_secs(3 * 3600),
+        },
+        log: LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        },
+    }
+}
+
+pub fn login(sim: &RunningSimulator) -> Credentials {
+    let (username, password) = sim.simulator.credentials();
+    Credentials::Login {
+        username,
+        password: SecretString::from(password),
+    }
+}
+
+/// Starts the exporter and waits for its first refresh.
+pub async fn start_exporter(config: &Config) -> RunningExporter {
+    let exporter = app::start(config).await.expect("exporter starts");
+    wait_until("first refresh", || exporter.fleet.is_ready()).await;
+    exporter
+}
+
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn get(url: &str) -> reqwest::Response {
+    reqwest::Client::new().get(url).send().await.expect("request succeeds")
+}
+
+pub async fn scrape(exporter: &RunningExporter) -> String {
+    let response = get(&format!("{}/metrics", exporter.url())).await;
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("body")
+}
+
+/// The samples of an exposition: series (name and labels as written) to value.
+pub fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().ok()?,
+            };
+            Some((series.to_string(), value))
+        })
+        .collect()
+}
+
+pub fn thing_series(name: &str, iccid: &str) -> String {
+    format!("{name}{{iccid=\"{iccid}\"}}")
+}
+
+/// Escapes a label value as the text format does.
+pub fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> Option<f64> {
+    samples.get(series).copied()
+}
