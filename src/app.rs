@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Credentials};
 use crate::metrics::HealthMetrics;
 use crate::monogoto::{Client, ClientOptions, client::DEFAULT_MAX_BODY_SIZE};
-use crate::poller::{Poller, batches_for};
+use crate::poller::Poller;
 use crate::server::{self, AppState};
 use crate::snapshot::Fleet;
 
@@ -21,7 +21,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {address}: {source}")]
-    Listen { address: String, source: std::io::Error },
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("no credentials configured")]
     NoCredentials,
     #[error("cannot build the HTTP client: {0}")]
@@ -72,7 +75,10 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
 
     let health = Arc::new(HealthMetrics::new());
     let fleet = Arc::new(Fleet::default());
-    let credentials = config.credentials.clone().ok_or(StartError::NoCredentials)?;
+    let credentials = config
+        .credentials
+        .clone()
+        .ok_or(StartError::NoCredentials)?;
     let client = Client::new(
         ClientOptions {
             base_url: config.url.clone(),
@@ -100,7 +106,6 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         iccids = config.iccids.len(),
         discover = config.discover,
         interval = %humantime::format_duration(config.poll.interval),
-        status_requests_per_refresh = batches_for(config.iccids.len(), config.poll.batch_size),
         "monogoto-exporter started"
     );
 
@@ -113,7 +118,8 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
     });
     let server_cancel = cancel.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");
         }

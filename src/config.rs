@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the exporter against a built-in simulated fleet: no account, no network.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// Run only the simulated Monogoto API.
     Simulate(SimulateArgs),
 }
@@ -86,7 +86,11 @@ pub struct SimulateArgs {
 #[derive(Args, Debug, Default, Clone)]
 pub struct ExporterArgs {
     /// YAML configuration file; flags and environment override it.
-    #[arg(long = "config.file", env = "MONOGOTO_EXPORTER_CONFIG", value_name = "PATH")]
+    #[arg(
+        long = "config.file",
+        env = "MONOGOTO_EXPORTER_CONFIG",
+        value_name = "PATH"
+    )]
     pub config_file: Option<PathBuf>,
     /// Address to serve metrics on [default: 0.0.0.0:19540].
     #[arg(long = "web.listen-address", value_name = "ADDR")]
@@ -101,7 +105,11 @@ pub struct ExporterArgs {
     #[arg(long = "monogoto.token-file", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     /// User name to log in with (POST /Auth).
-    #[arg(long = "monogoto.username", env = "MONOGOTO_USERNAME", value_name = "NAME")]
+    #[arg(
+        long = "monogoto.username",
+        env = "MONOGOTO_USERNAME",
+        value_name = "NAME"
+    )]
     pub username: Option<String>,
     /// File holding the password (or set MONOGOTO_PASSWORD to the password itself).
     #[arg(long = "monogoto.password-file", value_name = "PATH")]
@@ -357,7 +365,11 @@ pub enum Mode {
 impl Config {
     /// Resolves flags (already merged with their environment variables by clap),
     /// the secret environment, the YAML file and defaults into one validated Config.
-    pub fn resolve(args: &ExporterArgs, env: Environment, mode: Mode) -> Result<Config, ConfigError> {
+    pub fn resolve(
+        args: &ExporterArgs,
+        env: Environment,
+        mode: Mode,
+    ) -> Result<Config, ConfigError> {
         let file = match &args.config_file {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
@@ -369,12 +381,10 @@ impl Config {
             log,
         } = file;
 
-        let listen_address = validate_listen_address(
-            args.listen_address.clone().or(web.listen_address),
-        )?;
-        let telemetry_path = validate_telemetry_path(
-            args.telemetry_path.clone().or(web.telemetry_path),
-        )?;
+        let listen_address =
+            validate_listen_address(args.listen_address.clone().or(web.listen_address))?;
+        let telemetry_path =
+            validate_telemetry_path(args.telemetry_path.clone().or(web.telemetry_path))?;
         let url = validate_url(args.url.clone().or(monogoto.url.clone()))?;
 
         let poll = resolve_poll(args, poll)?;
@@ -383,12 +393,20 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError::value("log.format", other, "must be \"text\" or \"json\""));
+                return Err(ConfigError::value(
+                    "log.format",
+                    other,
+                    "must be \"text\" or \"json\"",
+                ));
             }
         };
         let filter = match args.log_level.clone() {
             Some(level) => level,
-            None => env.rust_log.clone().or(log.level).unwrap_or_else(|| "info".to_string()),
+            None => env
+                .rust_log
+                .clone()
+                .or(log.level)
+                .unwrap_or_else(|| "info".to_string()),
         };
         let filter = validate_log_filter(filter)?;
 
@@ -401,7 +419,10 @@ impl Config {
             args.iccids.clone()
         };
         for raw in &flag_iccids {
-            iccids.push(normalize_iccid(raw).map_err(|why| ConfigError::value("monogoto.iccid", raw, why))?);
+            iccids.push(
+                normalize_iccid(raw)
+                    .map_err(|why| ConfigError::value("monogoto.iccid", raw, why))?,
+            );
         }
         if let Some(path) = args.iccids_file.clone().or(monogoto.iccids_file.clone()) {
             iccids.extend(read_iccids_file(&path)?);
@@ -508,7 +529,11 @@ fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
 fn parse_count(key: &str, value: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
     match value.trim().parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::value(key, value, format!("must be a whole number from {min} to {max}"))),
+        _ => Err(ConfigError::value(
+            key,
+            value,
+            format!("must be a whole number from {min} to {max}"),
+        )),
     }
 }
 
@@ -540,7 +565,11 @@ fn validate_telemetry_path(value: Option<String>) -> Result<String, ConfigError>
         return Ok(DEFAULT_TELEMETRY_PATH.to_string());
     };
     if !value.starts_with('/') || value.contains(char::is_whitespace) {
-        return Err(ConfigError::value("web.telemetry-path", &value, "must be a path starting with \"/\""));
+        return Err(ConfigError::value(
+            "web.telemetry-path",
+            &value,
+            "must be a path starting with \"/\"",
+        ));
     }
     if ["/", "/healthz", "/readyz"].contains(&value.as_str()) {
         return Err(ConfigError::value(
@@ -559,7 +588,11 @@ fn validate_url(value: Option<String>) -> Result<String, ConfigError> {
     let parsed = reqwest::Url::parse(value.trim())
         .map_err(|e| ConfigError::value("monogoto.url", &value, format!("invalid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ConfigError::value("monogoto.url", &value, "must be an http:// or https:// URL with a host"));
+        return Err(ConfigError::value(
+            "monogoto.url",
+            &value,
+            "must be an http:// or https:// URL with a host",
+        ));
     }
     if parsed.query().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
         // Credentials in a URL would end up in logs and errors.
@@ -573,12 +606,22 @@ fn validate_url(value: Option<String>) -> Result<String, ConfigError> {
 }
 
 fn redact_url(url: &reqwest::Url) -> String {
-    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.path())
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    )
 }
 
 fn validate_log_filter(filter: String) -> Result<String, ConfigError> {
-    tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|_| ConfigError::value("log.level", &filter, "must be error, warn, info, debug or trace"))?;
+    tracing_subscriber::EnvFilter::try_new(&filter).map_err(|_| {
+        ConfigError::value(
+            "log.level",
+            &filter,
+            "must be error, warn, info, debug or trace",
+        )
+    })?;
     Ok(filter)
 }
 
@@ -594,13 +637,20 @@ fn resolve_credentials(
     } else if let Some(path) = &file.token_file {
         Some(read_secret_file("monogoto.token-file", path)?)
     } else {
-        file.token.clone().filter(|t| !t.trim().is_empty()).map(SecretString::from)
+        file.token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .map(SecretString::from)
     };
     if let Some(token) = token {
         return Ok(Some(Credentials::Token(token)));
     }
 
-    let username = args.username.clone().or(file.username.clone()).filter(|u| !u.is_empty());
+    let username = args
+        .username
+        .clone()
+        .or(file.username.clone())
+        .filter(|u| !u.is_empty());
     let password = if let Some(path) = &args.password_file {
         Some(read_secret_file("monogoto.password-file", path)?)
     } else if let Some(password) = &env.password {
@@ -608,13 +658,18 @@ fn resolve_credentials(
     } else if let Some(path) = &file.password_file {
         Some(read_secret_file("monogoto.password-file", path)?)
     } else {
-        file.password.clone().filter(|p| !p.is_empty()).map(SecretString::from)
+        file.password
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from)
     };
     match (username, password) {
         (Some(username), Some(password)) => Ok(Some(Credentials::Login { username, password })),
         (Some(_), None) => Err(ConfigError::new(
             "monogoto.password",
-            format!("monogoto.username is set but no password: set {ENV_PASSWORD} or --monogoto.password-file"),
+            format!(
+                "monogoto.username is set but no password: set {ENV_PASSWORD} or --monogoto.password-file"
+            ),
         )),
         (None, Some(_)) => Err(ConfigError::new(
             "monogoto.username",
@@ -641,7 +696,10 @@ pub fn normalize_iccid(raw: &str) -> Result<String, &'static str> {
     const WHY: &str = "not an ICCID (18 to 22 characters: digits, optionally ending in F)";
     let s = raw.trim();
     let digits = s.strip_suffix(['F', 'f']).unwrap_or(s);
-    if !(18..=22).contains(&s.len()) || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !(18..=22).contains(&s.len())
+        || digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(WHY);
     }
     let mut canonical = digits.to_string();
@@ -654,8 +712,9 @@ pub fn normalize_iccid(raw: &str) -> Result<String, &'static str> {
 /// Reads ICCIDs one a line; `#` starts a comment; blank lines are ignored.
 pub fn read_iccids_file(path: &Path) -> Result<Vec<String>, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::value("monogoto.iccids-file", &shown, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::value("monogoto.iccids-file", &shown, format!("cannot read: {e}"))
+    })?;
     parse_iccids(&text).map_err(|(line, value, why)| {
         ConfigError::new(
             "monogoto.iccids-file",
@@ -694,7 +753,9 @@ mod tests {
     fn parse(args: &[&str]) -> ExporterArgs {
         let mut argv = vec!["monogoto-exporter"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("test flags parse").exporter
+        Cli::try_parse_from(argv)
+            .expect("test flags parse")
+            .exporter
     }
 
     fn token_env() -> Environment {
@@ -715,7 +776,9 @@ mod tests {
     }
 
     fn error(args: &[&str]) -> String {
-        resolve(args).expect_err("config must be rejected").to_string()
+        resolve(args)
+            .expect_err("config must be rejected")
+            .to_string()
     }
 
     #[test]
@@ -726,7 +789,13 @@ mod tests {
         assert_eq!(c.url, "https://console.monogoto.io");
         assert_eq!(c.poll, PollConfig::default());
         assert_eq!(c.poll.stale_after, Duration::from_secs(180));
-        assert_eq!(c.log, LogConfig { filter: "info".into(), format: LogFormat::Text });
+        assert_eq!(
+            c.log,
+            LogConfig {
+                filter: "info".into(),
+                format: LogFormat::Text
+            }
+        );
         assert!(!c.discover);
         assert!(matches!(c.credentials, Some(Credentials::Token(_))));
     }
@@ -755,8 +824,17 @@ mod tests {
         assert_eq!(c.log.format, LogFormat::Json);
 
         let c = resolve(&[
-            "--config.file", path, "--poll.interval", "2m", "--poll.batch-size", "7",
-            "--monogoto.iccid", B, "--monogoto.discover=false", "--log.format", "text",
+            "--config.file",
+            path,
+            "--poll.interval",
+            "2m",
+            "--poll.batch-size",
+            "7",
+            "--monogoto.iccid",
+            B,
+            "--monogoto.discover=false",
+            "--log.format",
+            "text",
         ])
         .expect("valid");
         assert_eq!(c.poll.interval, Duration::from_secs(120));
@@ -765,7 +843,10 @@ mod tests {
         assert_eq!(c.iccids, vec![B.to_string()]);
         assert!(!c.discover);
         assert_eq!(c.log.format, LogFormat::Text);
-        assert_eq!(c.poll.concurrency, 2, "file value survives where no flag is given");
+        assert_eq!(
+            c.poll.concurrency, 2,
+            "file value survives where no flag is given"
+        );
     }
 
     #[test]
@@ -783,15 +864,20 @@ mod tests {
             password: None,
             rust_log: Some("debug".into()),
         };
-        let c = Config::resolve(&parse(&["--config.file", path]), env, Mode::Exporter).expect("valid");
+        let c =
+            Config::resolve(&parse(&["--config.file", path]), env, Mode::Exporter).expect("valid");
         match c.credentials {
             Some(Credentials::Token(t)) => assert_eq!(t.expose_secret(), "from-env"),
             other => panic!("unexpected credentials {other:?}"),
         }
         assert_eq!(c.log.filter, "debug");
 
-        let c = Config::resolve(&parse(&["--config.file", path]), Environment::default(), Mode::Exporter)
-            .expect("valid");
+        let c = Config::resolve(
+            &parse(&["--config.file", path]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
         match c.credentials {
             Some(Credentials::Token(t)) => assert_eq!(t.expose_secret(), "from-file"),
             other => panic!("unexpected credentials {other:?}"),
@@ -800,9 +886,20 @@ mod tests {
 
         let flag_path = dir.path().join("flag-token");
         std::fs::write(&flag_path, "  from-flag-file \n").expect("write");
-        let env = Environment { token: Some(SecretString::from("from-env")), ..Environment::default() };
-        let args = parse(&["--config.file", path, "--monogoto.token-file", flag_path.to_str().expect("utf-8")]);
-        match Config::resolve(&args, env, Mode::Exporter).expect("valid").credentials {
+        let env = Environment {
+            token: Some(SecretString::from("from-env")),
+            ..Environment::default()
+        };
+        let args = parse(&[
+            "--config.file",
+            path,
+            "--monogoto.token-file",
+            flag_path.to_str().expect("utf-8"),
+        ]);
+        match Config::resolve(&args, env, Mode::Exporter)
+            .expect("valid")
+            .credentials
+        {
             Some(Credentials::Token(t)) => assert_eq!(t.expose_secret(), "from-flag-file"),
             other => panic!("unexpected credentials {other:?}"),
         }
@@ -810,9 +907,16 @@ mod tests {
 
     #[test]
     fn login_credentials() {
-        let env = Environment { password: Some(SecretString::from("pw")), ..Environment::default() };
-        let c = Config::resolve(&parse(&["--monogoto.username", "ops", "--monogoto.discover"]), env, Mode::Exporter)
-            .expect("valid");
+        let env = Environment {
+            password: Some(SecretString::from("pw")),
+            ..Environment::default()
+        };
+        let c = Config::resolve(
+            &parse(&["--monogoto.username", "ops", "--monogoto.discover"]),
+            env,
+            Mode::Exporter,
+        )
+        .expect("valid");
         assert!(c.discover);
         match c.credentials {
             Some(Credentials::Login { username, password }) => {
@@ -821,9 +925,16 @@ mod tests {
             }
             other => panic!("unexpected credentials {other:?}"),
         }
-        let e = Config::resolve(&parse(&["--monogoto.username", "ops", "--monogoto.discover"]), Environment::default(), Mode::Exporter)
-            .expect_err("no password");
-        assert!(e.to_string().starts_with("config: monogoto.password:"), "{e}");
+        let e = Config::resolve(
+            &parse(&["--monogoto.username", "ops", "--monogoto.discover"]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect_err("no password");
+        assert!(
+            e.to_string().starts_with("config: monogoto.password:"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -832,33 +943,85 @@ mod tests {
             token: Some(SecretString::from("s3cr3t-token")),
             ..Environment::default()
         };
-        let c = Config::resolve(&parse(&["--monogoto.iccid", A]), env, Mode::Exporter).expect("valid");
+        let c =
+            Config::resolve(&parse(&["--monogoto.iccid", A]), env, Mode::Exporter).expect("valid");
         assert!(!format!("{c:?}").contains("s3cr3t-token"));
     }
 
     #[test]
     fn every_validation_error_names_its_key() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--poll.interval", "5x"], "config: poll.interval \"5x\": invalid duration"),
-            (&["--poll.interval", "0s"], "config: poll.interval \"0s\": must be greater than zero"),
+            (
+                &["--poll.interval", "5x"],
+                "config: poll.interval \"5x\": invalid duration",
+            ),
+            (
+                &["--poll.interval", "0s"],
+                "config: poll.interval \"0s\": must be greater than zero",
+            ),
             (&["--poll.timeout", "soon"], "config: poll.timeout \"soon\""),
-            (&["--poll.batch-size", "0"], "config: poll.batch-size \"0\": must be a whole number from 1 to 50"),
-            (&["--poll.batch-size", "51"], "config: poll.batch-size \"51\""),
-            (&["--poll.batch-size", "ten"], "config: poll.batch-size \"ten\""),
-            (&["--poll.concurrency", "0"], "config: poll.concurrency \"0\""),
-            (&["--poll.stale-after", "30s"], "config: poll.stale-after \"30s\": must be at least poll.interval"),
-            (&["--web.listen-address", "nowhere"], "config: web.listen-address \"nowhere\""),
-            (&["--web.listen-address", "host:99999"], "config: web.listen-address"),
-            (&["--web.telemetry-path", "metrics"], "config: web.telemetry-path \"metrics\""),
-            (&["--web.telemetry-path", "/healthz"], "config: web.telemetry-path \"/healthz\""),
-            (&["--monogoto.url", "console.monogoto.io"], "config: monogoto.url \"console.monogoto.io\": invalid URL"),
-            (&["--monogoto.url", "ftp://x"], "config: monogoto.url \"ftp://x\""),
-            (&["--monogoto.url", "https://u:p@x/"], "config: monogoto.url \"https://x/\": must not carry"),
+            (
+                &["--poll.batch-size", "0"],
+                "config: poll.batch-size \"0\": must be a whole number from 1 to 50",
+            ),
+            (
+                &["--poll.batch-size", "51"],
+                "config: poll.batch-size \"51\"",
+            ),
+            (
+                &["--poll.batch-size", "ten"],
+                "config: poll.batch-size \"ten\"",
+            ),
+            (
+                &["--poll.concurrency", "0"],
+                "config: poll.concurrency \"0\"",
+            ),
+            (
+                &["--poll.stale-after", "30s"],
+                "config: poll.stale-after \"30s\": must be at least poll.interval",
+            ),
+            (
+                &["--web.listen-address", "nowhere"],
+                "config: web.listen-address \"nowhere\"",
+            ),
+            (
+                &["--web.listen-address", "host:99999"],
+                "config: web.listen-address",
+            ),
+            (
+                &["--web.telemetry-path", "metrics"],
+                "config: web.telemetry-path \"metrics\"",
+            ),
+            (
+                &["--web.telemetry-path", "/healthz"],
+                "config: web.telemetry-path \"/healthz\"",
+            ),
+            (
+                &["--monogoto.url", "console.monogoto.io"],
+                "config: monogoto.url \"console.monogoto.io\": invalid URL",
+            ),
+            (
+                &["--monogoto.url", "ftp://x"],
+                "config: monogoto.url \"ftp://x\"",
+            ),
+            (
+                &["--monogoto.url", "https://u:p@x/"],
+                "config: monogoto.url \"https://x/\": must not carry",
+            ),
             (&["--log.format", "xml"], "config: log.format \"xml\""),
             (&["--log.level", "loud=="], "config: log.level"),
-            (&["--monogoto.iccid", "12345"], "config: monogoto.iccid \"12345\": not an ICCID"),
-            (&["--config.file", "/nonexistent/monogoto.yml"], "config: config.file \"/nonexistent/monogoto.yml\": cannot read"),
-            (&["--monogoto.token-file", "/nonexistent/token"], "config: monogoto.token-file \"/nonexistent/token\": cannot read"),
+            (
+                &["--monogoto.iccid", "12345"],
+                "config: monogoto.iccid \"12345\": not an ICCID",
+            ),
+            (
+                &["--config.file", "/nonexistent/monogoto.yml"],
+                "config: config.file \"/nonexistent/monogoto.yml\": cannot read",
+            ),
+            (
+                &["--monogoto.token-file", "/nonexistent/token"],
+                "config: monogoto.token-file \"/nonexistent/token\": cannot read",
+            ),
         ];
         for (args, expected) in cases {
             let mut all = args.to_vec();
@@ -866,44 +1029,91 @@ mod tests {
                 all.extend_from_slice(&["--monogoto.iccid", A]);
             }
             let e = error(&all);
-            assert!(e.starts_with(expected), "{args:?}: got {e:?}, want prefix {expected:?}");
+            assert!(
+                e.starts_with(expected),
+                "{args:?}: got {e:?}, want prefix {expected:?}"
+            );
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
     }
 
     #[test]
     fn missing_credentials_or_things_are_errors_only_for_the_exporter() {
-        let e = Config::resolve(&parse(&["--monogoto.iccid", A]), Environment::default(), Mode::Exporter)
-            .expect_err("no credentials");
-        assert!(e.to_string().starts_with("config: monogoto.token: no credentials"), "{e}");
+        let e = Config::resolve(
+            &parse(&["--monogoto.iccid", A]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect_err("no credentials");
+        assert!(
+            e.to_string()
+                .starts_with("config: monogoto.token: no credentials"),
+            "{e}"
+        );
         let e = error(&[]);
-        assert!(e.starts_with("config: monogoto.iccid: no Things to export"), "{e}");
+        assert!(
+            e.starts_with("config: monogoto.iccid: no Things to export"),
+            "{e}"
+        );
         assert!(Config::resolve(&parse(&[]), Environment::default(), Mode::Demo).is_ok());
     }
 
     #[test]
     fn bad_yaml_and_unknown_keys_are_errors() {
         let f = yaml("poll:\n  intervall: 30s\n");
-        let e = error(&["--config.file", f.path().to_str().expect("utf-8"), "--monogoto.iccid", A]);
+        let e = error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ]);
         assert!(e.contains("invalid YAML") && e.contains("intervall"), "{e}");
         let f = yaml("poll: [unclosed\n");
-        let e = error(&["--config.file", f.path().to_str().expect("utf-8"), "--monogoto.iccid", A]);
+        let e = error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ]);
         assert!(e.starts_with("config: config.file"), "{e}");
         let f = yaml("poll:\n  batch_size: 99\n");
-        let e = error(&["--config.file", f.path().to_str().expect("utf-8"), "--monogoto.iccid", A]);
+        let e = error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ]);
         assert!(e.starts_with("config: poll.batch-size \"99\""), "{e}");
     }
 
     #[test]
     fn iccid_validation() {
         assert_eq!(normalize_iccid(A), Ok(A.to_string()));
-        assert_eq!(normalize_iccid("8988200000000000001f"), Ok("8988200000000000001F".into()));
-        assert_eq!(normalize_iccid(" 8988200000000000001F "), Ok("8988200000000000001F".into()));
-        assert!(normalize_iccid("1234567890123456789012").is_ok(), "22 characters");
-        assert!(normalize_iccid("89882000000000000").is_err(), "17 characters");
-        assert!(normalize_iccid("12345678901234567890123").is_err(), "23 characters");
+        assert_eq!(
+            normalize_iccid("8988200000000000001f"),
+            Ok("8988200000000000001F".into())
+        );
+        assert_eq!(
+            normalize_iccid(" 8988200000000000001F "),
+            Ok("8988200000000000001F".into())
+        );
+        assert!(
+            normalize_iccid("1234567890123456789012").is_ok(),
+            "22 characters"
+        );
+        assert!(
+            normalize_iccid("89882000000000000").is_err(),
+            "17 characters"
+        );
+        assert!(
+            normalize_iccid("12345678901234567890123").is_err(),
+            "23 characters"
+        );
         assert!(normalize_iccid("8988200000000000x01").is_err());
-        assert!(normalize_iccid("89882000000000000F1").is_err(), "F only at the end");
+        assert!(
+            normalize_iccid("89882000000000000F1").is_err(),
+            "F only at the end"
+        );
         assert!(normalize_iccid("FFFFFFFFFFFFFFFFFF").is_err());
         assert!(normalize_iccid("").is_err());
     }
@@ -911,14 +1121,29 @@ mod tests {
     #[test]
     fn iccids_file_comments_blanks_duplicates_and_bad_lines() {
         let text = format!("# fleet\n\n{A}\n  {B}  # gateway\n{A}\n");
-        assert_eq!(parse_iccids(&text), Ok(vec![A.to_string(), B.to_string(), A.to_string()]));
+        assert_eq!(
+            parse_iccids(&text),
+            Ok(vec![A.to_string(), B.to_string(), A.to_string()])
+        );
         let f = yaml(&text);
-        let c = resolve(&["--monogoto.iccids-file", f.path().to_str().expect("utf-8"), "--monogoto.iccid", B])
-            .expect("valid");
-        assert_eq!(c.iccids, vec![B.to_string(), A.to_string()], "union, duplicates removed");
+        let c = resolve(&[
+            "--monogoto.iccids-file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            B,
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.iccids,
+            vec![B.to_string(), A.to_string()],
+            "union, duplicates removed"
+        );
 
         let f = yaml(&format!("{A}\n# ok\nnot-an-iccid\n"));
         let e = error(&["--monogoto.iccids-file", f.path().to_str().expect("utf-8")]);
-        assert!(e.starts_with("config: monogoto.iccids-file") && e.contains("line 3: \"not-an-iccid\""), "{e}");
+        assert!(
+            e.starts_with("config: monogoto.iccids-file") && e.contains("line 3: \"not-an-iccid\""),
+            "{e}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Flags, configuration, logging, and running one of the three modes.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -63,7 +64,8 @@ async fn run_exporter(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run_demo(demo: DemoArgs) -> ExitCode {
+async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
+    let demo = *demo;
     let mut args = demo.exporter;
     if args.interval.is_none() && args.config_file.is_none() {
         args.interval = Some(DEMO_INTERVAL.to_string());
@@ -167,7 +169,8 @@ fn init_logging(log: &LogConfig) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

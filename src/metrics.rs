@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::monogoto::model::ThingStatus;
@@ -129,7 +130,11 @@ impl HealthMetrics {
         )
         .expect("valid metric");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("MONOGOTO_EXPORTER_REVISION"), env!("MONOGOTO_EXPORTER_RUSTC")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("MONOGOTO_EXPORTER_REVISION"),
+                env!("MONOGOTO_EXPORTER_RUSTC"),
+            ])
             .set(1.0);
 
         for field in KNOWN_FIELDS {
@@ -155,7 +160,9 @@ impl HealthMetrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("process metrics register once");
 
         HealthMetrics {
@@ -172,7 +179,9 @@ impl HealthMetrics {
     }
 
     pub fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
-        self.api_requests.with_label_values(&[endpoint.label(), code]).inc();
+        self.api_requests
+            .with_label_values(&[endpoint.label(), code])
+            .inc();
         self.api_request_duration
             .with_label_values(&[endpoint.label()])
             .observe(seconds);
@@ -348,7 +357,11 @@ mod tests {
         let text = render(&[t, thing("898800000000000002")]);
         assert!(text.contains("monogoto_thing_connected{iccid=\"898800000000000001\"} 1\n"));
         assert!(text.contains("monogoto_thing_active_sessions{iccid=\"898800000000000001\"} 2\n"));
-        assert!(text.contains("monogoto_thing_uplink_throughput{iccid=\"898800000000000001\"} 1500.5\n"));
+        assert!(
+            text.contains(
+                "monogoto_thing_uplink_throughput{iccid=\"898800000000000001\"} 1500.5\n"
+            )
+        );
         assert!(text.contains(
             "monogoto_thing_last_connection_timestamp_seconds{iccid=\"898800000000000001\"} 1739955863\n"
         ));

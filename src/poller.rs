@@ -126,7 +126,10 @@ impl Poller {
         report.things_refreshed = fresh.len();
 
         let now = SystemTime::now();
-        let snapshot = self.fleet.snapshot().next(fresh, now, self.poll.stale_after);
+        let snapshot = self
+            .fleet
+            .snapshot()
+            .next(fresh, now, self.poll.stale_after);
         self.health.things_reported.set(snapshot.len() as i64);
         self.fleet.publish(snapshot);
 
@@ -134,9 +137,11 @@ impl Poller {
         self.health.refresh_duration.set(elapsed.as_secs_f64());
         if report.succeeded() {
             self.health.up.set(1);
-            self.health
-                .last_refresh_success
-                .set(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+            self.health.last_refresh_success.set(
+                now.duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
         } else {
             self.health.up.set(0);
         }
@@ -171,7 +176,10 @@ impl Poller {
 
     async fn read_batch(&self, batch: &[String]) -> Result<Vec<ThingStatus>, ApiError> {
         let limit = self.poll.batch_size;
-        read_batch(batch, |offset| self.client.thing_status(batch, limit, offset)).await
+        read_batch(batch, |offset| {
+            self.client.thing_status(batch, limit, offset)
+        })
+        .await
     }
 }
 
@@ -179,7 +187,10 @@ impl Poller {
 /// returned, until every requested Thing was seen, a page is empty, or a page
 /// brings no new Thing. A batch answered whole costs one request; a server that
 /// caps its pages below `limit` is still read to the end.
-pub async fn read_batch<F, Fut, E>(iccids: &[String], mut fetch_page: F) -> Result<Vec<ThingStatus>, E>
+pub async fn read_batch<F, Fut, E>(
+    iccids: &[String],
+    mut fetch_page: F,
+) -> Result<Vec<ThingStatus>, E>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<StatusPage, E>>,
@@ -255,10 +266,19 @@ mod tests {
     }
 
     /// A server answering the requested ids in order, at most `cap` a page.
-    fn server<'a>(ids: &'a [String], cap: usize, calls: &'a RefCell<Vec<usize>>) -> impl FnMut(usize) -> std::future::Ready<Result<StatusPage, ()>> + 'a {
+    fn server<'a>(
+        ids: &'a [String],
+        cap: usize,
+        calls: &'a RefCell<Vec<usize>>,
+    ) -> impl FnMut(usize) -> std::future::Ready<Result<StatusPage, ()>> + 'a {
         move |offset| {
             calls.borrow_mut().push(offset);
-            let things: Vec<_> = ids.iter().skip(offset).take(cap).map(|i| status(i)).collect();
+            let things: Vec<_> = ids
+                .iter()
+                .skip(offset)
+                .take(cap)
+                .map(|i| status(i))
+                .collect();
             std::future::ready(Ok(StatusPage {
                 returned: things.len(),
                 things,
@@ -343,13 +363,18 @@ mod tests {
             }))
         }))
         .expect("ok");
-        assert_eq!(things.iter().map(|t| t.iccid.as_str()).collect::<Vec<_>>(), vec![ids[0].as_str(), ids[1].as_str()]);
+        assert_eq!(
+            things.iter().map(|t| t.iccid.as_str()).collect::<Vec<_>>(),
+            vec![ids[0].as_str(), ids[1].as_str()]
+        );
     }
 
     #[test]
     fn a_failed_page_fails_the_batch() {
         let ids = iccids(3);
-        let result = block(read_batch(&ids, |_| std::future::ready(Err::<StatusPage, _>("boom"))));
+        let result = block(read_batch(&ids, |_| {
+            std::future::ready(Err::<StatusPage, _>("boom"))
+        }));
         assert_eq!(result, Err("boom"));
     }
 
@@ -359,7 +384,12 @@ mod tests {
         let calls = RefCell::new(Vec::new());
         let found = block(discover_all(|offset| {
             calls.borrow_mut().push(offset);
-            let page: Vec<String> = fleet.iter().skip(offset).take(THINGS_PAGE_SIZE).cloned().collect();
+            let page: Vec<String> = fleet
+                .iter()
+                .skip(offset)
+                .take(THINGS_PAGE_SIZE)
+                .cloned()
+                .collect();
             std::future::ready(Ok::<_, ()>((page.len(), page)))
         }))
         .expect("ok");
@@ -370,11 +400,20 @@ mod tests {
         let calls = RefCell::new(Vec::new());
         let found = block(discover_all(|offset| {
             calls.borrow_mut().push(offset);
-            let page: Vec<String> = fleet.iter().skip(offset).take(THINGS_PAGE_SIZE).cloned().collect();
+            let page: Vec<String> = fleet
+                .iter()
+                .skip(offset)
+                .take(THINGS_PAGE_SIZE)
+                .cloned()
+                .collect();
             std::future::ready(Ok::<_, ()>((page.len(), page)))
         }))
         .expect("ok");
         assert_eq!(found.len(), 100);
-        assert_eq!(*calls.borrow(), vec![0, 50, 100], "an exact multiple ends on an empty page");
+        assert_eq!(
+            *calls.borrow(),
+            vec![0, 50, 100],
+            "an exact multiple ends on an empty page"
+        );
     }
 }

@@ -48,7 +48,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.fleet.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first refresh\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first refresh\n",
+        )
+            .into_response()
     }
 }
 
@@ -59,7 +63,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     state.health.render_into(&mut body);
 
     let mut response_headers = HeaderMap::new();
-    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT_0_0_4));
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE_TEXT_0_0_4),
+    );
     response_headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if accepts_gzip(&headers) {
         let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
@@ -106,7 +113,10 @@ mod tests {
 
     fn with(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).expect("header"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(value).expect("header"),
+        );
         h
     }
 

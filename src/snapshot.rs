@@ -31,7 +31,12 @@ impl Snapshot {
     /// The next snapshot: `fresh` replaces what it names, Things not refreshed
     /// keep their last values, and Things not refreshed for longer than
     /// `stale_after` are dropped.
-    pub fn next(&self, fresh: Vec<ThingStatus>, now: SystemTime, stale_after: Duration) -> Snapshot {
+    pub fn next(
+        &self,
+        fresh: Vec<ThingStatus>,
+        now: SystemTime,
+        stale_after: Duration,
+    ) -> Snapshot {
         let mut things: BTreeMap<String, Entry> = self
             .things
             .iter()
@@ -131,12 +136,23 @@ mod tests {
         let t1 = t0 + Duration::from_secs(60);
         let s2 = s1.next(vec![thing("a", false)], t1, stale);
         assert_eq!(s2.get("a").and_then(|t| t.connected), Some(false));
-        assert_eq!(s2.get("b").and_then(|t| t.connected), Some(true), "last known value kept");
+        assert_eq!(
+            s2.get("b").and_then(|t| t.connected),
+            Some(true),
+            "last known value kept"
+        );
         assert_eq!(s2.oldest_refresh(), Some(t0));
 
         let s3 = s2.next(vec![thing("a", true)], t0 + stale, stale);
-        assert!(s3.get("b").is_some(), "exactly stale-after old is still served");
-        let s4 = s3.next(vec![thing("a", true)], t0 + stale + Duration::from_secs(1), stale);
+        assert!(
+            s3.get("b").is_some(),
+            "exactly stale-after old is still served"
+        );
+        let s4 = s3.next(
+            vec![thing("a", true)],
+            t0 + stale + Duration::from_secs(1),
+            stale,
+        );
         assert!(s4.get("b").is_none(), "older than stale-after leaves");
         let text = String::from_utf8(s4.exposition().to_vec()).expect("utf-8");
         assert!(text.contains("monogoto_thing_connected{iccid=\"a\"} 1"));
@@ -149,10 +165,17 @@ mod tests {
         assert!(!fleet.is_ready());
         assert!(fleet.snapshot().is_empty());
         let before = fleet.snapshot();
-        fleet.publish(Snapshot::empty().next(vec![thing("a", true)], SystemTime::now(), Duration::from_secs(1)));
+        fleet.publish(Snapshot::empty().next(
+            vec![thing("a", true)],
+            SystemTime::now(),
+            Duration::from_secs(1),
+        ));
         fleet.mark_ready();
         assert!(fleet.is_ready());
         assert_eq!(fleet.snapshot().len(), 1);
-        assert!(before.is_empty(), "a reader's snapshot never changes under it");
+        assert!(
+            before.is_empty(),
+            "a reader's snapshot never changes under it"
+        );
     }
 }

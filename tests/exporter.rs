@@ -22,22 +22,64 @@ async fn every_thing_is_exported_with_exact_values() {
     assert_eq!(value(&s, "monogoto_up"), Some(1.0));
     assert_eq!(value(&s, "monogoto_things_configured"), Some(60.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(60.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"200\",endpoint=\"status\"}"), Some(2.0));
-    assert!(value(&s, "monogoto_last_refresh_success_timestamp_seconds").is_some_and(|t| t > 1.7e9));
-    assert!(s.keys().any(|k| k.starts_with("process_resident_memory_bytes")));
-    assert!(s.keys().any(|k| k.starts_with("monogoto_exporter_build_info{")));
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"200\",endpoint=\"status\"}"
+        ),
+        Some(2.0)
+    );
+    assert!(
+        value(&s, "monogoto_last_refresh_success_timestamp_seconds").is_some_and(|t| t > 1.7e9)
+    );
+    assert!(
+        s.keys()
+            .any(|k| k.starts_with("process_resident_memory_bytes"))
+    );
+    assert!(
+        s.keys()
+            .any(|k| k.starts_with("monogoto_exporter_build_info{"))
+    );
 
     let mut connected = 0;
     for iccid in sim.simulator.iccids() {
         let truth = sim.simulator.truth(&iccid).expect("known Thing");
         let series = |name| value(&s, &thing_series(name, &iccid));
-        assert_eq!(series("monogoto_thing_connected"), Some(connected_value(truth.connected)), "{iccid}");
-        assert_eq!(series("monogoto_thing_active_sessions"), Some(truth.active_sessions as f64), "{iccid}");
-        assert_eq!(series("monogoto_thing_uplink_throughput"), Some(truth.uplink_throughput), "{iccid}");
-        assert_eq!(series("monogoto_thing_downlink_throughput"), Some(truth.downlink_throughput), "{iccid}");
-        assert_eq!(series("monogoto_thing_last_connection_timestamp_seconds"), truth.last_connection, "{iccid}");
-        assert_eq!(series("monogoto_thing_last_disconnection_timestamp_seconds"), truth.last_disconnection, "{iccid}");
-        assert_eq!(series("monogoto_thing_session_start_timestamp_seconds"), truth.session_start, "{iccid}");
+        assert_eq!(
+            series("monogoto_thing_connected"),
+            Some(connected_value(truth.connected)),
+            "{iccid}"
+        );
+        assert_eq!(
+            series("monogoto_thing_active_sessions"),
+            Some(truth.active_sessions as f64),
+            "{iccid}"
+        );
+        assert_eq!(
+            series("monogoto_thing_uplink_throughput"),
+            Some(truth.uplink_throughput),
+            "{iccid}"
+        );
+        assert_eq!(
+            series("monogoto_thing_downlink_throughput"),
+            Some(truth.downlink_throughput),
+            "{iccid}"
+        );
+        assert_eq!(
+            series("monogoto_thing_last_connection_timestamp_seconds"),
+            truth.last_connection,
+            "{iccid}"
+        );
+        assert_eq!(
+            series("monogoto_thing_last_disconnection_timestamp_seconds"),
+            truth.last_disconnection,
+            "{iccid}"
+        );
+        assert_eq!(
+            series("monogoto_thing_session_start_timestamp_seconds"),
+            truth.session_start,
+            "{iccid}"
+        );
         let info = format!(
             "monogoto_thing_info{{iccid=\"{iccid}\",thing_name=\"{}\",imsi=\"{}\",msisdn=\"{}\",provision_status=\"{}\"}}",
             escape(&truth.thing_name),
@@ -48,9 +90,18 @@ async fn every_thing_is_exported_with_exact_values() {
         assert_eq!(value(&s, &info), Some(1.0), "missing {info}");
         connected += usize::from(truth.connected);
     }
-    assert!(connected > 0 && connected < 60, "the fleet mixes states: {connected} connected");
-    assert!(text.contains("\\\""), "a Thing name with quotes is exported escaped");
-    assert!(text.contains("\\n"), "a Thing name with a newline is exported escaped");
+    assert!(
+        connected > 0 && connected < 60,
+        "the fleet mixes states: {connected} connected"
+    );
+    assert!(
+        text.contains("\\\""),
+        "a Thing name with quotes is exported escaped"
+    );
+    assert!(
+        text.contains("\\n"),
+        "a Thing name with a newline is exported escaped"
+    );
     exporter.shutdown().await;
 }
 
@@ -58,12 +109,23 @@ async fn every_thing_is_exported_with_exact_values() {
 async fn a_refresh_costs_one_request_per_batch() {
     let sim = simulator(101).await;
     let exporter = start_exporter(&config(&sim)).await;
-    assert_eq!(sim.simulator.requests(SimEndpoint::Status), 3, "ceil(101 / 50)");
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Status),
+        3,
+        "ceil(101 / 50)"
+    );
     let queries = sim.simulator.status_queries();
     for query in &queries {
-        assert!(query.contains("limit=50") && query.contains("offset=0"), "{query}");
+        assert!(
+            query.contains("limit=50") && query.contains("offset=0"),
+            "{query}"
+        );
     }
-    let ids_in = |q: &str| q.split("ThingIds=").nth(1).map_or(0, |rest| rest.split('&').next().unwrap_or("").split(',').count());
+    let ids_in = |q: &str| {
+        q.split("ThingIds=").nth(1).map_or(0, |rest| {
+            rest.split('&').next().unwrap_or("").split(',').count()
+        })
+    };
     let mut sizes: Vec<usize> = queries.iter().map(|q| ids_in(q)).collect();
     sizes.sort_unstable();
     assert_eq!(sizes, vec![1, 50, 50]);
@@ -85,8 +147,18 @@ async fn batch_size_one_and_a_capped_server_still_read_everything() {
     })
     .await;
     let exporter = start_exporter(&config(&sim)).await;
-    assert_eq!(sim.simulator.requests(SimEndpoint::Status), 3, "pages of 20, 20 and 10");
-    assert_eq!(value(&samples(&scrape(&exporter).await), "monogoto_things_reported"), Some(50.0));
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Status),
+        3,
+        "pages of 20, 20 and 10"
+    );
+    assert_eq!(
+        value(
+            &samples(&scrape(&exporter).await),
+            "monogoto_things_reported"
+        ),
+        Some(50.0)
+    );
     exporter.shutdown().await;
 
     let sim = simulator(7).await;
@@ -94,7 +166,13 @@ async fn batch_size_one_and_a_capped_server_still_read_everything() {
     cfg.poll.batch_size = 1;
     let exporter = start_exporter(&cfg).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 7);
-    assert_eq!(value(&samples(&scrape(&exporter).await), "monogoto_things_reported"), Some(7.0));
+    assert_eq!(
+        value(
+            &samples(&scrape(&exporter).await),
+            "monogoto_things_reported"
+        ),
+        Some(7.0)
+    );
     exporter.shutdown().await;
 }
 
@@ -105,16 +183,35 @@ async fn login_then_login_again_after_a_401() {
     cfg.credentials = Some(login(&sim));
     let exporter = start_exporter(&cfg).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1);
-    assert_eq!(value(&samples(&scrape(&exporter).await), "monogoto_up"), Some(1.0));
+    assert_eq!(
+        value(&samples(&scrape(&exporter).await), "monogoto_up"),
+        Some(1.0)
+    );
 
     sim.simulator.revoke_tokens();
     let report = exporter.poller.refresh().await;
     assert!(report.succeeded(), "{report:?}");
-    assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 2, "one login again, not one per batch");
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Auth),
+        2,
+        "one login again, not one per batch"
+    );
     let s = samples(&scrape(&exporter).await);
     assert_eq!(value(&s, "monogoto_up"), Some(1.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"), Some(1.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"200\",endpoint=\"auth\"}"), Some(2.0));
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"200\",endpoint=\"auth\"}"
+        ),
+        Some(2.0)
+    );
     exporter.shutdown().await;
 }
 
@@ -148,9 +245,19 @@ async fn a_token_logs_in_again_before_it_expires() {
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1);
     tokio::time::sleep(Duration::from_millis(1800)).await;
     assert!(exporter.poller.refresh().await.succeeded());
-    assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 2, "renewed from exp, not from a 401");
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Auth),
+        2,
+        "renewed from exp, not from a 401"
+    );
     let s = samples(&scrape(&exporter).await);
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"), None);
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"
+        ),
+        None
+    );
     exporter.shutdown().await;
 }
 
@@ -167,12 +274,25 @@ async fn a_wrong_password_never_loops() {
         let report = exporter.poller.refresh().await;
         assert!(!report.succeeded());
     }
-    assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1, "a failed login backs off");
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Auth),
+        1,
+        "a failed login backs off"
+    );
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 0);
     let s = samples(&scrape(&exporter).await);
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"401\",endpoint=\"auth\"}"), Some(1.0));
-    assert_eq!(get(&format!("{}/readyz", exporter.url())).await.status(), 200);
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"401\",endpoint=\"auth\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(&format!("{}/readyz", exporter.url())).await.status(),
+        200
+    );
     exporter.shutdown().await;
 }
 
@@ -180,12 +300,20 @@ async fn a_wrong_password_never_loops() {
 async fn a_rejected_static_token_sets_up_to_zero() {
     let sim = simulator(5).await;
     let mut cfg = config(&sim);
-    cfg.credentials = Some(monogoto_exporter::config::Credentials::Token(secrecy::SecretString::from("bogus")));
+    cfg.credentials = Some(monogoto_exporter::config::Credentials::Token(
+        secrecy::SecretString::from("bogus"),
+    ));
     let exporter = start_exporter(&cfg).await;
     let s = samples(&scrape(&exporter).await);
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(0.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"), Some(1.0));
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"
+        ),
+        Some(1.0)
+    );
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 0);
     exporter.shutdown().await;
 }
@@ -202,7 +330,13 @@ async fn discovery_lists_every_thing_fifty_a_page() {
     let s = samples(&scrape(&exporter).await);
     assert_eq!(value(&s, "monogoto_things_configured"), Some(120.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"200\",endpoint=\"things\"}"), Some(3.0));
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"200\",endpoint=\"things\"}"
+        ),
+        Some(3.0)
+    );
     exporter.shutdown().await;
 }
 
@@ -219,14 +353,20 @@ async fn a_thing_that_leaves_the_fleet_goes_after_stale_after() {
     sim.simulator.remove_thing(&gone);
     assert!(exporter.poller.refresh().await.succeeded());
     let s = samples(&scrape(&exporter).await);
-    assert!(value(&s, &series).is_some(), "kept with its last values until stale");
+    assert!(
+        value(&s, &series).is_some(),
+        "kept with its last values until stale"
+    );
     assert_eq!(value(&s, "monogoto_things_reported"), Some(5.0));
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     exporter.poller.refresh().await;
     let text = scrape(&exporter).await;
     assert!(!text.contains(&gone), "every series of the Thing is gone");
-    assert_eq!(value(&samples(&text), "monogoto_things_reported"), Some(4.0));
+    assert_eq!(
+        value(&samples(&text), "monogoto_things_reported"),
+        Some(4.0)
+    );
     exporter.shutdown().await;
 }
 
@@ -240,7 +380,8 @@ async fn a_failing_batch_keeps_the_others() {
         let before_good = sim.simulator.truth(in_good_batch).expect("known").connected;
         let before_bad = sim.simulator.truth(in_bad_batch).expect("known").connected;
 
-        sim.simulator.set_connected(in_good_batch, Some(!before_good));
+        sim.simulator
+            .set_connected(in_good_batch, Some(!before_good));
         sim.simulator.set_connected(in_bad_batch, Some(!before_bad));
         sim.simulator.set_failing(in_bad_batch, Some(mode));
         let report = exporter.poller.refresh().await;
@@ -250,14 +391,31 @@ async fn a_failing_batch_keeps_the_others() {
         assert_eq!(value(&s, "monogoto_up"), Some(0.0));
         assert_eq!(value(&s, "monogoto_things_reported"), Some(100.0));
         let connected = |iccid: &str| value(&s, &thing_series("monogoto_thing_connected", iccid));
-        assert_eq!(connected(in_good_batch), Some(connected_value(!before_good)), "refreshed");
-        assert_eq!(connected(in_bad_batch), Some(connected_value(before_bad)), "last known value");
+        assert_eq!(
+            connected(in_good_batch),
+            Some(connected_value(!before_good)),
+            "refreshed"
+        );
+        assert_eq!(
+            connected(in_bad_batch),
+            Some(connected_value(before_bad)),
+            "last known value"
+        );
         if mode == FailMode::ServerError {
-            assert_eq!(value(&s, "monogoto_api_requests_total{code=\"500\",endpoint=\"status\"}"), Some(1.0));
+            assert_eq!(
+                value(
+                    &s,
+                    "monogoto_api_requests_total{code=\"500\",endpoint=\"status\"}"
+                ),
+                Some(1.0)
+            );
         }
 
         sim.simulator.set_failing(in_bad_batch, None);
-        assert!(exporter.poller.refresh().await.succeeded(), "recovers when the fault stops");
+        assert!(
+            exporter.poller.refresh().await.succeeded(),
+            "recovers when the fault stops"
+        );
         let s = samples(&scrape(&exporter).await);
         assert_eq!(value(&s, "monogoto_up"), Some(1.0));
         assert_eq!(
@@ -284,7 +442,10 @@ async fn http_endpoints_and_gzip() {
 
     let plain = get(&format!("{base}/custom-metrics")).await;
     assert_eq!(
-        plain.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        plain
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let plain = plain.text().await.expect("body");
@@ -294,13 +455,24 @@ async fn http_endpoints_and_gzip() {
         .send()
         .await
         .expect("request");
-    assert_eq!(zipped.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    assert_eq!(
+        zipped
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
     let bytes = zipped.bytes().await.expect("body");
     let mut unzipped = String::new();
     flate2::read::GzDecoder::new(&bytes[..])
         .read_to_string(&mut unzipped)
         .expect("valid gzip");
-    let things = |text: &str| text.lines().filter(|l| l.starts_with("monogoto_thing_")).map(str::to_string).collect::<Vec<_>>();
+    let things = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("monogoto_thing_"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(things(&unzipped), things(&plain));
     assert!(!things(&plain).is_empty());
     exporter.shutdown().await;
@@ -309,7 +481,9 @@ async fn http_endpoints_and_gzip() {
 #[tokio::test]
 async fn readyz_waits_for_the_first_refresh() {
     // An API that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let silent_addr = silent.local_addr().expect("addr");
     let _hold = tokio::spawn(async move {
         let mut open = Vec::new();
@@ -324,14 +498,30 @@ async fn readyz_waits_for_the_first_refresh() {
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
     let ready = get(&format!("{}/readyz", exporter.url())).await;
     assert_eq!(ready.status(), 503);
-    assert_eq!(get(&format!("{}/healthz", exporter.url())).await.status(), 200);
+    assert_eq!(
+        get(&format!("{}/healthz", exporter.url())).await.status(),
+        200
+    );
     let s = samples(&scrape(&exporter).await);
-    assert_eq!(value(&s, "monogoto_things_reported"), Some(0.0), "served while the first refresh runs");
+    assert_eq!(
+        value(&s, "monogoto_things_reported"),
+        Some(0.0),
+        "served while the first refresh runs"
+    );
     wait_until("first refresh", || exporter.fleet.is_ready()).await;
-    assert_eq!(get(&format!("{}/readyz", exporter.url())).await.status(), 200);
+    assert_eq!(
+        get(&format!("{}/readyz", exporter.url())).await.status(),
+        200
+    );
     let s = samples(&scrape(&exporter).await);
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
-    assert_eq!(value(&s, "monogoto_api_requests_total{code=\"error\",endpoint=\"status\"}"), Some(1.0));
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"error\",endpoint=\"status\"}"
+        ),
+        Some(1.0)
+    );
     exporter.shutdown().await;
 }
 
@@ -351,7 +541,10 @@ async fn promtool_accepts_the_exposition() {
     let mut child = match promtool {
         Ok(child) => child,
         Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "promtool is required in CI: {e}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool is required in CI: {e}"
+            );
             eprintln!("promtool not installed; skipping the check ({e})");
             return;
         }
@@ -362,6 +555,13 @@ async fn promtool_accepts_the_exposition() {
         stdin.write_all(text.as_bytes()).expect("write to promtool");
     }
     let out = child.wait_with_output().expect("promtool runs");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
 }

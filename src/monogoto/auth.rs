@@ -33,7 +33,12 @@ pub struct Token {
 }
 
 impl Token {
-    pub fn new(secret: SecretString, generation: u64, renew_at: Option<SystemTime>, customer_id: Option<String>) -> Self {
+    pub fn new(
+        secret: SecretString,
+        generation: u64,
+        renew_at: Option<SystemTime>,
+        customer_id: Option<String>,
+    ) -> Self {
         Token {
             secret,
             generation,
@@ -92,8 +97,12 @@ impl LoginState {
 
 /// 1 min, 2 min, 4 min, ... capped at 15 min.
 pub fn login_backoff(previous_failures: u32) -> Duration {
-    let factor = 1u32.checked_shl(previous_failures.min(10)).unwrap_or(u32::MAX);
-    MIN_LOGIN_BACKOFF.saturating_mul(factor).min(MAX_LOGIN_BACKOFF)
+    let factor = 1u32
+        .checked_shl(previous_failures.min(10))
+        .unwrap_or(u32::MAX);
+    MIN_LOGIN_BACKOFF
+        .saturating_mul(factor)
+        .min(MAX_LOGIN_BACKOFF)
 }
 
 /// The `exp` and `iat` claims of a JWT, read without verifying the signature
@@ -168,7 +177,10 @@ mod tests {
     #[test]
     fn reads_exp_without_verifying() {
         let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(jwt_times(&jwt("{\"exp\":1700000000}")), Some((at(1_700_000_000), None)));
+        assert_eq!(
+            jwt_times(&jwt("{\"exp\":1700000000}")),
+            Some((at(1_700_000_000), None))
+        );
         assert_eq!(
             jwt_times(&jwt("{\"exp\":1700000000,\"iat\":1699985600}")),
             Some((at(1_700_000_000), Some(at(1_699_985_600))))
@@ -183,18 +195,34 @@ mod tests {
         let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
         // Issued and expiring a year before our clock's now: the lifetime still counts.
         let skewed = jwt("{\"exp\":1600014400,\"iat\":1600000000}");
-        assert_eq!(renew_at(&skewed, at(1_700_000_000)), Some(at(1_700_000_000 + 14_400 - 60)));
+        assert_eq!(
+            renew_at(&skewed, at(1_700_000_000)),
+            Some(at(1_700_000_000 + 14_400 - 60))
+        );
         let no_iat = jwt("{\"exp\":1700003600}");
-        assert_eq!(renew_at(&no_iat, at(1_700_000_000)), Some(at(1_700_003_540)));
-        assert_eq!(renew_at(&no_iat, at(1_800_000_000)), None, "already expired by our clock: rely on 401");
+        assert_eq!(
+            renew_at(&no_iat, at(1_700_000_000)),
+            Some(at(1_700_003_540))
+        );
+        assert_eq!(
+            renew_at(&no_iat, at(1_800_000_000)),
+            None,
+            "already expired by our clock: rely on 401"
+        );
         assert_eq!(renew_at("opaque", at(1_700_000_000)), None);
     }
 
     #[test]
     fn renews_before_expiry_but_not_at_once() {
         let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(renewal_time(t0, t0 + Duration::from_secs(4 * 3600)), t0 + Duration::from_secs(4 * 3600 - 60));
-        assert_eq!(renewal_time(t0, t0 + Duration::from_secs(30)), t0 + Duration::from_secs(24));
+        assert_eq!(
+            renewal_time(t0, t0 + Duration::from_secs(4 * 3600)),
+            t0 + Duration::from_secs(4 * 3600 - 60)
+        );
+        assert_eq!(
+            renewal_time(t0, t0 + Duration::from_secs(30)),
+            t0 + Duration::from_secs(24)
+        );
         assert_eq!(renewal_time(t0, t0), t0);
     }
 
@@ -215,10 +243,15 @@ mod tests {
     #[test]
     fn login_answers() {
         assert_eq!(
-            parse_login_answer(b"{\"token\":\"abc\",\"refreshToken\":\"r\",\"CustomerId\":\"cid_1\"}"),
+            parse_login_answer(
+                b"{\"token\":\"abc\",\"refreshToken\":\"r\",\"CustomerId\":\"cid_1\"}"
+            ),
             Some(("abc".into(), Some("cid_1".into())))
         );
-        assert_eq!(parse_login_answer(b"{\"Data\":{\"Token\":\"abc\"}}"), Some(("abc".into(), None)));
+        assert_eq!(
+            parse_login_answer(b"{\"Data\":{\"Token\":\"abc\"}}"),
+            Some(("abc".into(), None))
+        );
         assert_eq!(parse_login_answer(b"{\"token\":\"\"}"), None);
         assert_eq!(parse_login_answer(b"Access denied"), None);
     }

@@ -22,7 +22,10 @@ pub enum ApiError {
     #[error("{endpoint}: request timed out")]
     Timeout { endpoint: &'static str },
     #[error("{endpoint}: cannot reach the API: {detail}")]
-    Connect { endpoint: &'static str, detail: String },
+    Connect {
+        endpoint: &'static str,
+        detail: String,
+    },
     #[error("{endpoint}: HTTP {code}: {body}")]
     Status {
         endpoint: &'static str,
@@ -35,16 +38,25 @@ pub enum ApiError {
         source: DecodeError,
     },
     #[error("{endpoint}: answer larger than {limit} bytes, refused")]
-    TooLarge { endpoint: &'static str, limit: usize },
+    TooLarge {
+        endpoint: &'static str,
+        limit: usize,
+    },
     #[error("{endpoint}: unauthorized (HTTP 401): {hint}")]
-    Unauthorized { endpoint: &'static str, hint: &'static str },
+    Unauthorized {
+        endpoint: &'static str,
+        hint: &'static str,
+    },
     #[error("auth: {0}")]
     Login(String),
 }
 
 enum AuthMode {
     Static(Arc<Token>),
-    Login { username: String, password: SecretString },
+    Login {
+        username: String,
+        password: SecretString,
+    },
 }
 
 pub struct ClientOptions {
@@ -63,7 +75,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(options: ClientOptions, credentials: Credentials, health: Arc<HealthMetrics>) -> Result<Self, ApiError> {
+    pub fn new(
+        options: ClientOptions,
+        credentials: Credentials,
+        health: Arc<HealthMetrics>,
+    ) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
@@ -74,7 +90,9 @@ impl Client {
                 detail: e.to_string(),
             })?;
         let auth = match credentials {
-            Credentials::Token(secret) => AuthMode::Static(Arc::new(Token::new(secret, 0, None, None))),
+            Credentials::Token(secret) => {
+                AuthMode::Static(Arc::new(Token::new(secret, 0, None, None)))
+            }
             Credentials::Login { username, password } => AuthMode::Login { username, password },
         };
         Ok(Client {
@@ -88,13 +106,21 @@ impl Client {
     }
 
     /// One page of `GET /thing/status` for `iccids`.
-    pub async fn thing_status(&self, iccids: &[String], limit: usize, offset: usize) -> Result<StatusPage, ApiError> {
+    pub async fn thing_status(
+        &self,
+        iccids: &[String],
+        limit: usize,
+        offset: usize,
+    ) -> Result<StatusPage, ApiError> {
         let ids = iccids
             .iter()
             .map(|iccid| encode_query_value(&format!("{THING_ID_PREFIX}{iccid}")))
             .collect::<Vec<_>>()
             .join(",");
-        let url = format!("{}/thing/status?ThingIds={ids}&limit={limit}&offset={offset}", self.base);
+        let url = format!(
+            "{}/thing/status?ThingIds={ids}&limit={limit}&offset={offset}",
+            self.base
+        );
         let body = self.get(Endpoint::Status, &url).await?;
         let page = model::parse_status_page(&body).map_err(|source| ApiError::Decode {
             endpoint: Endpoint::Status.label(),
@@ -107,7 +133,11 @@ impl Client {
     }
 
     /// One page of `GET /things`: the number of entries and the ICCIDs found.
-    pub async fn list_things(&self, limit: usize, offset: usize) -> Result<(usize, Vec<String>), ApiError> {
+    pub async fn list_things(
+        &self,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(usize, Vec<String>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
         let body = self.get(Endpoint::Things, &url).await?;
         model::parse_things_page(&body).map_err(|source| ApiError::Decode {
@@ -139,7 +169,10 @@ impl Client {
                         });
                     }
                     AuthMode::Login { .. } if token.is_proven() && !logged_in_again => {
-                        tracing::info!(endpoint = endpoint.label(), "token rejected, logging in again");
+                        tracing::info!(
+                            endpoint = endpoint.label(),
+                            "token rejected, logging in again"
+                        );
                         self.invalidate(&token).await;
                         logged_in_again = true;
                         continue;
@@ -154,7 +187,9 @@ impl Client {
                 }
             }
             if !status.is_success() {
-                let body = read_body(response, endpoint, self.max_body_size).await.unwrap_or_default();
+                let body = read_body(response, endpoint, self.max_body_size)
+                    .await
+                    .unwrap_or_default();
                 return Err(ApiError::Status {
                     endpoint: endpoint.label(),
                     code: status.as_u16(),
@@ -168,7 +203,11 @@ impl Client {
     }
 
     /// Sends a request, accounting for it by endpoint and status code.
-    async fn send(&self, endpoint: Endpoint, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
         let started = Instant::now();
         let result = request.send().await;
         let elapsed = started.elapsed().as_secs_f64();
@@ -215,7 +254,10 @@ impl Client {
                 let renew_at = auth::renew_at(secret.expose_secret(), now);
                 let token = Arc::new(Token::new(secret, state.generation, renew_at, customer_id));
                 state.succeed(token.clone());
-                tracing::info!(generation = state.generation, "logged in to the Monogoto API");
+                tracing::info!(
+                    generation = state.generation,
+                    "logged in to the Monogoto API"
+                );
                 Ok(token)
             }
             Err(e) => {
@@ -234,7 +276,11 @@ impl Client {
     /// Forgets `token` unless a newer one already replaced it.
     async fn invalidate(&self, token: &Token) {
         let mut state = self.login.lock().await;
-        if state.token.as_ref().is_some_and(|t| t.generation == token.generation) {
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == token.generation)
+        {
             state.token = None;
         }
     }
@@ -244,7 +290,11 @@ impl Client {
     /// per token however many requests were in flight with it.
     async fn reject_fresh_token(&self, endpoint: Endpoint, token: &Token) {
         let mut state = self.login.lock().await;
-        if state.token.as_ref().is_some_and(|t| t.generation == token.generation) {
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == token.generation)
+        {
             state.token = None;
             let wait = state.fail(Instant::now());
             tracing::warn!(
@@ -255,8 +305,13 @@ impl Client {
         }
     }
 
-    async fn log_in(&self, username: &str, password: &SecretString) -> Result<(SecretString, Option<String>), ApiError> {
-        let body = serde_json::json!({ "UserName": username, "Password": password.expose_secret() });
+    async fn log_in(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(SecretString, Option<String>), ApiError> {
+        let body =
+            serde_json::json!({ "UserName": username, "Password": password.expose_secret() });
         let request = self
             .http
             .post(format!("{}/Auth", self.base))
@@ -306,12 +361,19 @@ fn transport_error(endpoint: Endpoint, e: &reqwest::Error) -> ApiError {
 }
 
 /// Reads a body, refusing it once it grows past `limit`.
-async fn read_body(mut response: reqwest::Response, endpoint: Endpoint, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(
+    mut response: reqwest::Response,
+    endpoint: Endpoint,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::TooLarge {
         endpoint: endpoint.label(),
         limit,
     };
-    if response.content_length().is_some_and(|len| len > limit as u64) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
         return Err(too_large());
     }
     let mut body = Vec::new();
@@ -357,7 +419,10 @@ mod tests {
 
     #[test]
     fn query_values_are_encoded_only_as_needed() {
-        assert_eq!(encode_query_value("ThingId_ICCID_8988200000000000001F"), "ThingId_ICCID_8988200000000000001F");
+        assert_eq!(
+            encode_query_value("ThingId_ICCID_8988200000000000001F"),
+            "ThingId_ICCID_8988200000000000001F"
+        );
         assert_eq!(encode_query_value("a,b&c d"), "a%2Cb%26c%20d");
         assert_eq!(encode_query_value("é"), "%C3%A9");
     }
@@ -365,6 +430,9 @@ mod tests {
     #[test]
     fn error_snippets_are_short() {
         assert_eq!(snippet(b"  Access denied \n"), "Access denied");
-        assert_eq!(snippet("x".repeat(500).as_bytes()).chars().count(), ERROR_BODY_CHARS + 1);
+        assert_eq!(
+            snippet("x".repeat(500).as_bytes()).chars().count(),
+            ERROR_BODY_CHARS + 1
+        );
     }
 }

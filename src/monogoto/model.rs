@@ -33,6 +33,10 @@ pub struct ThingStatus {
     pub session_start: Option<f64>,
 }
 
+/// A value that could not be understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unparseable;
+
 /// A field of the answer that could not be understood; the name is the API's
 /// field name and becomes the `field` label of `monogoto_parse_errors_total`.
 pub type FieldError = &'static str;
@@ -61,7 +65,8 @@ pub enum DecodeError {
 /// Decodes a `GET /thing/status` body. Trusted only if `Success` is true and
 /// `Data` is an array.
 pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let Value::Object(root) = root else {
         return Err(DecodeError::NoData);
     };
@@ -101,7 +106,8 @@ pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
 /// Decodes a `GET /things` body (a bare array; an enveloped `Data` array is
 /// accepted too) into the ICCIDs it lists, in order.
 pub fn parse_things_page(body: &[u8]) -> Result<(usize, Vec<String>), DecodeError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let items = match root {
         Value::Array(items) => items,
         Value::Object(mut obj) => match obj.remove("Data").or_else(|| obj.remove("data")) {
@@ -126,10 +132,12 @@ fn thing_iccid(thing: &Map<String, Value>) -> Option<String> {
     {
         return Some(iccid.trim().to_string());
     }
-    ["ExternalUniqueId", "ICCID", "Iccid"].iter().find_map(|key| match thing.get(*key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        _ => None,
-    })
+    ["ExternalUniqueId", "ICCID", "Iccid"]
+        .iter()
+        .find_map(|key| match thing.get(*key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            _ => None,
+        })
 }
 
 fn parse_thing(thing: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<ThingStatus> {
@@ -176,8 +184,8 @@ fn parse_thing(thing: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Opti
 
 struct Session {
     /// `Err` when the value was not understood, which makes the sum unknown.
-    uplink: Result<f64, ()>,
-    downlink: Result<f64, ()>,
+    uplink: Result<f64, Unparseable>,
+    downlink: Result<f64, Unparseable>,
     started: Option<f64>,
 }
 
@@ -211,7 +219,10 @@ fn parse_sessions(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option
 fn parse_session(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Session {
     let mut throughput = |key: &'static str| match obj.get(key) {
         None | Some(Value::Null) => Ok(0.0),
-        Some(v) => number(v).filter(|n| *n >= 0.0).ok_or_else(|| errors.push(key)),
+        Some(v) => number(v).filter(|n| *n >= 0.0).ok_or_else(|| {
+            errors.push(key);
+            Unparseable
+        }),
     };
     let uplink = throughput("UplinkThroughput");
     let downlink = throughput("DownlinkThroughput");
@@ -224,8 +235,8 @@ fn parse_session(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Sess
 }
 
 /// A sum over sessions is unknown if any of its terms was not understood.
-fn sum(values: impl Iterator<Item = Result<f64, ()>>) -> Option<f64> {
-    values.sum::<Result<f64, ()>>().ok()
+fn sum(values: impl Iterator<Item = Result<f64, Unparseable>>) -> Option<f64> {
+    values.sum::<Result<f64, Unparseable>>().ok()
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
@@ -254,8 +265,12 @@ fn number(value: &Value) -> Option<f64> {
     n.is_finite().then_some(n)
 }
 
-fn timestamp_field(obj: &Map<String, Value>, key: &'static str, errors: &mut Vec<FieldError>) -> Option<f64> {
-    parse_timestamp(obj.get(key)?).unwrap_or_else(|()| {
+fn timestamp_field(
+    obj: &Map<String, Value>,
+    key: &'static str,
+    errors: &mut Vec<FieldError>,
+) -> Option<f64> {
+    parse_timestamp(obj.get(key)?).unwrap_or_else(|Unparseable| {
         errors.push(key);
         None
     })
@@ -264,17 +279,21 @@ fn timestamp_field(obj: &Map<String, Value>, key: &'static str, errors: &mut Vec
 /// A point in time as epoch seconds. Accepts RFC 3339, `YYYY-MM-DD HH:MM:SS`
 /// (UTC), and epoch seconds or milliseconds as numbers or numeric strings.
 /// `Ok(None)` is unknown (null, empty, or zero, which the API uses for never).
-pub fn parse_timestamp(value: &Value) -> Result<Option<f64>, ()> {
+pub fn parse_timestamp(value: &Value) -> Result<Option<f64>, Unparseable> {
     match value {
         Value::Null => Ok(None),
-        Value::Number(_) => epoch(number(value).ok_or(())?),
+        Value::Number(_) => epoch(number(value).ok_or(Unparseable)?),
         Value::String(s) => {
             let s = s.trim();
             if s.is_empty() {
                 return Ok(None);
             }
             if let Ok(n) = s.parse::<f64>() {
-                return if n.is_finite() { epoch(n) } else { Err(()) };
+                return if n.is_finite() {
+                    epoch(n)
+                } else {
+                    Err(Unparseable)
+                };
             }
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
                 return Ok(Some(t.timestamp_millis() as f64 / 1000.0));
@@ -284,15 +303,15 @@ pub fn parse_timestamp(value: &Value) -> Result<Option<f64>, ()> {
                     return Ok(Some(t.and_utc().timestamp_millis() as f64 / 1000.0));
                 }
             }
-            Err(())
+            Err(Unparseable)
         }
-        _ => Err(()),
+        _ => Err(Unparseable),
     }
 }
 
-fn epoch(n: f64) -> Result<Option<f64>, ()> {
+fn epoch(n: f64) -> Result<Option<f64>, Unparseable> {
     if n < 0.0 {
-        return Err(());
+        return Err(Unparseable);
     }
     if n == 0.0 {
         return Ok(None);
@@ -351,7 +370,11 @@ mod tests {
         assert!(p.field_errors.is_empty(), "{:?}", p.field_errors);
         let t = &p.things[0];
         assert_eq!(t.iccid, "8988228066602306720");
-        assert_eq!(t.connected, Some(true), "one session and no ConnectionStatus");
+        assert_eq!(
+            t.connected,
+            Some(true),
+            "one session and no ConnectionStatus"
+        );
         assert_eq!(t.active_sessions, Some(1));
         assert_eq!(t.uplink_throughput, Some(1500.0));
         assert_eq!(t.downlink_throughput, Some(64000.0));
@@ -373,38 +396,62 @@ mod tests {
         let s2 = json!({"LastConnectedTime": 1_700_000_050u64, "UplinkThroughput": 1.5, "DownlinkThroughput": "2"});
 
         let (t, e) = base(Some(s1.clone()));
-        assert_eq!((t.active_sessions, t.connected, t.uplink_throughput), (Some(1), Some(true), Some(10.0)));
+        assert_eq!(
+            (t.active_sessions, t.connected, t.uplink_throughput),
+            (Some(1), Some(true), Some(10.0))
+        );
         assert!(e.is_empty());
 
         let (t, e) = base(Some(json!([s1, s2])));
         assert_eq!(t.active_sessions, Some(2));
         assert_eq!(t.uplink_throughput, Some(11.5));
         assert_eq!(t.downlink_throughput, Some(22.0));
-        assert_eq!(t.session_start, Some(1_700_000_050.0), "earliest, seconds and ms mixed");
+        assert_eq!(
+            t.session_start,
+            Some(1_700_000_050.0),
+            "earliest, seconds and ms mixed"
+        );
         assert!(e.is_empty());
 
         for empty in [None, Some(Value::Null), Some(json!([])), Some(json!({}))] {
             let (t, e) = base(empty.clone());
-            assert_eq!((t.active_sessions, t.connected), (Some(0), Some(false)), "{empty:?}");
+            assert_eq!(
+                (t.active_sessions, t.connected),
+                (Some(0), Some(false)),
+                "{empty:?}"
+            );
             assert_eq!(t.session_start, None);
             assert!(e.is_empty());
         }
 
         let (t, e) = base(Some(json!("lots")));
-        assert_eq!((t.active_sessions, t.connected, t.uplink_throughput), (None, None, None));
+        assert_eq!(
+            (t.active_sessions, t.connected, t.uplink_throughput),
+            (None, None, None)
+        );
         assert_eq!(e, vec!["ActiveSessions"]);
     }
 
     #[test]
     fn connection_status_wins_over_sessions() {
-        let (t, _) = one(json!({"ThingId": "ThingId_ICCID_898800000000000001", "ConnectionStatus": "DISCONNECTED",
-            "ActiveSessions": [{"UplinkThroughput": 1}]}));
+        let (t, _) = one(
+            json!({"ThingId": "ThingId_ICCID_898800000000000001", "ConnectionStatus": "DISCONNECTED",
+            "ActiveSessions": [{"UplinkThroughput": 1}]}),
+        );
         assert_eq!(t.connected, Some(false));
-        let (t, _) = one(json!({"ThingId": "ThingId_ICCID_898800000000000001", "ConnectionStatus": "connected"}));
+        let (t, _) = one(
+            json!({"ThingId": "ThingId_ICCID_898800000000000001", "ConnectionStatus": "connected"}),
+        );
         assert_eq!(t.connected, Some(true));
-        let (t, e) = one(json!({"ThingId": "ThingId_ICCID_898800000000000001", "ConnectionStatus": "MAYBE",
-            "ActiveSessions": []}));
-        assert_eq!(t.connected, Some(false), "unknown status falls back to sessions");
+        let (t, e) = one(
+            json!({"ThingId": "ThingId_ICCID_898800000000000001", "ConnectionStatus": "MAYBE",
+            "ActiveSessions": []}),
+        );
+        assert_eq!(
+            t.connected,
+            Some(false),
+            "unknown status falls back to sessions"
+        );
         assert_eq!(e, vec!["ConnectionStatus"]);
     }
 
@@ -431,8 +478,15 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(parse_timestamp(&value), Ok(expected), "{value}");
         }
-        for bad in [json!("yesterday"), json!(-5), json!(true), json!({}), json!([1]), json!("2025-13-45 99:00:00")] {
-            assert_eq!(parse_timestamp(&bad), Err(()), "{bad}");
+        for bad in [
+            json!("yesterday"),
+            json!(-5),
+            json!(true),
+            json!({}),
+            json!([1]),
+            json!("2025-13-45 99:00:00"),
+        ] {
+            assert_eq!(parse_timestamp(&bad), Err(Unparseable), "{bad}");
         }
     }
 
@@ -459,7 +513,15 @@ mod tests {
         assert_eq!(t.session_start, None);
         let mut e = e;
         e.sort_unstable();
-        assert_eq!(e, vec!["LastConnectedTime", "LastConnectionTime", "ThingName", "UplinkThroughput"]);
+        assert_eq!(
+            e,
+            vec![
+                "LastConnectedTime",
+                "LastConnectionTime",
+                "ThingName",
+                "UplinkThroughput"
+            ]
+        );
     }
 
     #[test]
@@ -479,16 +541,36 @@ mod tests {
     #[test]
     fn untrusted_envelopes_are_errors() {
         let err = |body: &str| parse_status_page(body.as_bytes()).expect_err("must fail");
-        assert!(matches!(err("{\"Success\": false, \"Message\": \"Invalid token\", \"Data\": []}"),
-            DecodeError::NotSuccessful { message, .. } if message == "Invalid token"));
-        assert!(matches!(err("{\"Success\": \"true\", \"Data\": []}"), DecodeError::NotSuccessful { .. }));
-        assert!(matches!(err("{\"Data\": []}"), DecodeError::NotSuccessful { .. }));
-        assert_eq!(err("{\"Success\": true, \"Data\": null}"), DecodeError::NoData);
-        assert_eq!(err("{\"Success\": true, \"Data\": {}}"), DecodeError::NoData);
+        assert!(
+            matches!(err("{\"Success\": false, \"Message\": \"Invalid token\", \"Data\": []}"),
+            DecodeError::NotSuccessful { message, .. } if message == "Invalid token")
+        );
+        assert!(matches!(
+            err("{\"Success\": \"true\", \"Data\": []}"),
+            DecodeError::NotSuccessful { .. }
+        ));
+        assert!(matches!(
+            err("{\"Data\": []}"),
+            DecodeError::NotSuccessful { .. }
+        ));
+        assert_eq!(
+            err("{\"Success\": true, \"Data\": null}"),
+            DecodeError::NoData
+        );
+        assert_eq!(
+            err("{\"Success\": true, \"Data\": {}}"),
+            DecodeError::NoData
+        );
         assert_eq!(err("[]"), DecodeError::NoData);
-        assert!(matches!(err("{\"Success\": true, \"Data\": ["), DecodeError::NotJson(_)));
+        assert!(matches!(
+            err("{\"Success\": true, \"Data\": ["),
+            DecodeError::NotJson(_)
+        ));
         assert!(matches!(err(""), DecodeError::NotJson(_)));
-        assert_eq!(page(json!({"Success": true, "Data": []})), StatusPage::default());
+        assert_eq!(
+            page(json!({"Success": true, "Data": []})),
+            StatusPage::default()
+        );
     }
 
     #[test]
@@ -500,10 +582,22 @@ mod tests {
         ]);
         assert_eq!(
             parse_things_page(body.to_string().as_bytes()),
-            Ok((3, vec!["898800000000000001".to_string(), "898800000000000002".to_string()]))
+            Ok((
+                3,
+                vec![
+                    "898800000000000001".to_string(),
+                    "898800000000000002".to_string()
+                ]
+            ))
         );
         let enveloped = json!({"Data": [{"ThingId": "ThingId_ICCID_898800000000000001"}]});
-        assert_eq!(parse_things_page(enveloped.to_string().as_bytes()).map(|p| p.0), Ok(1));
-        assert_eq!(parse_things_page(b"{\"error\": 1}"), Err(DecodeError::NotAList));
+        assert_eq!(
+            parse_things_page(enveloped.to_string().as_bytes()).map(|p| p.0),
+            Ok(1)
+        );
+        assert_eq!(
+            parse_things_page(b"{\"error\": 1}"),
+            Err(DecodeError::NotAList)
+        );
     }
 }

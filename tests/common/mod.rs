@@ -37,7 +37,9 @@ pub fn config(sim: &RunningSimulator) -> Config {
         listen_address: "127.0.0.1:0".into(),
         telemetry_path: "/metrics".into(),
         url: sim.url(),
-        credentials: Some(Credentials::Token(SecretString::from(sim.simulator.static_token()))),
+        credentials: Some(Credentials::Token(SecretString::from(
+            sim.simulator.static_token(),
+        ))),
         iccids: sim.simulator.iccids(),
         discover: false,
         poll: PollConfig {
@@ -78,7 +80,11 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 pub async fn get(url: &str) -> reqwest::Response {
-    reqwest::Client::new().get(url).send().await.expect("request succeeds")
+    reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .expect("request succeeds")
 }
 
 pub async fn scrape(exporter: &RunningExporter) -> String {
@@ -109,7 +115,10 @@ pub fn thing_series(name: &str, iccid: &str) -> String {
 
 /// Escapes a label value as the text format does.
 pub fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> Option<f64> {

@@ -1,0 +1,300 @@
+//! The binary as an operator runs it: flags, environment, exit codes, signals,
+//! demo mode, and what reaches the logs.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use monogoto_exporter::simulator::SimEndpoint;
+
+const BIN: &str = env!("CARGO_BIN_EXE_monogoto-exporter");
+const ICCID: &str = "898820000000000001";
+
+fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    // The tests decide every input; nothing leaks in from the caller's shell.
+    for var in [
+        "MONOGOTO_EXPORTER_CONFIG",
+        "MONOGOTO_URL",
+        "MONOGOTO_TOKEN",
+        "MONOGOTO_USERNAME",
+        "MONOGOTO_PASSWORD",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits for the child to exit, at most `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_2_with_one_line() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["--poll.interval", "5x"],
+            &[],
+            "config: poll.interval \"5x\": invalid duration",
+        ),
+        (
+            &["--poll.batch-size", "51"],
+            &[],
+            "config: poll.batch-size \"51\"",
+        ),
+        (
+            &[],
+            &[("MONOGOTO_URL", "not a url")],
+            "config: monogoto.url \"not a url\"",
+        ),
+        (
+            &["--monogoto.iccid", "123"],
+            &[],
+            "config: monogoto.iccid \"123\"",
+        ),
+        (
+            &[],
+            &[("MONOGOTO_EXPORTER_CONFIG", "/nonexistent.yml")],
+            "config: config.file \"/nonexistent.yml\"",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut cmd = command();
+        cmd.env("MONOGOTO_TOKEN", "t");
+        if !args.contains(&"--monogoto.iccid") {
+            cmd.args(["--monogoto.iccid", ICCID]);
+        }
+        cmd.args(*args);
+        for (k, v) in *env {
+            cmd.env(k, v);
+        }
+        let out = run(&mut cmd);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(expected), "{args:?}: {err:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    }
+
+    let out = run(command().args(["--monogoto.iccid", ICCID]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("config: monogoto.token: no credentials"));
+
+    let out = run(command().args(["--no-such-flag"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unknown flags are configuration errors too"
+    );
+}
+
+#[test]
+fn flags_beat_environment() {
+    // The environment's URL is invalid, the flag's is fine: the flag wins and
+    // the process starts (and is then stopped).
+    let port = free_port();
+    let mut child = command()
+        .env("MONOGOTO_TOKEN", "t")
+        .env("MONOGOTO_URL", "not a url")
+        .args([
+            "--monogoto.url",
+            "http://127.0.0.1:1",
+            "--monogoto.iccid",
+            ICCID,
+        ])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still running"
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_exit_0_within_5_seconds() {
+    for signal in ["-TERM", "-INT"] {
+        let sim = simulator(20).await;
+        let port = free_port();
+        let mut child = command()
+            .env("MONOGOTO_TOKEN", sim.simulator.static_token())
+            .env("MONOGOTO_URL", sim.url())
+            .args([
+                "--monogoto.discover",
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .spawn()
+            .expect("spawn");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&base).await;
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let started = Instant::now();
+        let exit = wait_exit(&mut child, Duration::from_secs(5));
+        assert!(exit.success(), "{signal}: {exit:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[tokio::test]
+async fn demo_mode_serves_a_simulated_fleet() {
+    let port = free_port();
+    let mut child = command()
+        .args([
+            "demo",
+            "--things",
+            "30",
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read stdout");
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    assert!(
+        line.contains(&url),
+        "demo prints the /metrics URL: {line:?}"
+    );
+
+    wait_ready(&format!("http://127.0.0.1:{port}")).await;
+    let text = get(&url).await.text().await.expect("body");
+    let s = samples(&text);
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(30.0));
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"200\",endpoint=\"auth\"}"
+        ),
+        Some(1.0)
+    );
+
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let sim = simulator(10).await;
+    let (username, password) = sim.simulator.credentials();
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let mut child = command()
+        .env("MONOGOTO_URL", sim.url())
+        .env("MONOGOTO_USERNAME", &username)
+        .args([
+            "--monogoto.password-file",
+            password_file.to_str().expect("utf-8"),
+        ])
+        .args([
+            "--monogoto.discover",
+            "--poll.interval",
+            "1s",
+            "--log.level",
+            "trace",
+            "--log.format",
+            "json",
+        ])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    // Revoked tokens make the next refresh log in again: two logins' worth of logs.
+    sim.simulator.revoke_tokens();
+    wait_until("a second login", || {
+        sim.simulator.requests(SimEndpoint::Auth) >= 2
+    })
+    .await;
+    let metrics = get(&format!("{base}/metrics"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(5));
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    assert!(logs.contains("logged in"), "the run logged in: {logs}");
+    assert!(!logs.contains(&password), "password in logs");
+    assert!(!metrics.contains(&password), "password in metrics");
+    assert!(!logs.contains("eyJ"), "a JWT in logs");
+}
