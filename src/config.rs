@@ -121,7 +121,13 @@ pub struct ExporterArgs {
     #[arg(long = "monogoto.iccids-file", value_name = "PATH")]
     pub iccids_file: Option<PathBuf>,
     /// Export every Thing of the account, listed with GET /things.
-    #[arg(long = "monogoto.discover", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(
+        long = "monogoto.discover",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub discover: Option<bool>,
     /// Time between refreshes, e.g. 30s, 5m [default: 60s].
     #[arg(long = "poll.interval", value_name = "DURATION")]
