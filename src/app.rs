@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Credentials};
 use crate::metrics::HealthMetrics;
-use crate::monogoto::{Client, ClientOptions, client::DEFAULT_MAX_BODY_SIZE};
+use crate::monogoto::{Client, ClientOptions};
 use crate::poller::Poller;
 use crate::server::{self, AppState};
 use crate::snapshot::Fleet;
@@ -83,7 +83,9 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         ClientOptions {
             base_url: config.url.clone(),
             timeout: config.poll.timeout,
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_body_size: config.max_body_size,
+            retries: config.poll.retries,
+            rate_limit: config.rate_limit,
         },
         credentials.clone(),
         health.clone(),
@@ -98,6 +100,9 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         health.clone(),
     ));
 
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         listen = %addr,
         telemetry_path = %config.telemetry_path,
@@ -106,6 +111,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         iccids = config.iccids.len(),
         discover = config.discover,
         interval = %humantime::format_duration(config.poll.interval),
+        rate_limit = %config.rate_limit.map_or_else(|| "none".to_string(), |l| l.to_string()),
         "monogoto-exporter started"
     );
 

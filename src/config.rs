@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
+use crate::monogoto::rate_limit::{RateLimit, RateLimitSpec};
+
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:19540";
 pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
 pub const DEFAULT_URL: &str = "https://console.monogoto.io";
@@ -19,6 +21,10 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_CONCURRENCY: usize = 64;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALE_AFTER_INTERVALS: u32 = 3;
+pub const DEFAULT_RATE_LIMIT: &str = "60/min";
+pub const DEFAULT_RETRIES: u32 = 3;
+pub const MAX_RETRIES: usize = 10;
+pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 
 /// Environment variables holding secrets themselves, never paths.
 pub const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
@@ -129,6 +135,12 @@ pub struct ExporterArgs {
         value_name = "BOOL"
     )]
     pub discover: Option<bool>,
+    /// Client-side limit of API requests, shared by all of them: 60/min, 5/s, or 0 for none [default: 60/min].
+    #[arg(long = "monogoto.rate-limit", value_name = "N/PERIOD")]
+    pub rate_limit: Option<String>,
+    /// Answers larger than this are refused, not buffered: 16MiB, 512KiB, bytes [default: 16MiB].
+    #[arg(long = "monogoto.max-body-size", value_name = "SIZE")]
+    pub max_body_size: Option<String>,
     /// Time between refreshes, e.g. 30s, 5m [default: 60s].
     #[arg(long = "poll.interval", value_name = "DURATION")]
     pub interval: Option<String>,
@@ -141,6 +153,9 @@ pub struct ExporterArgs {
     /// Timeout of one HTTP request to the API [default: 10s].
     #[arg(long = "poll.timeout", value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// Retries of a request after a timeout, connection error, 429 or 5xx [default: 3].
+    #[arg(long = "poll.retries", value_name = "N")]
+    pub retries: Option<String>,
     /// A Thing not refreshed for this long leaves /metrics [default: 3 x poll.interval].
     #[arg(long = "poll.stale-after", value_name = "DURATION")]
     pub stale_after: Option<String>,
@@ -180,8 +195,12 @@ pub struct Config {
     pub credentials: Option<Credentials>,
     pub iccids: Vec<String>,
     pub discover: bool,
+    pub rate_limit: Option<RateLimit>,
+    pub max_body_size: usize,
     pub poll: PollConfig,
     pub log: LogConfig,
+    /// Problems worth a warning but not a refusal, logged once logging is up.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +218,7 @@ pub struct PollConfig {
     pub batch_size: usize,
     pub concurrency: usize,
     pub timeout: Duration,
+    pub retries: u32,
     pub stale_after: Duration,
 }
 
@@ -209,6 +229,7 @@ impl Default for PollConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             concurrency: DEFAULT_CONCURRENCY,
             timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
             stale_after: DEFAULT_INTERVAL * STALE_AFTER_INTERVALS,
         }
     }
@@ -294,6 +315,10 @@ struct MonogotoFile {
     iccids_file: Option<PathBuf>,
     #[serde(default)]
     discover: Option<bool>,
+    #[serde(default, alias = "rate-limit", deserialize_with = "scalar")]
+    rate_limit: Option<String>,
+    #[serde(default, alias = "max-body-size", deserialize_with = "scalar")]
+    max_body_size: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -309,6 +334,8 @@ struct PollFile {
     timeout: Option<String>,
     #[serde(default, alias = "stale-after", deserialize_with = "scalar")]
     stale_after: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    retries: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -435,6 +462,45 @@ impl Config {
         }
         dedup_keep_order(&mut iccids);
         let discover = args.discover.or(monogoto.discover).unwrap_or(false);
+        let rate_limit = {
+            let value = args
+                .rate_limit
+                .clone()
+                .or(monogoto.rate_limit.clone())
+                .unwrap_or_else(|| DEFAULT_RATE_LIMIT.to_string());
+            value
+                .parse::<RateLimitSpec>()
+                .map_err(|why| ConfigError::value("monogoto.rate-limit", &value, why))?
+                .0
+        };
+        let max_body_size = match args.max_body_size.clone().or(monogoto.max_body_size.clone()) {
+            Some(v) => parse_size(&v).ok_or_else(|| {
+                ConfigError::value("monogoto.max-body-size", &v, "must be a size such as \"16MiB\", \"512KiB\" or a number of bytes, at least 1KiB")
+            })?,
+            None => DEFAULT_MAX_BODY_SIZE,
+        };
+        let mut warnings = Vec::new();
+        for (key, path) in [
+            (
+                "monogoto.token-file",
+                args.token_file.as_ref().or(monogoto.token_file.as_ref()),
+            ),
+            (
+                "monogoto.password-file",
+                args.password_file
+                    .as_ref()
+                    .or(monogoto.password_file.as_ref()),
+            ),
+        ] {
+            if let Some(path) = path {
+                warnings.extend(world_readable_warning(key, path));
+            }
+        }
+        if let Some(path) = &args.config_file
+            && (monogoto.token.is_some() || monogoto.password.is_some())
+        {
+            warnings.extend(world_readable_warning("config.file", path));
+        }
 
         if mode == Mode::Exporter {
             if credentials.is_none() {
@@ -460,11 +526,14 @@ impl Config {
             credentials,
             iccids,
             discover,
+            rate_limit,
+            max_body_size,
             poll,
             log: LogConfig {
                 filter,
                 format: log_format,
             },
+            warnings,
         })
     }
 }
@@ -497,6 +566,10 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
         Some(v) => parse_duration("poll.timeout", &v)?,
         None => DEFAULT_TIMEOUT,
     };
+    let retries = match args.retries.clone().or(file.retries) {
+        Some(v) => parse_count("poll.retries", &v, 0, MAX_RETRIES)? as u32,
+        None => DEFAULT_RETRIES,
+    };
     let stale_after = match args.stale_after.clone().or(file.stale_after) {
         Some(v) => {
             let d = parse_duration("poll.stale-after", &v)?;
@@ -519,6 +592,7 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
         batch_size,
         concurrency,
         timeout,
+        retries,
         stale_after,
     })
 }
@@ -540,6 +614,49 @@ fn parse_count(key: &str, value: &str, min: usize, max: usize) -> Result<usize, 
             value,
             format!("must be a whole number from {min} to {max}"),
         )),
+    }
+}
+
+/// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+pub fn parse_size(value: &str) -> Option<usize> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "kib" => 1024.0,
+        "mb" | "m" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "gb" | "g" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes >= 1024.0 && bytes <= usize::MAX as f64).then_some(bytes as usize)
+}
+
+/// A file holding a secret that every local user can read deserves a warning.
+fn world_readable_warning(key: &str, path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o004 != 0).then(|| {
+            format!(
+                "{key} {:?} holds a secret and is readable by every user (mode {:o}); run chmod o-r on it",
+                path.display().to_string(),
+                mode & 0o777
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (key, path);
+        None
     }
 }
 

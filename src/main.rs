@@ -67,8 +67,11 @@ async fn run_exporter(config: Config) -> ExitCode {
 async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
     let demo = *demo;
     let mut args = demo.exporter;
-    if args.interval.is_none() && args.config_file.is_none() {
-        args.interval = Some(DEMO_INTERVAL.to_string());
+    if args.config_file.is_none() {
+        args.interval
+            .get_or_insert_with(|| DEMO_INTERVAL.to_string());
+        // The simulator has no rate limit to respect.
+        args.rate_limit.get_or_insert_with(|| "0".to_string());
     }
     let mut config = match Config::resolve(&args, Environment::from_process(), Mode::Demo) {
         Ok(config) => config,

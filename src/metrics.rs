@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::monogoto::model::ThingStatus;
@@ -60,6 +60,9 @@ pub struct HealthMetrics {
     pub things_configured: IntGauge,
     pub things_reported: IntGauge,
     pub parse_errors: IntCounterVec,
+    pub api_retries: IntCounterVec,
+    pub rate_limited: IntCounter,
+    pub refresh_errors: IntCounterVec,
 }
 
 impl Default for HealthMetrics {
@@ -121,6 +124,27 @@ impl HealthMetrics {
             &["field"],
         )
         .expect("valid metric");
+        let api_retries = IntCounterVec::new(
+            Opts::new(
+                "monogoto_api_retries_total",
+                "Requests to the Monogoto API sent again after a timeout, connection error, 429 or 5xx, by endpoint.",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounter::new(
+            "monogoto_api_rate_limited_total",
+            "Answers of the Monogoto API with HTTP 429 Too Many Requests.",
+        )
+        .expect("valid metric");
+        let refresh_errors = IntCounterVec::new(
+            Opts::new(
+                "monogoto_refresh_errors_total",
+                "Batches (and discoveries) that failed in a refresh, by kind: timeout, connect, status, decode, auth.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         let build_info = prometheus::GaugeVec::new(
             Opts::new(
                 "monogoto_exporter_build_info",
@@ -142,6 +166,10 @@ impl HealthMetrics {
         }
         for endpoint in [Endpoint::Auth, Endpoint::Things, Endpoint::Status] {
             api_request_duration.with_label_values(&[endpoint.label()]);
+            api_retries.with_label_values(&[endpoint.label()]);
+        }
+        for kind in crate::monogoto::client::ERROR_KINDS {
+            refresh_errors.with_label_values(&[*kind]);
         }
 
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -153,6 +181,9 @@ impl HealthMetrics {
             Box::new(things_configured.clone()),
             Box::new(things_reported.clone()),
             Box::new(parse_errors.clone()),
+            Box::new(api_retries.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(refresh_errors.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -175,6 +206,9 @@ impl HealthMetrics {
             things_configured,
             things_reported,
             parse_errors,
+            api_retries,
+            rate_limited,
+            refresh_errors,
         }
     }
 
@@ -292,6 +326,26 @@ pub fn render_things<'a>(things: impl Iterator<Item = &'a ThingStatus> + Clone, 
         }
         text.push_str("} 1\n");
     }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The oldest data the snapshot still serves; absent when it serves none.
+/// Rendered with the snapshot rather than registered, because it is a
+/// property of the snapshot, and one series instead of a per-Thing one.
+pub fn render_oldest_refresh(oldest: Option<std::time::SystemTime>, out: &mut Vec<u8>) {
+    let Some(oldest) = oldest else { return };
+    let seconds = oldest
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut text = String::with_capacity(256);
+    text.push_str(
+        "# HELP monogoto_snapshot_oldest_refresh_timestamp_seconds Unix time of the last successful poll of the least recently refreshed Thing still served.\n",
+    );
+    text.push_str("# TYPE monogoto_snapshot_oldest_refresh_timestamp_seconds gauge\n");
+    text.push_str("monogoto_snapshot_oldest_refresh_timestamp_seconds ");
+    write_value(seconds, &mut text);
+    text.push('\n');
     out.extend_from_slice(text.as_bytes());
 }
 

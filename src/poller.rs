@@ -1,12 +1,15 @@
-//! The refresh loop: discovery, batching, paging, and publishing snapshots.
+//! The refresh loop: discovery, batching, paging, the refresh deadline, and
+//! publishing snapshots.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PollConfig;
@@ -15,6 +18,9 @@ use crate::monogoto::model::StatusPage;
 use crate::monogoto::{ApiError, Client, ThingStatus};
 use crate::snapshot::Fleet;
 
+/// Requests end by the refresh deadline themselves; a refresh is cut this
+/// long after it in any case.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// `GET /things` answers at most this many Things a page.
 pub const THINGS_PAGE_SIZE: usize = 50;
 /// A listing longer than this many pages is cut off: a server that never
@@ -28,11 +34,51 @@ pub struct RefreshReport {
     pub failed_batches: usize,
     pub discovery_failed: bool,
     pub things_refreshed: usize,
+    /// Failed batches (and discoveries) by [`ApiError::kind`].
+    pub errors: BTreeMap<&'static str, usize>,
 }
 
 impl RefreshReport {
     pub fn succeeded(&self) -> bool {
         self.failed_batches == 0 && !self.discovery_failed
+    }
+}
+
+/// The errors of one refresh, by kind: counted, and logged once per kind.
+#[derive(Default)]
+struct ErrorLog {
+    by_kind: BTreeMap<&'static str, (usize, String)>,
+}
+
+impl ErrorLog {
+    fn record(&mut self, error: &ApiError) {
+        let entry = self
+            .by_kind
+            .entry(error.kind())
+            .or_insert_with(|| (0, error.to_string()));
+        entry.0 += 1;
+    }
+
+    fn record_kind(&mut self, kind: &'static str, count: usize, message: String) {
+        if count > 0 {
+            let entry = self.by_kind.entry(kind).or_insert_with(|| (0, message));
+            entry.0 += count;
+        }
+    }
+
+    fn report(&self, health: &HealthMetrics, report: &mut RefreshReport) {
+        for (kind, (count, first)) in &self.by_kind {
+            health
+                .refresh_errors
+                .with_label_values(&[*kind])
+                .inc_by(*count as u64);
+            report.errors.insert(*kind, *count);
+            if *kind == "auth" {
+                tracing::error!(failed = count, error = %first, "the Monogoto API rejected the credentials; serving the last data");
+            } else {
+                tracing::warn!(kind = *kind, failed = count, first_error = %first, "requests failed this refresh; their Things keep their last values");
+            }
+        }
     }
 }
 
@@ -47,6 +93,12 @@ pub struct Poller {
     discovered: Mutex<Vec<String>>,
     /// Held for a whole refresh: two refreshes never run at once.
     running: Mutex<()>,
+    /// The batch a refresh starts with: after a refresh cut short by its
+    /// deadline, the next one begins where it stopped, so that a fleet too
+    /// large for one interval is still refreshed whole, in turns.
+    next_batch: AtomicUsize,
+    /// The "a refresh does not fit the interval" warning is given once.
+    warned_slow: AtomicBool,
 }
 
 impl Poller {
@@ -59,7 +111,7 @@ impl Poller {
         health: Arc<HealthMetrics>,
     ) -> Self {
         health.things_configured.set(configured.len() as i64);
-        Poller {
+        let poller = Poller {
             client,
             poll,
             configured,
@@ -68,6 +120,33 @@ impl Poller {
             health,
             discovered: Mutex::new(Vec::new()),
             running: Mutex::new(()),
+            next_batch: AtomicUsize::new(0),
+            warned_slow: AtomicBool::new(false),
+        };
+        if !discover {
+            poller.warn_if_too_slow(poller.configured.len(), 0);
+        }
+        poller
+    }
+
+    /// Says once, with figures, when a full refresh cannot fit into one
+    /// interval under the rate limit.
+    fn warn_if_too_slow(&self, things: usize, discovery_requests: usize) {
+        let Some(limit) = self.client.rate_limit() else {
+            return;
+        };
+        let requests = batches_for(things, self.poll.batch_size) + discovery_requests;
+        let needed = limit.time_for(requests);
+        if needed > self.poll.interval && !self.warned_slow.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                things,
+                requests_per_refresh = requests,
+                rate_limit = %limit,
+                refresh_takes = %humantime::format_duration(Duration::from_secs(needed.as_secs())),
+                interval = %humantime::format_duration(self.poll.interval),
+                "a full refresh does not fit into one poll.interval under the rate limit: each refresh covers \
+                 part of the fleet and the next continues; raise --poll.interval or --monogoto.rate-limit"
+            );
         }
     }
 
@@ -87,42 +166,83 @@ impl Poller {
         }
     }
 
-    /// One full refresh: resolve the ICCIDs, read every batch, publish a new snapshot.
+    /// One full refresh, within one interval: resolve the ICCIDs, read every
+    /// batch, publish a new snapshot. What does not finish in time keeps its
+    /// last values.
     pub async fn refresh(&self) -> RefreshReport {
         let _running = self.running.lock().await;
         let started = Instant::now();
+        let deadline = started + self.poll.interval;
         let mut report = RefreshReport::default();
+        let mut errors = ErrorLog::default();
 
-        let iccids = self.iccids(&mut report).await;
+        let iccids = self.iccids(deadline, &mut report, &mut errors).await;
         self.health.things_configured.set(iccids.len() as i64);
 
         let batch_size = self.poll.batch_size;
-        report.batches = batches_for(iccids.len(), batch_size);
+        let batch_count = batches_for(iccids.len(), batch_size);
+        report.batches = batch_count;
+        let first_batch = self.next_batch.load(Ordering::Relaxed) % batch_count.max(1);
+        let auth_failed = AtomicBool::new(false);
         let mut fresh = Vec::with_capacity(iccids.len());
-        let iccids = &iccids;
-        // Batches by start index: a closure over plain numbers keeps the
-        // stream's future `Send` for the spawned refresh loop.
-        let mut results = futures_util::stream::iter((0..iccids.len()).step_by(batch_size))
-            .map(|start| async move {
-                let batch = &iccids[start..(start + batch_size).min(iccids.len())];
-                (batch, self.read_batch(batch).await)
-            })
-            .buffer_unordered(self.poll.concurrency);
-        while let Some((batch, result)) = results.next().await {
-            match result {
-                Ok(things) => fresh.extend(things),
-                Err(e) => {
-                    report.failed_batches += 1;
-                    tracing::warn!(
-                        error = %e,
-                        first_iccid = batch.first().map(String::as_str).unwrap_or(""),
-                        things = batch.len(),
-                        "status batch failed; its Things keep their last values"
-                    );
+        let mut finished = vec![false; batch_count];
+        let mut first_cut: Option<usize> = None;
+        let mut failed = 0;
+        {
+            let (iccids, auth_failed) = (&iccids, &auth_failed);
+            // Batches by position: a closure over plain numbers keeps the
+            // stream's future `Send` for the spawned refresh loop.
+            let mut results = futures_util::stream::iter(0..batch_count)
+                .map(|position| async move {
+                    let index = (first_batch + position) % batch_count;
+                    let start = index * batch_size;
+                    let batch = &iccids[start..(start + batch_size).min(iccids.len())];
+                    // Once the credentials are rejected, the other batches would be too.
+                    if auth_failed.load(Ordering::Relaxed) {
+                        return (position, index, None);
+                    }
+                    let result = self.read_batch(batch, deadline).await;
+                    if result.as_ref().is_err_and(ApiError::is_auth) {
+                        auth_failed.store(true, Ordering::Relaxed);
+                    }
+                    (position, index, Some(result))
+                })
+                .buffer_unordered(self.poll.concurrency);
+            // The requests end by the deadline themselves; this bounds the rest.
+            let collect = async {
+                while let Some((position, index, result)) = results.next().await {
+                    finished[index] = true;
+                    match result {
+                        Some(Ok(things)) => fresh.extend(things),
+                        Some(Err(e)) => {
+                            failed += 1;
+                            if matches!(e, ApiError::DeadlineExceeded { .. }) {
+                                first_cut = Some(first_cut.map_or(position, |p| p.min(position)));
+                            }
+                            errors.record(&e);
+                        }
+                        None => {
+                            failed += 1;
+                            errors.record_kind("auth", 1, String::new());
+                        }
+                    }
                 }
-            }
+            };
+            let _ = tokio::time::timeout_at(deadline + DEADLINE_GRACE, collect).await;
         }
-        drop(results);
+        let unfinished = finished.iter().filter(|f| !**f).count();
+        errors.record_kind(
+            "timeout",
+            unfinished,
+            "refresh deadline reached".to_string(),
+        );
+        if let Some(position) = first_cut.or((unfinished > 0).then_some(0)) {
+            self.next_batch.store(
+                (first_batch + position) % batch_count.max(1),
+                Ordering::Relaxed,
+            );
+        }
+        report.failed_batches = failed + unfinished;
         report.things_refreshed = fresh.len();
 
         let now = SystemTime::now();
@@ -133,6 +253,7 @@ impl Poller {
         self.health.things_reported.set(snapshot.len() as i64);
         self.fleet.publish(snapshot);
 
+        errors.report(&self.health, &mut report);
         let elapsed = started.elapsed();
         self.health.refresh_duration.set(elapsed.as_secs_f64());
         if report.succeeded() {
@@ -156,15 +277,31 @@ impl Poller {
         report
     }
 
-    async fn iccids(&self, report: &mut RefreshReport) -> Vec<String> {
+    async fn iccids(
+        &self,
+        deadline: Instant,
+        report: &mut RefreshReport,
+        errors: &mut ErrorLog,
+    ) -> Vec<String> {
         if !self.discover {
             return self.configured.clone();
         }
         let mut cache = self.discovered.lock().await;
-        match discover_all(|offset| self.client.list_things(THINGS_PAGE_SIZE, offset)).await {
-            Ok(found) => *cache = found,
+        let mut pages = 0;
+        let listing = discover_all(|offset| {
+            pages += 1;
+            self.client
+                .list_things(THINGS_PAGE_SIZE, offset, Some(deadline))
+        })
+        .await;
+        match listing {
+            Ok(found) => {
+                *cache = found;
+                self.warn_if_too_slow(self.configured.len() + cache.len(), pages);
+            }
             Err(e) => {
                 report.discovery_failed = true;
+                errors.record(&e);
                 tracing::warn!(error = %e, cached = cache.len(), "discovery failed; using the last list");
             }
         }
@@ -174,10 +311,15 @@ impl Poller {
         all
     }
 
-    async fn read_batch(&self, batch: &[String]) -> Result<Vec<ThingStatus>, ApiError> {
+    async fn read_batch(
+        &self,
+        batch: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<ThingStatus>, ApiError> {
         let limit = self.poll.batch_size;
         read_batch(batch, |offset| {
-            self.client.thing_status(batch, limit, offset)
+            self.client
+                .thing_status(batch, limit, offset, Some(deadline))
         })
         .await
     }

@@ -54,6 +54,8 @@ impl Snapshot {
         }
         let mut exposition = Vec::with_capacity(self.exposition.len().max(4096));
         metrics::render_things(things.values().map(|e| e.status.as_ref()), &mut exposition);
+        let oldest = things.values().map(|e| e.refreshed_at).min();
+        metrics::render_oldest_refresh(oldest, &mut exposition);
         Snapshot { things, exposition }
     }
 

@@ -401,12 +401,29 @@ async fn a_failing_batch_keeps_the_others() {
             Some(connected_value(before_bad)),
             "last known value"
         );
+        let counter = |series: &str| value(&s, series);
         if mode == FailMode::ServerError {
+            // A 5xx is tried again, three times by default.
             assert_eq!(
-                value(
-                    &s,
-                    "monogoto_api_requests_total{code=\"500\",endpoint=\"status\"}"
-                ),
+                counter("monogoto_api_requests_total{code=\"500\",endpoint=\"status\"}"),
+                Some(4.0)
+            );
+            assert_eq!(
+                counter("monogoto_api_retries_total{endpoint=\"status\"}"),
+                Some(3.0)
+            );
+            assert_eq!(
+                counter("monogoto_refresh_errors_total{kind=\"status\"}"),
+                Some(1.0)
+            );
+        } else {
+            assert_eq!(
+                counter("monogoto_api_retries_total{endpoint=\"status\"}"),
+                Some(0.0),
+                "not transient"
+            );
+            assert_eq!(
+                counter("monogoto_refresh_errors_total{kind=\"decode\"}"),
                 Some(1.0)
             );
         }
@@ -495,6 +512,7 @@ async fn readyz_waits_for_the_first_refresh() {
     let mut cfg = config(&sim);
     cfg.url = format!("http://{silent_addr}");
     cfg.poll.timeout = Duration::from_millis(1500);
+    cfg.poll.retries = 0;
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
     let ready = get(&format!("{}/readyz", exporter.url())).await;
     assert_eq!(ready.status(), 503);

@@ -1,19 +1,25 @@
-//! HTTP access to the Monogoto console API: authentication, requests and
-//! their accounting in the health metrics.
+//! HTTP access to the Monogoto console API: authentication, retries, the
+//! shared rate limit, and the accounting of every request in the health metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::auth::{self, LoginState, Token};
 use super::model::{self, DecodeError, StatusPage, THING_ID_PREFIX};
+use super::rate_limit::{Limiter, RateLimit};
+use super::retry;
 use crate::config::Credentials;
 use crate::metrics::{Endpoint, HealthMetrics};
 
 /// Bodies larger than this are refused rather than buffered.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+pub const DEFAULT_RETRIES: u32 = 3;
 /// How much of an error body goes into a log line.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -21,6 +27,8 @@ const ERROR_BODY_CHARS: usize = 200;
 pub enum ApiError {
     #[error("{endpoint}: request timed out")]
     Timeout { endpoint: &'static str },
+    #[error("{endpoint}: not sent, the refresh deadline has passed")]
+    DeadlineExceeded { endpoint: &'static str },
     #[error("{endpoint}: cannot reach the API: {detail}")]
     Connect {
         endpoint: &'static str,
@@ -51,6 +59,36 @@ pub enum ApiError {
     Login(String),
 }
 
+impl ApiError {
+    /// The `kind` label of `monogoto_refresh_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Timeout { .. } | ApiError::DeadlineExceeded { .. } => "timeout",
+            ApiError::Connect { .. } => "connect",
+            ApiError::Status { .. } => "status",
+            ApiError::Decode { .. } | ApiError::TooLarge { .. } => "decode",
+            ApiError::Unauthorized { .. } | ApiError::Login(_) => "auth",
+        }
+    }
+
+    /// Credentials are rejected: every further request would be too.
+    pub fn is_auth(&self) -> bool {
+        self.kind() == "auth"
+    }
+}
+
+/// The kinds of [`ApiError::kind`], for counting from zero.
+pub const ERROR_KINDS: &[&str] = &["timeout", "connect", "status", "decode", "auth"];
+
+/// How one attempt failed: worth another try (after `wait`, if the API said), or not.
+enum Failure {
+    Retryable {
+        error: ApiError,
+        wait: Option<Duration>,
+    },
+    Final(ApiError),
+}
+
 enum AuthMode {
     Static(Arc<Token>),
     Login {
@@ -63,12 +101,29 @@ pub struct ClientOptions {
     pub base_url: String,
     pub timeout: Duration,
     pub max_body_size: usize,
+    pub retries: u32,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl ClientOptions {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        ClientOptions {
+            base_url: base_url.into(),
+            timeout: Duration::from_secs(10),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            retries: DEFAULT_RETRIES,
+            rate_limit: None,
+        }
+    }
 }
 
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    timeout: Duration,
     max_body_size: usize,
+    retries: u32,
+    limiter: Limiter,
     auth: AuthMode,
     login: Mutex<LoginState>,
     health: Arc<HealthMetrics>,
@@ -81,7 +136,6 @@ impl Client {
         health: Arc<HealthMetrics>,
     ) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
-            .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .user_agent(concat!("monogoto-exporter/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -98,11 +152,18 @@ impl Client {
         Ok(Client {
             http,
             base: options.base_url.trim_end_matches('/').to_string(),
+            timeout: options.timeout,
             max_body_size: options.max_body_size,
+            retries: options.retries,
+            limiter: Limiter::new(options.rate_limit),
             auth,
             login: Mutex::new(LoginState::default()),
             health,
         })
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.limiter.limit()
     }
 
     /// One page of `GET /thing/status` for `iccids`.
@@ -111,6 +172,7 @@ impl Client {
         iccids: &[String],
         limit: usize,
         offset: usize,
+        deadline: Option<Instant>,
     ) -> Result<StatusPage, ApiError> {
         let ids = iccids
             .iter()
@@ -121,7 +183,7 @@ impl Client {
             "{}/thing/status?ThingIds={ids}&limit={limit}&offset={offset}",
             self.base
         );
-        let body = self.get(Endpoint::Status, &url).await?;
+        let body = self.get(Endpoint::Status, &url, deadline).await?;
         let page = model::parse_status_page(&body).map_err(|source| ApiError::Decode {
             endpoint: Endpoint::Status.label(),
             source,
@@ -137,36 +199,83 @@ impl Client {
         &self,
         limit: usize,
         offset: usize,
+        deadline: Option<Instant>,
     ) -> Result<(usize, Vec<String>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
-        let body = self.get(Endpoint::Things, &url).await?;
+        let body = self.get(Endpoint::Things, &url, deadline).await?;
         model::parse_things_page(&body).map_err(|source| ApiError::Decode {
             endpoint: Endpoint::Things.label(),
             source,
         })
     }
 
-    /// A GET with the bearer token. A 401 on a token that has worked before
-    /// means it expired or was revoked: log in once more and repeat the request
-    /// once. A 401 on a fresh token is an error (and backs logins off).
-    async fn get(&self, endpoint: Endpoint, url: &str) -> Result<Vec<u8>, ApiError> {
+    /// A GET, tried again after timeouts, connection errors, 429 and 5xx, at
+    /// most `retries` more times and never past `deadline`.
+    async fn get(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let mut retries = 0;
+        loop {
+            let (error, wait) = match self.attempt(endpoint, url, deadline).await {
+                Ok(body) => return Ok(body),
+                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Retryable { error, wait }) => (error, wait),
+            };
+            if retries >= self.retries {
+                return Err(error);
+            }
+            let delay = wait.unwrap_or_else(|| retry::backoff(retries, fastrand::f64()));
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                return Err(error);
+            }
+            retries += 1;
+            self.health
+                .api_retries
+                .with_label_values(&[endpoint.label()])
+                .inc();
+            tracing::debug!(
+                endpoint = endpoint.label(),
+                error = %error,
+                retry = retries,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One try, with the bearer token. A 401 on a token that has worked before
+    /// means it expired or was revoked: log in once more and repeat at once.
+    /// A 401 on a fresh token is final (and backs logins off).
+    async fn attempt(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, Failure> {
         let mut logged_in_again = false;
         loop {
-            let token = self.token().await?;
-            let mut request = self.http.get(url).bearer_auth(token.secret.expose_secret());
-            request = request.header(reqwest::header::ACCEPT, "application/json");
+            let token = self.token(deadline).await.map_err(Failure::Final)?;
+            let mut request = self
+                .http
+                .get(url)
+                .bearer_auth(token.secret.expose_secret())
+                .header(reqwest::header::ACCEPT, "application/json");
             if let Some(cid) = &token.customer_id {
                 request = request.header("apikey", cid);
             }
-            let response = self.send(endpoint, request).await?;
+            let response = self.send(endpoint, request, deadline).await?;
             let status = response.status();
-            if status == reqwest::StatusCode::UNAUTHORIZED {
+            if status == StatusCode::UNAUTHORIZED {
                 match &self.auth {
                     AuthMode::Static(_) => {
-                        return Err(ApiError::Unauthorized {
+                        return Err(Failure::Final(ApiError::Unauthorized {
                             endpoint: endpoint.label(),
                             hint: "the token was rejected; check MONOGOTO_TOKEN or the token file",
-                        });
+                        }));
                     }
                     AuthMode::Login { .. } if token.is_proven() && !logged_in_again => {
                         tracing::info!(
@@ -179,54 +288,118 @@ impl Client {
                     }
                     AuthMode::Login { .. } => {
                         self.reject_fresh_token(endpoint, &token).await;
-                        return Err(ApiError::Unauthorized {
+                        return Err(Failure::Final(ApiError::Unauthorized {
                             endpoint: endpoint.label(),
                             hint: "a fresh token was rejected; check the account's permissions",
-                        });
+                        }));
                     }
                 }
             }
             if !status.is_success() {
+                let wait = retry_after(response.headers());
                 let body = read_body(response, endpoint, self.max_body_size)
                     .await
                     .unwrap_or_default();
-                return Err(ApiError::Status {
+                let error = ApiError::Status {
                     endpoint: endpoint.label(),
                     code: status.as_u16(),
                     body: snippet(&body),
-                });
+                };
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    self.health.rate_limited.inc();
+                    if let Some(wait) = wait {
+                        // Every request of the process waits, not only this one.
+                        self.limiter.pause_until(Instant::now() + wait);
+                    }
+                    return Err(Failure::Retryable { error, wait });
+                }
+                if status.is_server_error() {
+                    return Err(Failure::Retryable { error, wait });
+                }
+                return Err(Failure::Final(error));
             }
-            let body = read_body(response, endpoint, self.max_body_size).await?;
-            token.mark_proven();
-            return Ok(body);
+            return match read_body(response, endpoint, self.max_body_size).await {
+                Ok(body) => {
+                    token.mark_proven();
+                    Ok(body)
+                }
+                Err(error @ (ApiError::Timeout { .. } | ApiError::Connect { .. })) => {
+                    Err(Failure::Retryable { error, wait: None })
+                }
+                Err(error) => Err(Failure::Final(error)),
+            };
         }
     }
 
-    /// Sends a request, accounting for it by endpoint and status code.
+    /// Sends a request once the rate limit allows, accounting for it by
+    /// endpoint and status code, with a timeout that ends by the deadline.
     async fn send(
         &self,
         endpoint: Endpoint,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ApiError> {
+        deadline: Option<Instant>,
+    ) -> Result<reqwest::Response, Failure> {
+        self.limiter.acquire(deadline).await.map_err(|_| {
+            Failure::Final(ApiError::DeadlineExceeded {
+                endpoint: endpoint.label(),
+            })
+        })?;
+        let timeout = match deadline {
+            Some(d) => self
+                .timeout
+                .min(d.saturating_duration_since(Instant::now())),
+            None => self.timeout,
+        };
+        if timeout.is_zero() {
+            return Err(Failure::Final(ApiError::DeadlineExceeded {
+                endpoint: endpoint.label(),
+            }));
+        }
         let started = Instant::now();
-        let result = request.send().await;
+        let result = request.timeout(timeout).send().await;
         let elapsed = started.elapsed().as_secs_f64();
         match result {
             Ok(response) => {
                 self.health
                     .observe_request(endpoint, response.status().as_str(), elapsed);
+                self.note_rate_limit_headers(response.headers());
                 Ok(response)
             }
             Err(e) => {
                 self.health.observe_request(endpoint, "error", elapsed);
-                Err(transport_error(endpoint, &e))
+                Err(Failure::Retryable {
+                    error: transport_error(endpoint, &e),
+                    wait: None,
+                })
             }
+        }
+    }
+
+    /// `X-RateLimit-Remaining: 0` means the window is spent: hold every request
+    /// back until it resets.
+    fn note_rate_limit_headers(&self, headers: &HeaderMap) {
+        let remaining = headers
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if remaining.is_some_and(|r| r <= 0.0) {
+            let reset = headers
+                .get("x-ratelimit-reset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_rate_limit_reset(v, SystemTime::now()))
+                .or_else(|| retry_after(headers))
+                .unwrap_or(retry::DEFAULT_RATE_LIMIT_WINDOW);
+            tracing::info!(
+                pause_ms = reset.as_millis() as u64,
+                "API rate-limit window spent; pausing requests"
+            );
+            self.limiter.pause_until(Instant::now() + reset);
         }
     }
 
     /// The token to send now, logging in first when there is none or it is
     /// about to expire.
-    async fn token(&self) -> Result<Arc<Token>, ApiError> {
+    async fn token(&self, deadline: Option<Instant>) -> Result<Arc<Token>, ApiError> {
         let (username, password) = match &self.auth {
             AuthMode::Static(token) => return Ok(token.clone()),
             AuthMode::Login { username, password } => (username, password),
@@ -238,7 +411,7 @@ impl Client {
         {
             return Ok(token.clone());
         }
-        if let Some(wait) = state.backoff_left(Instant::now()) {
+        if let Some(wait) = state.backoff_left(std::time::Instant::now()) {
             // A token that is merely due for renewal still works meanwhile.
             if let Some(token) = &state.token {
                 return Ok(token.clone());
@@ -248,7 +421,7 @@ impl Client {
                 humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)))
             )));
         }
-        match self.log_in(username, password).await {
+        match self.log_in(username, password, deadline).await {
             Ok((secret, customer_id)) => {
                 state.generation += 1;
                 let renew_at = auth::renew_at(secret.expose_secret(), now);
@@ -261,7 +434,7 @@ impl Client {
                 Ok(token)
             }
             Err(e) => {
-                let wait = state.fail(Instant::now());
+                let wait = state.fail(std::time::Instant::now());
                 state.token = None;
                 tracing::error!(
                     error = %e,
@@ -296,7 +469,7 @@ impl Client {
             .is_some_and(|t| t.generation == token.generation)
         {
             state.token = None;
-            let wait = state.fail(Instant::now());
+            let wait = state.fail(std::time::Instant::now());
             tracing::warn!(
                 endpoint = endpoint.label(),
                 next_login_in = %humantime::format_duration(wait),
@@ -309,6 +482,7 @@ impl Client {
         &self,
         username: &str,
         password: &SecretString,
+        deadline: Option<Instant>,
     ) -> Result<(SecretString, Option<String>), ApiError> {
         let body =
             serde_json::json!({ "UserName": username, "Password": password.expose_secret() });
@@ -318,10 +492,13 @@ impl Client {
             .header(reqwest::header::ACCEPT, "application/json")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let response = self.send(Endpoint::Auth, request).await?;
+        let response = match self.send(Endpoint::Auth, request, deadline).await {
+            Ok(response) => response,
+            Err(Failure::Final(e) | Failure::Retryable { error: e, .. }) => return Err(e),
+        };
         let status = response.status();
         let body = read_body(response, Endpoint::Auth, self.max_body_size).await?;
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(ApiError::Login(format!(
                 "login rejected (HTTP {}): check the user name and password",
                 status.as_u16()
@@ -338,6 +515,13 @@ impl Client {
             .ok_or_else(|| ApiError::Login("login answer holds no token".to_string()))?;
         Ok((SecretString::from(token), customer_id))
     }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()))
 }
 
 fn transport_error(endpoint: Endpoint, e: &reqwest::Error) -> ApiError {

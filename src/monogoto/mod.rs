@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod client;
 pub mod model;
+pub mod rate_limit;
+pub mod retry;
 
 pub use client::{ApiError, Client, ClientOptions};
 pub use model::ThingStatus;

@@ -42,17 +42,21 @@ pub fn config(sim: &RunningSimulator) -> Config {
         ))),
         iccids: sim.simulator.iccids(),
         discover: false,
+        rate_limit: None,
+        max_body_size: 16 * 1024 * 1024,
         poll: PollConfig {
             interval: Duration::from_secs(3600),
             batch_size: 50,
             concurrency: 4,
             timeout: Duration::from_secs(5),
+            retries: 3,
             stale_after: Duration::from_secs(3 * 3600),
         },
         log: LogConfig {
             filter: "info".into(),
             format: LogFormat::Text,
         },
+        warnings: Vec::new(),
     }
 }
 
