@@ -1210,6 +1210,123 @@ mod tests {
     }
 
     #[test]
+    fn resilience_settings() {
+        let c = resolve(&["--monogoto.iccid", A]).expect("valid");
+        assert_eq!(
+            c.rate_limit.map(|l| l.to_string()),
+            Some("60/min".to_string())
+        );
+        assert_eq!(c.poll.retries, 3);
+        assert_eq!(c.max_body_size, 16 * 1024 * 1024);
+        let c = resolve(&[
+            "--monogoto.iccid",
+            A,
+            "--monogoto.rate-limit",
+            "5/s",
+            "--poll.retries",
+            "0",
+            "--monogoto.max-body-size",
+            "512KiB",
+        ])
+        .expect("valid");
+        assert_eq!(c.rate_limit.map(|l| l.to_string()), Some("5/s".to_string()));
+        assert_eq!(c.poll.retries, 0);
+        assert_eq!(c.max_body_size, 512 * 1024);
+        let c = resolve(&["--monogoto.iccid", A, "--monogoto.rate-limit", "0"]).expect("valid");
+        assert_eq!(c.rate_limit, None);
+
+        let f = yaml("monogoto:\n  rate_limit: 100/h\n  max-body-size: 1MB\npoll:\n  retries: 5\n");
+        let c = resolve(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.rate_limit.map(|l| l.to_string()),
+            Some("100/h".to_string())
+        );
+        assert_eq!(c.max_body_size, 1_000_000);
+        assert_eq!(c.poll.retries, 5);
+
+        for (args, expected) in [
+            (
+                ["--monogoto.rate-limit", "fast"],
+                "config: monogoto.rate-limit \"fast\"",
+            ),
+            (
+                ["--poll.retries", "11"],
+                "config: poll.retries \"11\": must be a whole number from 0 to 10",
+            ),
+            (
+                ["--monogoto.max-body-size", "huge"],
+                "config: monogoto.max-body-size \"huge\"",
+            ),
+            (
+                ["--monogoto.max-body-size", "10"],
+                "config: monogoto.max-body-size \"10\"",
+            ),
+        ] {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--monogoto.iccid", A]);
+            let e = error(&all);
+            assert!(e.starts_with(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Some(16 * 1024 * 1024));
+        assert_eq!(parse_size("2048"), Some(2048));
+        assert_eq!(parse_size("1.5 KiB"), Some(1536));
+        assert_eq!(parse_size("1gb"), Some(1_000_000_000));
+        assert_eq!(parse_size("100"), None, "below 1 KiB");
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_size("5 parsecs"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_secret_files_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let args = parse(&[
+            "--monogoto.iccid",
+            A,
+            "--monogoto.token-file",
+            token.to_str().expect("utf-8"),
+        ]);
+        let c = Config::resolve(&args, Environment::default(), Mode::Exporter).expect("valid");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].starts_with("monogoto.token-file"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            !c.warnings[0].contains("t\""),
+            "the warning names the file, not the secret"
+        );
+
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let c = Config::resolve(&args, Environment::default(), Mode::Exporter).expect("valid");
+        assert!(c.warnings.is_empty());
+
+        let f = yaml(&format!("monogoto:\n  token: inline\n  iccid: {A}\n"));
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let c = resolve(&["--config.file", f.path().to_str().expect("utf-8")]).expect("valid");
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with("config.file")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
     fn iccid_validation() {
         assert_eq!(normalize_iccid(A), Ok(A.to_string()));
         assert_eq!(

@@ -43,7 +43,12 @@ impl Snapshot {
             .filter(|(_, e)| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after)
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect();
-        for status in fresh {
+        for mut status in fresh {
+            if !status.unparsed.is_empty()
+                && let Some(previous) = things.get(&status.iccid)
+            {
+                status.keep_last_good(&previous.status);
+            }
             things.insert(
                 status.iccid.clone(),
                 Entry {
@@ -159,6 +164,32 @@ mod tests {
         let text = String::from_utf8(s4.exposition().to_vec()).expect("utf-8");
         assert!(text.contains("monogoto_thing_connected{iccid=\"a\"} 1"));
         assert!(!text.contains("iccid=\"b\""));
+    }
+
+    #[test]
+    fn values_not_understood_keep_their_last_good_value() {
+        use crate::monogoto::model::Unparsed;
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(180);
+        let mut good = thing("a", true);
+        good.thing_name = "meter".into();
+        good.uplink_throughput = Some(5.0);
+        good.last_connection = Some(100.0);
+        let s1 = Snapshot::empty().next(vec![good], t0, stale);
+
+        let mut garbled = thing("a", false);
+        garbled.uplink_throughput = None;
+        garbled.last_connection = None;
+        garbled.unparsed = Unparsed(Unparsed::THING_NAME | Unparsed::UPLINK);
+        let s2 = s1.next(vec![garbled], t0 + Duration::from_secs(60), stale);
+        let a = s2.get("a").expect("present");
+        assert_eq!(a.thing_name, "meter");
+        assert_eq!(a.uplink_throughput, Some(5.0));
+        assert_eq!(a.connected, Some(false), "understood values are fresh");
+        assert_eq!(
+            a.last_connection, None,
+            "absent is absent, not a parse error"
+        );
     }
 
     #[test]

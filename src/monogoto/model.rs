@@ -31,6 +31,100 @@ pub struct ThingStatus {
     pub last_disconnection: Option<f64>,
     /// Earliest `LastConnectedTime` over the active sessions, epoch seconds.
     pub session_start: Option<f64>,
+    /// The values that were present but not understood: the snapshot keeps
+    /// their last good values instead of dropping the series.
+    pub unparsed: Unparsed,
+}
+
+/// A set of [`ThingStatus`] values, as bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unparsed(pub u16);
+
+impl Unparsed {
+    pub const THING_NAME: u16 = 1 << 0;
+    pub const IMSI: u16 = 1 << 1;
+    pub const MSISDN: u16 = 1 << 2;
+    pub const PROVISION_STATUS: u16 = 1 << 3;
+    pub const CONNECTED: u16 = 1 << 4;
+    pub const ACTIVE_SESSIONS: u16 = 1 << 5;
+    pub const UPLINK: u16 = 1 << 6;
+    pub const DOWNLINK: u16 = 1 << 7;
+    pub const LAST_CONNECTION: u16 = 1 << 8;
+    pub const LAST_DISCONNECTION: u16 = 1 << 9;
+    pub const SESSION_START: u16 = 1 << 10;
+
+    pub fn has(self, bits: u16) -> bool {
+        self.0 & bits != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn mark(&mut self, bits: u16) {
+        self.0 |= bits;
+    }
+
+    fn mark_if(&mut self, condition: bool, bits: u16) {
+        if condition {
+            self.0 |= bits;
+        }
+    }
+}
+
+impl ThingStatus {
+    /// Fills the values this status could not understand from `previous`.
+    pub fn keep_last_good(&mut self, previous: &ThingStatus) {
+        let u = self.unparsed;
+        if u.has(Unparsed::THING_NAME) {
+            self.thing_name.clone_from(&previous.thing_name);
+        }
+        if u.has(Unparsed::IMSI) {
+            self.imsi.clone_from(&previous.imsi);
+        }
+        if u.has(Unparsed::MSISDN) {
+            self.msisdn.clone_from(&previous.msisdn);
+        }
+        if u.has(Unparsed::PROVISION_STATUS) {
+            self.provision_status.clone_from(&previous.provision_status);
+        }
+        let keep = |bit: u16, value: &mut Option<f64>, old: Option<f64>| {
+            if u.has(bit) {
+                *value = old;
+            }
+        };
+        keep(
+            Unparsed::UPLINK,
+            &mut self.uplink_throughput,
+            previous.uplink_throughput,
+        );
+        keep(
+            Unparsed::DOWNLINK,
+            &mut self.downlink_throughput,
+            previous.downlink_throughput,
+        );
+        keep(
+            Unparsed::LAST_CONNECTION,
+            &mut self.last_connection,
+            previous.last_connection,
+        );
+        keep(
+            Unparsed::LAST_DISCONNECTION,
+            &mut self.last_disconnection,
+            previous.last_disconnection,
+        );
+        keep(
+            Unparsed::SESSION_START,
+            &mut self.session_start,
+            previous.session_start,
+        );
+        if u.has(Unparsed::ACTIVE_SESSIONS) {
+            self.active_sessions = previous.active_sessions;
+        }
+        if u.has(Unparsed::CONNECTED) {
+            self.connected = previous.connected;
+        }
+    }
 }
 
 /// A value that could not be understood.
@@ -145,40 +239,84 @@ fn parse_thing(thing: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Opti
         errors.push("ThingId");
         return None;
     };
+    let mut unparsed = Unparsed::default();
+    let mut text_field = |key: &'static str, bit: u16, errors: &mut Vec<FieldError>| {
+        let before = errors.len();
+        let value = text(thing, key, errors);
+        unparsed.mark_if(errors.len() > before, bit);
+        value
+    };
     let mut status = ThingStatus {
         iccid,
-        thing_name: text(thing, "ThingName", errors),
-        imsi: text(thing, "ActiveIMSI", errors),
-        msisdn: text(thing, "MSISDN", errors),
-        provision_status: text(thing, "ProvisionStatus", errors),
+        thing_name: text_field("ThingName", Unparsed::THING_NAME, errors),
+        imsi: text_field("ActiveIMSI", Unparsed::IMSI, errors),
+        msisdn: text_field("MSISDN", Unparsed::MSISDN, errors),
+        provision_status: text_field("ProvisionStatus", Unparsed::PROVISION_STATUS, errors),
         ..ThingStatus::default()
     };
 
-    let sessions = parse_sessions(thing.get("ActiveSessions"), errors);
-    if let Some(sessions) = &sessions {
-        status.active_sessions = Some(u32::try_from(sessions.len()).unwrap_or(u32::MAX));
-        status.uplink_throughput = sum(sessions.iter().map(|s| s.uplink));
-        status.downlink_throughput = sum(sessions.iter().map(|s| s.downlink));
-        status.session_start = sessions
-            .iter()
-            .filter_map(|s| s.started)
-            .min_by(f64::total_cmp);
+    match parse_sessions(thing.get("ActiveSessions"), errors) {
+        Some(sessions) => {
+            status.active_sessions = Some(u32::try_from(sessions.len()).unwrap_or(u32::MAX));
+            status.uplink_throughput = sum(sessions.iter().map(|s| s.uplink));
+            status.downlink_throughput = sum(sessions.iter().map(|s| s.downlink));
+            unparsed.mark_if(status.uplink_throughput.is_none(), Unparsed::UPLINK);
+            unparsed.mark_if(status.downlink_throughput.is_none(), Unparsed::DOWNLINK);
+            // The earliest start is unknown if any start was not understood.
+            match sessions
+                .iter()
+                .map(|s| s.started)
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(starts) => {
+                    status.session_start = starts.into_iter().flatten().min_by(f64::total_cmp)
+                }
+                Err(Unparseable) => unparsed.mark(Unparsed::SESSION_START),
+            }
+        }
+        None => unparsed.mark(
+            Unparsed::ACTIVE_SESSIONS
+                | Unparsed::UPLINK
+                | Unparsed::DOWNLINK
+                | Unparsed::SESSION_START,
+        ),
     }
 
-    status.connected = match thing.get("ConnectionStatus") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("CONNECTED") => Some(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("DISCONNECTED") => Some(false),
+    let reported = match thing.get("ConnectionStatus") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("CONNECTED") => Ok(Some(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("DISCONNECTED") => Ok(Some(false)),
         Some(_) => {
             errors.push("ConnectionStatus");
-            None
+            Err(Unparseable)
         }
-    }
+    };
     // Without a usable ConnectionStatus, an open session means connected.
-    .or_else(|| status.active_sessions.map(|n| n > 0));
+    status.connected = reported
+        .unwrap_or(None)
+        .or_else(|| status.active_sessions.map(|n| n > 0));
+    unparsed.mark_if(
+        status.connected.is_none() && reported.is_err(),
+        Unparsed::CONNECTED,
+    );
+    unparsed.mark_if(
+        status.connected.is_none() && unparsed.has(Unparsed::ACTIVE_SESSIONS),
+        Unparsed::CONNECTED,
+    );
 
-    status.last_connection = timestamp_field(thing, "LastConnectionTime", errors);
-    status.last_disconnection = timestamp_field(thing, "LastDisconnectionTime", errors);
+    let mut timestamp = |key: &'static str, bit: u16, errors: &mut Vec<FieldError>| {
+        let before = errors.len();
+        let value = timestamp_field(thing, key, errors);
+        unparsed.mark_if(errors.len() > before, bit);
+        value
+    };
+    status.last_connection = timestamp("LastConnectionTime", Unparsed::LAST_CONNECTION, errors);
+    status.last_disconnection = timestamp(
+        "LastDisconnectionTime",
+        Unparsed::LAST_DISCONNECTION,
+        errors,
+    );
+    status.unparsed = unparsed;
     Some(status)
 }
 
@@ -186,7 +324,7 @@ struct Session {
     /// `Err` when the value was not understood, which makes the sum unknown.
     uplink: Result<f64, Unparseable>,
     downlink: Result<f64, Unparseable>,
-    started: Option<f64>,
+    started: Result<Option<f64>, Unparseable>,
 }
 
 /// `ActiveSessions` as an object (one session), an array, null or missing.
@@ -226,7 +364,10 @@ fn parse_session(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Sess
     };
     let uplink = throughput("UplinkThroughput");
     let downlink = throughput("DownlinkThroughput");
-    let started = timestamp_field(obj, "LastConnectedTime", errors);
+    let started = match obj.get("LastConnectedTime") {
+        None => Ok(None),
+        Some(value) => parse_timestamp(value).inspect_err(|_| errors.push("LastConnectedTime")),
+    };
     Session {
         uplink,
         downlink,
@@ -511,6 +652,15 @@ mod tests {
         assert_eq!(t.uplink_throughput, None);
         assert_eq!(t.downlink_throughput, Some(7.0));
         assert_eq!(t.session_start, None);
+        let u = t.unparsed;
+        assert!(u.has(Unparsed::THING_NAME) && u.has(Unparsed::LAST_CONNECTION));
+        assert!(u.has(Unparsed::UPLINK) && u.has(Unparsed::SESSION_START));
+        assert!(!u.has(
+            Unparsed::DOWNLINK
+                | Unparsed::MSISDN
+                | Unparsed::CONNECTED
+                | Unparsed::LAST_DISCONNECTION
+        ));
         let mut e = e;
         e.sort_unstable();
         assert_eq!(
