@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Cross-checks deploy/compose/compose.yaml against the files it uses.
+
+What the Compose JSON Schema cannot see, and `docker compose config` would need
+a Docker CLI plugin for: every bind-mounted path and secret file exists; the
+committed secret files hold only the simulator's demo token; the hosts that
+Prometheus scrapes and alerts to, and Grafana's datasource URL, are services of
+the stack; Grafana's dashboard provider path is where dashboards/ is mounted;
+the exporter's --monogoto.token-file is one of its secrets.
+
+Needs PyYAML (scripts/check-deploy.sh runs it in its venv, where yamllint
+brought it).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_DIR = ROOT / "deploy/compose"
+COMPOSE = COMPOSE_DIR / "compose.yaml"
+DEMO_TOKEN = "sim-static-token"
+INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+errors: list[str] = []
+
+
+def interpolate(text: str) -> str:
+    """${VAR:-default} -> default, as with VAR unset."""
+    return INTERP.sub(lambda m: m.group(2) or "", text)
+
+
+def host_path(src: str) -> Path | None:
+    src = interpolate(src)
+    if src.startswith((".", "/", "~")):
+        return (COMPOSE_DIR / src).resolve()
+    return None  # a named volume
+
+
+def main() -> int:
+    doc = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services: dict = doc.get("services", {})
+    names = set(services)
+    mounts: dict[str, dict[str, Path]] = {}  # service -> container path -> host path
+
+    for name, svc in services.items():
+        mounts[name] = {}
+        for vol in svc.get("volumes", []) or []:
+            if isinstance(vol, dict):
+                src, dst = vol.get("source", ""), vol.get("target", "")
+            else:
+                parts = vol.split(":")
+                src, dst = parts[0], parts[1] if len(parts) > 1 else parts[0]
+            path = host_path(src)
+            if path is None:
+                if src not in (doc.get("volumes") or {}):
+                    errors.append(f"service {name}: volume {src!r} is neither a path nor a top-level volume")
+                continue
+            if not path.exists():
+                errors.append(f"service {name}: bind mount source {src} ({path}) does not exist")
+            mounts[name][dst] = path
+        for secret in svc.get("secrets", []) or []:
+            sname = secret if isinstance(secret, str) else secret.get("source")
+            if sname not in (doc.get("secrets") or {}):
+                errors.append(f"service {name}: secret {sname!r} is not defined")
+        for dep in svc.get("depends_on", []) or []:
+            if dep not in names:
+                errors.append(f"service {name}: depends on unknown service {dep!r}")
+
+    for sname, sec in (doc.get("secrets") or {}).items():
+        path = host_path(sec.get("file", ""))
+        if path is None or not path.is_file():
+            errors.append(f"secret {sname}: file {sec.get('file')!r} does not exist")
+    for f in sorted((COMPOSE_DIR / "secrets").glob("*")):
+        if f.is_file() and f.read_text(encoding="utf-8").strip() != DEMO_TOKEN:
+            errors.append(f"{f.relative_to(ROOT)}: only the simulator's demo token may be committed")
+
+    # The exporter reads its token from one of its secrets.
+    exporter = services.get("monogoto-exporter", {})
+    cmd = " ".join(exporter.get("command", []) or [])
+    m = re.search(r"--monogoto\.token-file[= ](\S+)", cmd)
+    secrets_of_exporter = {s if isinstance(s, str) else s.get("source") for s in exporter.get("secrets", []) or []}
+    if not m or not m.group(1).startswith("/run/secrets/") or m.group(1).rsplit("/", 1)[1] not in secrets_of_exporter:
+        errors.append("monogoto-exporter: --monogoto.token-file must name one of its secrets under /run/secrets/")
+    m = re.search(r"--monogoto\.url[= ](\S+)", cmd)
+    if not m or urlparse(interpolate(m.group(1))).hostname not in names:
+        errors.append("monogoto-exporter: --monogoto.url default must point at a service of the stack")
+
+    # Prometheus: its config and rules, and the hosts it talks to.
+    prom_dir = mounts.get("prometheus", {}).get("/etc/prometheus")
+    if prom_dir is None:
+        errors.append("prometheus: deploy/prometheus is not mounted at /etc/prometheus")
+    elif (prom_dir / "prometheus.yml").is_file():
+        prom = yaml.safe_load((prom_dir / "prometheus.yml").read_text(encoding="utf-8")) or {}
+        for rf in prom.get("rule_files", []) or []:
+            if not list(prom_dir.glob(rf)):
+                errors.append(f"prometheus.yml: rule file {rf} not found in {prom_dir.relative_to(ROOT)}")
+        targets = []
+        for sc in prom.get("scrape_configs", []) or []:
+            for st in sc.get("static_configs", []) or []:
+                targets += [(f"scrape job {sc.get('job_name')}", t) for t in st.get("targets", [])]
+        for am in (prom.get("alerting") or {}).get("alertmanagers", []) or []:
+            for st in am.get("static_configs", []) or []:
+                targets += [("alertmanagers", t) for t in st.get("targets", [])]
+        for where, target in targets:
+            host = target.rsplit(":", 1)[0]
+            if host not in names and host not in ("localhost", "127.0.0.1"):
+                errors.append(f"prometheus.yml {where}: target {target} is not a service of the stack")
+    else:
+        errors.append(f"{prom_dir}/prometheus.yml does not exist")
+
+    # Grafana: datasource URL, dashboard provider path, home dashboard.
+    gmounts = mounts.get("grafana", {})
+    prov = gmounts.get("/etc/grafana/provisioning")
+    if prov is None:
+        errors.append("grafana: deploy/grafana/provisioning is not mounted at /etc/grafana/provisioning")
+    else:
+        for f in sorted((prov / "datasources").glob("*.y*ml")):
+            for ds in (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("datasources", []):
+                host = urlparse(ds.get("url", "")).hostname
+                if host not in names:
+                    errors.append(f"{f.relative_to(ROOT)}: datasource {ds.get('name')} URL host {host} is not a service")
+        for f in sorted((prov / "dashboards").glob("*.y*ml")):
+            for p in (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("providers", []):
+                path = (p.get("options") or {}).get("path", "")
+                src = gmounts.get(path)
+                if src is None:
+                    errors.append(f"{f.relative_to(ROOT)}: provider path {path} is not a mount of the grafana service")
+                elif not list(src.glob("*.json")):
+                    errors.append(f"{f.relative_to(ROOT)}: no dashboards in {src}")
+    home = (services.get("grafana", {}).get("environment") or {}).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        base, _, fname = home.rpartition("/")
+        if base not in gmounts or not (gmounts[base] / fname).is_file():
+            errors.append(f"grafana: home dashboard {home} is not a mounted file")
+
+    for e in errors:
+        print(f"check-compose: {e}", file=sys.stderr)
+    if not errors:
+        print(f"{COMPOSE.relative_to(ROOT)}: {len(services)} services, references check out")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

