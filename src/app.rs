@@ -29,6 +29,8 @@ pub enum StartError {
     NoCredentials,
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("web.config.file: {0}")]
+    WebConfig(#[from] crate::web::WebConfigError),
 }
 
 /// A started exporter. Dropping it does not stop it; call [`RunningExporter::shutdown`].
@@ -109,18 +111,19 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         "monogoto-exporter started"
     );
 
-    let cancel = CancellationToken::new();
-    let polling = tokio::spawn(poller.clone().run(cancel.clone()));
     let app = server::router(AppState {
         fleet: fleet.clone(),
         health: health.clone(),
         telemetry_path: config.telemetry_path.as_str().into(),
     });
+    // Validated again here: the file may have changed since the config was resolved.
+    let web_server = crate::web::Server::new(listener, app, config.web_config_file.as_deref())?;
+
+    let cancel = CancellationToken::new();
+    let polling = tokio::spawn(poller.clone().run(cancel.clone()));
     let server_cancel = cancel.clone();
     let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
-        if let Err(e) = serve.await {
+        if let Err(e) = web_server.serve(server_cancel.cancelled_owned()).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
