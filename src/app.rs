@@ -36,6 +36,8 @@ pub enum StartError {
 /// A started exporter. Dropping it does not stop it; call [`RunningExporter::shutdown`].
 pub struct RunningExporter {
     pub addr: SocketAddr,
+    /// Serving HTTPS (`--web.config.file` with `tls_server_config`).
+    pub tls: bool,
     pub fleet: Arc<Fleet>,
     pub health: Arc<HealthMetrics>,
     pub poller: Arc<Poller>,
@@ -58,7 +60,8 @@ impl RunningExporter {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -118,6 +121,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
     });
     // Validated again here: the file may have changed since the config was resolved.
     let web_server = crate::web::Server::new(listener, app, config.web_config_file.as_deref())?;
+    let tls = web_server.is_tls();
 
     let cancel = CancellationToken::new();
     let polling = tokio::spawn(poller.clone().run(cancel.clone()));
@@ -130,6 +134,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
 
     Ok(RunningExporter {
         addr,
+        tls,
         fleet,
         health,
         poller,

@@ -107,7 +107,8 @@ async fn start_with(path: &Path) -> (RunningSimulator, RunningExporter) {
 }
 
 fn https_url(exporter: &RunningExporter, path: &str) -> String {
-    format!("https://127.0.0.1:{}{path}", exporter.addr.port())
+    assert!(exporter.tls);
+    format!("{}{path}", exporter.url())
 }
 
 /// A client that trusts only `ca`, optionally presenting a certificate. No

@@ -84,6 +84,13 @@ impl Server {
         })
     }
 
+    /// Whether the listener speaks TLS (fixed for the life of the server).
+    pub fn is_tls(&self) -> bool {
+        self.web
+            .as_ref()
+            .is_some_and(|web| web.live.load().tls.is_some())
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and waits for
     /// the connections in flight (the caller bounds that wait).
     pub async fn serve(
@@ -247,7 +254,11 @@ async fn reload_loop(path: PathBuf, live: Arc<ArcSwap<WebConfig>>, stop: Cancell
         };
         let current = live.load_full();
         match loaded.and_then(|new| compatible(&current, new)) {
-            Ok(new) if new.fingerprint == current.fingerprint => last_error = None,
+            Ok(new) if new.fingerprint == current.fingerprint => {
+                if last_error.take().is_some() {
+                    tracing::info!(file = %path.display(), "web configuration valid again, as the one in force");
+                }
+            }
             Ok(new) => {
                 for warning in &new.warnings {
                     tracing::warn!(file = %path.display(), "{warning}");
