@@ -29,11 +29,15 @@ pub enum StartError {
     NoCredentials,
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("web.config.file: {0}")]
+    WebConfig(#[from] crate::web::WebConfigError),
 }
 
 /// A started exporter. Dropping it does not stop it; call [`RunningExporter::shutdown`].
 pub struct RunningExporter {
     pub addr: SocketAddr,
+    /// Serving HTTPS (`--web.config.file` with `tls_server_config`).
+    pub tls: bool,
     pub fleet: Arc<Fleet>,
     pub health: Arc<HealthMetrics>,
     pub poller: Arc<Poller>,
@@ -56,7 +60,8 @@ impl RunningExporter {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -115,24 +120,27 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         "monogoto-exporter started"
     );
 
-    let cancel = CancellationToken::new();
-    let polling = tokio::spawn(poller.clone().run(cancel.clone()));
     let app = server::router(AppState {
         fleet: fleet.clone(),
         health: health.clone(),
         telemetry_path: config.telemetry_path.as_str().into(),
     });
+    // Validated again here: the file may have changed since the config was resolved.
+    let web_server = crate::web::Server::new(listener, app, config.web_config_file.as_deref())?;
+    let tls = web_server.is_tls();
+
+    let cancel = CancellationToken::new();
+    let polling = tokio::spawn(poller.clone().run(cancel.clone()));
     let server_cancel = cancel.clone();
     let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
-        if let Err(e) = serve.await {
+        if let Err(e) = web_server.serve(server_cancel.cancelled_owned()).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
 
     Ok(RunningExporter {
         addr,
+        tls,
         fleet,
         health,
         poller,

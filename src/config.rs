@@ -104,6 +104,9 @@ pub struct ExporterArgs {
     /// Path under which metrics are served [default: /metrics].
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,
+    /// TLS, client certificates and basic auth, in the exporter-toolkit format (as node_exporter).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
     /// Base URL of the Monogoto console API [default: https://console.monogoto.io].
     #[arg(long = "monogoto.url", env = "MONOGOTO_URL", value_name = "URL")]
     pub url: Option<String>,
@@ -191,6 +194,8 @@ impl Environment {
 pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
+    /// Exporter-toolkit web configuration (TLS, basic auth); validated at start-up.
+    pub web_config_file: Option<PathBuf>,
     pub url: String,
     pub credentials: Option<Credentials>,
     pub iccids: Vec<String>,
@@ -292,6 +297,8 @@ struct WebFile {
     listen_address: Option<String>,
     #[serde(default, alias = "telemetry-path", deserialize_with = "scalar")]
     telemetry_path: Option<String>,
+    #[serde(default, alias = "config-file")]
+    config_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -418,6 +425,12 @@ impl Config {
             validate_listen_address(args.listen_address.clone().or(web.listen_address))?;
         let telemetry_path =
             validate_telemetry_path(args.telemetry_path.clone().or(web.telemetry_path))?;
+        let web_config_file = args.web_config_file.clone().or(web.config_file);
+        if let Some(path) = &web_config_file {
+            crate::web::WebConfig::load(path).map_err(|e| {
+                ConfigError::value("web.config.file", &path.display().to_string(), e)
+            })?;
+        }
         let url = validate_url(args.url.clone().or(monogoto.url.clone()))?;
 
         let poll = resolve_poll(args, poll)?;
@@ -522,6 +535,7 @@ impl Config {
         Ok(Config {
             listen_address,
             telemetry_path,
+            web_config_file,
             url,
             credentials,
             iccids,
@@ -1323,6 +1337,51 @@ mod tests {
             c.warnings.iter().any(|w| w.starts_with("config.file")),
             "{:?}",
             c.warnings
+        );
+    }
+
+    #[test]
+    fn web_config_file_from_flag_or_yaml_and_validated() {
+        let web = yaml("basic_auth_users: {}\n");
+        let web_path = web.path().to_str().expect("utf-8");
+        let c = resolve(&["--web.config.file", web_path, "--monogoto.iccid", A]).expect("valid");
+        assert_eq!(c.web_config_file.as_deref(), Some(web.path()));
+        assert_eq!(
+            resolve(&["--monogoto.iccid", A])
+                .expect("valid")
+                .web_config_file,
+            None
+        );
+        for key in ["config_file", "config-file"] {
+            let f = yaml(&format!("web:\n  {key}: {web_path}\n"));
+            let c = resolve(&[
+                "--config.file",
+                f.path().to_str().expect("utf-8"),
+                "--monogoto.iccid",
+                A,
+            ])
+            .expect("valid");
+            assert_eq!(c.web_config_file.as_deref(), Some(web.path()), "{key}");
+        }
+
+        let bad = yaml("basic_auth_users:\n  alice: not-a-hash\n");
+        let bad_path = bad.path().to_str().expect("utf-8");
+        let e = error(&["--web.config.file", bad_path, "--monogoto.iccid", A]);
+        assert!(
+            e.starts_with(&format!(
+                "config: web.config.file {bad_path:?}: basic_auth_users.alice: not a bcrypt hash"
+            )),
+            "{e}"
+        );
+        let e = error(&[
+            "--web.config.file",
+            "/nonexistent/web.yml",
+            "--monogoto.iccid",
+            A,
+        ]);
+        assert!(
+            e.starts_with("config: web.config.file \"/nonexistent/web.yml\": cannot read"),
+            "{e}"
         );
     }
 

@@ -8,3 +8,4 @@ pub mod poller;
 pub mod server;
 pub mod simulator;
 pub mod snapshot;
+pub mod web;

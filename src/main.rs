@@ -111,7 +111,7 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
         "monogoto-exporter demo: {} simulated SIMs (API at {}); metrics at {}{}",
         demo.things,
         running.url(),
-        browsable(exporter.addr),
+        browsable(exporter.addr, exporter.tls),
         config.telemetry_path
     );
     app::shutdown_signal().await;
@@ -142,7 +142,7 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
     let (username, password) = simulator.credentials();
     let addr = listener
         .local_addr()
-        .map(browsable)
+        .map(|addr| browsable(addr, false))
         .unwrap_or_else(|_| args.listen.clone());
     println!(
         "simulated Monogoto API with {} Things at {addr}; log in as {username:?}/{password:?} or use the token {:?}",
@@ -159,11 +159,12 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
 }
 
 /// A URL a person on this machine can open, even when listening on all interfaces.
-fn browsable(addr: SocketAddr) -> String {
+fn browsable(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if addr.ip().is_unspecified() {
-        format!("http://127.0.0.1:{}", addr.port())
+        format!("{scheme}://127.0.0.1:{}", addr.port())
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     }
 }
 

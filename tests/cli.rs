@@ -111,6 +111,11 @@ fn invalid_configuration_exits_2_with_one_line() {
             &[("MONOGOTO_EXPORTER_CONFIG", "/nonexistent.yml")],
             "config: config.file \"/nonexistent.yml\"",
         ),
+        (
+            &["--web.config.file", "/nonexistent-web.yml"],
+            &[],
+            "config: web.config.file \"/nonexistent-web.yml\": cannot read",
+        ),
     ];
     for (args, env, expected) in cases {
         let mut cmd = command();

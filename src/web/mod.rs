@@ -1,0 +1,301 @@
+//! Serving the router, optionally under a `--web.config.file` (exporter-toolkit
+//! format): TLS, client certificates, basic auth, extra headers, rate limit,
+//! all re-read from disk while running.
+//!
+//! Whether the listener speaks TLS is fixed at start-up, as in exporter-toolkit;
+//! everything else (certificates, users, headers, ...) follows the file.
+
+pub mod auth;
+pub mod config;
+pub mod tls;
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{WebConfig, WebConfigError};
+
+/// How often the web configuration file (and the files it names) is checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A client has this long to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener and router ready to serve, with the web configuration already
+/// validated, so that a bad file stops start-up rather than the first scrape.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    web: Option<Web>,
+}
+
+struct Web {
+    path: PathBuf,
+    live: Arc<ArcSwap<WebConfig>>,
+}
+
+impl Server {
+    pub fn new(
+        listener: TcpListener,
+        router: Router,
+        web_config: Option<&Path>,
+    ) -> Result<Server, WebConfigError> {
+        let Some(path) = web_config else {
+            return Ok(Server {
+                listener,
+                router,
+                web: None,
+            });
+        };
+        let config = WebConfig::load(path)?;
+        for warning in &config.warnings {
+            tracing::warn!(file = %path.display(), "{warning}");
+        }
+        tracing::info!(
+            file = %path.display(),
+            tls = config.tls.is_some(),
+            client_auth = %config.client_auth,
+            http2 = config.tls.is_some() && config.http2,
+            basic_auth_users = config.users.len(),
+            "web configuration loaded"
+        );
+        let live = Arc::new(ArcSwap::from_pointee(config));
+        let guard = Arc::new(auth::Guard::new(live.clone()));
+        let router = router.layer(axum::middleware::from_fn_with_state(guard, auth::guard));
+        Ok(Server {
+            listener,
+            router,
+            web: Some(Web {
+                path: path.to_path_buf(),
+                live,
+            }),
+        })
+    }
+
+    /// Whether the listener speaks TLS (fixed for the life of the server).
+    pub fn is_tls(&self) -> bool {
+        self.web
+            .as_ref()
+            .is_some_and(|web| web.live.load().tls.is_some())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits for
+    /// the connections in flight (the caller bounds that wait).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let Server {
+            listener,
+            router,
+            web,
+        } = self;
+        let Some(web) = web else {
+            return axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        };
+        let stop_reloading = CancellationToken::new();
+        tokio::spawn(reload_loop(
+            web.path.clone(),
+            web.live.clone(),
+            stop_reloading.clone(),
+        ));
+        let _stop_reloading = stop_reloading.drop_guard();
+        if web.live.load().tls.is_some() {
+            serve_tls(listener, router, web.live, shutdown).await
+        } else {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// [`Server::new`] and [`Server::serve`] in one.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    web_config: Option<&Path>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Server::new(listener, router, web_config)?
+        .serve(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("web configuration: {0}")]
+    Config(#[from] WebConfigError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    live: Arc<ArcSwap<WebConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    // Connections still in their handshake when shutdown starts are dropped:
+    // they have no request in flight to finish.
+    let handshakes = CancellationToken::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Per-connection errors (reset before accept) and
+                    // descriptor exhaustion alike: pause briefly, keep serving.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let config = live.load_full();
+        let Some(tls) = config.tls.clone() else {
+            // A reload never switches TLS off (see `compatible`); be safe anyway.
+            continue;
+        };
+        let http2 = config.http2;
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        let cancelled = handshakes.clone();
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(tls).accept(tcp));
+            let stream = tokio::select! {
+                () = cancelled.cancelled() => return,
+                result = handshake => match result {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            if !http2 {
+                builder = builder.http1_only();
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router),
+                )
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    handshakes.cancel();
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Re-reads the file every [`RELOAD_INTERVAL`] and on SIGHUP. A valid new
+/// version replaces the live one whole; an invalid one is logged once and
+/// the version in force stays, so a bad edit never takes protection away.
+async fn reload_loop(path: PathBuf, live: Arc<ArcSwap<WebConfig>>, stop: CancellationToken) {
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the web configuration is still re-read every few seconds");
+            None
+        }
+    };
+    let mut last_error: Option<String> = None;
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<()>();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RELOAD_INTERVAL) => {}
+            () = hup => tracing::info!(file = %path.display(), "SIGHUP received, re-reading the web configuration"),
+        }
+        let load_path = path.clone();
+        let loaded = match tokio::task::spawn_blocking(move || WebConfig::load(&load_path)).await {
+            Ok(loaded) => loaded,
+            Err(e) => Err(WebConfigError::new(format!("reading failed: {e}"))),
+        };
+        let current = live.load_full();
+        match loaded.and_then(|new| compatible(&current, new)) {
+            Ok(new) if new.fingerprint == current.fingerprint => {
+                if last_error.take().is_some() {
+                    tracing::info!(file = %path.display(), "web configuration valid again, as the one in force");
+                }
+            }
+            Ok(new) => {
+                for warning in &new.warnings {
+                    tracing::warn!(file = %path.display(), "{warning}");
+                }
+                tracing::info!(
+                    file = %path.display(),
+                    client_auth = %new.client_auth,
+                    basic_auth_users = new.users.len(),
+                    "web configuration reloaded"
+                );
+                live.store(Arc::new(new));
+                last_error = None;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if last_error.as_deref() != Some(message.as_str()) {
+                    tracing::error!(
+                        file = %path.display(),
+                        error = %message,
+                        "invalid web configuration; keeping the previous one"
+                    );
+                }
+                last_error = Some(message);
+            }
+        }
+    }
+}
+
+/// A running listener cannot switch between TLS and plain HTTP.
+fn compatible(current: &WebConfig, new: WebConfig) -> Result<WebConfig, WebConfigError> {
+    match (current.tls.is_some(), new.tls.is_some()) {
+        (true, false) => Err(WebConfigError::new(
+            "tls_server_config was removed; switching from TLS to plain HTTP needs a restart",
+        )),
+        (false, true) => Err(WebConfigError::new(
+            "tls_server_config was added; switching from plain HTTP to TLS needs a restart",
+        )),
+        _ => Ok(new),
+    }
+}
