@@ -3606,4 +3606,36 @@ mod tests {
             assert!(err.contains(error), "{spec:?}: {err}");
         }
     }
+
+    #[test]
+    fn simulate_flags_take_fault_specs() {
+        use crate::config::{Cli, Command};
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "monogoto-exporter",
+            "simulate",
+            "--fault",
+            "status=503,count=5,endpoint=status",
+            "--fault",
+            "hang,after=10",
+            "--token-lifetime",
+            "90s",
+        ])
+        .expect("valid flags");
+        let Some(Command::Simulate(args)) = cli.command else {
+            panic!("not the simulate command");
+        };
+        assert_eq!(
+            args.faults,
+            [
+                rule("status=503,count=5,endpoint=status"),
+                rule("hang,after=10")
+            ]
+        );
+        assert_eq!(args.token_lifetime, Duration::from_secs(90));
+        let err = Cli::try_parse_from(["monogoto-exporter", "simulate", "--fault", "status=200"])
+            .expect_err("invalid spec");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("between 400 and 599"), "{err}");
+    }
 }
