@@ -82,6 +82,19 @@ pub struct SimulateArgs {
     /// Length of one connect/disconnect epoch of a simulated Thing.
     #[arg(long = "flap-period", default_value = "120s", value_parser = humantime::parse_duration)]
     pub flap_period: Duration,
+    /// Lifetime of the tokens logins get (their JWT exp), in whole seconds; then they answer 401.
+    #[arg(long = "token-lifetime", default_value = "4h", value_parser = humantime::parse_duration)]
+    pub token_lifetime: Duration,
+    /// Inject a fault into the API (repeatable), e.g. status=503,count=5,endpoint=status.
+    #[arg(
+        long = "fault",
+        value_name = "SPEC",
+        long_help = format!(
+            "Inject a fault into the API (repeatable; rules apply in the order given).\n\n{}",
+            crate::simulator::FAULT_SPEC_HELP
+        )
+    )]
+    pub faults: Vec<crate::simulator::FaultRule>,
     /// Log level of the simulator.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,

@@ -137,8 +137,12 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
         seed: args.seed,
         page_cap: args.page_cap,
         flap_period: args.flap_period,
+        token_lifetime: args.token_lifetime,
         ..SimulatorConfig::default()
     });
+    for rule in &args.faults {
+        simulator.add_fault(rule.clone());
+    }
     let (username, password) = simulator.credentials();
     let addr = listener
         .local_addr()
@@ -149,6 +153,9 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
         args.things,
         simulator.static_token()
     );
+    for rule in &args.faults {
+        println!("injecting fault: {rule}");
+    }
     match simulator.serve(listener, app::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

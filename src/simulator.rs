@@ -6,25 +6,34 @@
 //! disconnect over time, and the answers mix every documented (and
 //! contradictory) response shape so a tolerant client is fully exercised.
 //! [`Simulator::truth`] tells what an answer means, whatever shape it used.
+//!
+//! Fault injection ([`Simulator::add_fault`], `POST /_sim/faults`, or
+//! `simulate --fault SPEC`) makes the API misbehave the ways the real one may:
+//! slow or hung answers, 5xx bursts, 429s, 401s, broken, mistyped or huge bodies.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The service rejects larger pages; so do we.
 const MAX_LIMIT: usize = 50;
@@ -37,6 +46,16 @@ const TOKEN_PRUNE_THRESHOLD: usize = 4096;
 /// Every block of this many consecutive Things holds each categorical shape (see `slot`).
 const SHAPE_BLOCK: u64 = 20;
 const THING_ID_PREFIX: &str = "ThingId_ICCID_";
+/// No injected delay (hang or latency) holds an answer longer than this.
+pub const MAX_FAULT_DELAY: Duration = Duration::from_secs(600);
+/// What a rate-limited answer announces in `X-RateLimit-Limit` (the documented standard plan).
+const RATE_LIMIT_PER_MINUTE: u64 = 60;
+/// Window announced by a 429 that gives no `Retry-After`.
+const RATE_LIMIT_WINDOW_SECS: u64 = 60;
+/// Size of one streamed piece of an oversized body.
+const OVERSIZED_CHUNK: usize = 64 * 1024;
+/// The last instant an IMF-fixdate (four-digit year) can show: 9999-12-31T23:59:59Z.
+const MAX_HTTP_DATE_SECS: i64 = 253_402_300_799;
 
 // Tags keep the hash streams of different attributes independent.
 const TAG_ICCID: u64 = 1;
@@ -95,8 +114,9 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// The API endpoints whose requests are counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The API endpoints whose requests are counted (in JSON: `"auth"`, `"things"`, `"status"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SimEndpoint {
     Auth,
     Things,
@@ -110,6 +130,429 @@ pub enum FailMode {
     ServerError,
     /// HTTP 200 `{"Success":false,"Message":"simulated failure","Data":null}`.
     SuccessFalse,
+}
+
+/// A fault-injection rule: which requests it takes over and what they get.
+///
+/// Rules are checked in the order they were added, for every request to an API
+/// endpoint (`/Auth`, `/things`, `/thing/status`; never `/_sim/`). Each rule counts
+/// the requests to its endpoint(s) since it was added, whatever other rules did with
+/// them, so `after` and `count` are plain request numbers: the rule applies to
+/// requests `after + 1 ..= after + count`. The first rule that applies decides the
+/// answer; a [`FaultKind::Latency`] rule only delays it and lets later rules and the
+/// normal handling go on. An exhausted rule stays in the list but no longer applies.
+///
+/// [`FromStr`] parses the compact form of `simulate --fault` (see [`FAULT_SPEC_HELP`]);
+/// [`fmt::Display`] writes it back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    pub kind: FaultKind,
+    /// The endpoint whose requests the rule sees; None = every API endpoint.
+    #[serde(default)]
+    pub endpoint: Option<SimEndpoint>,
+    /// Let this many matching requests pass first (e.g. "401 after N requests").
+    #[serde(default)]
+    pub after: u64,
+    /// Then fault this many matching requests; None = until cleared.
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+/// What a faulted request gets. In JSON, tagged by `"type"` in snake_case, e.g.
+/// `{"type": "status", "code": 503}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Delays the answer by this much (at most [`MAX_FAULT_DELAY`]), then answers
+    /// as the later rules or the normal handling say.
+    Latency { millis: u64 },
+    /// Accepts the request and never answers, until the client gives up, the server
+    /// shuts down, or [`MAX_FAULT_DELAY`] passes (then a 504).
+    Hang,
+    /// This HTTP status (400 to 599; anything else answers 500). 502, 503 and 504
+    /// carry a short text body, as a load balancer sends; others the JSON envelope
+    /// `{"Success": false, "Message": "<reason>", "Data": null}`.
+    Status { code: u16 },
+    /// 429 with `X-RateLimit-Limit: 60`, `X-RateLimit-Remaining: 0`,
+    /// `X-RateLimit-Reset` (Unix seconds when the window ends: now plus the wait,
+    /// or plus 60 s without `Retry-After`) and the `Retry-After` asked for. Both use
+    /// the real clock, not the simulator's, since clients compare them with theirs.
+    RateLimited { retry_after: RetryAfter },
+    /// 401 `Unauthorized` whatever the token (on `/Auth`: 401 `Access denied`,
+    /// what the service answers a refused login).
+    Unauthorized,
+    /// The normal answer with its body cut in the middle: status and headers as
+    /// normal (so 200 for a good request), a strict prefix of the JSON.
+    TruncatedJson,
+    /// 200, `Content-Type: application/json`, and an HTML maintenance page.
+    MalformedJson,
+    /// The normal 200 answer with its values of the wrong JSON types
+    /// (`ThingName: {}`, `ActiveSessions: "x"`, `LastConnectionTime: true`,
+    /// `UplinkThroughput: "fast"`, `ConnectionStatus: 7`, ...) but every `ThingId`
+    /// intact and `Success: true`. An error answer (401, 400) is sent as it is
+    /// (the request still counts as faulted).
+    WrongTypes,
+    /// 200 `{"Success": false, "Message": "simulated failure", "Data": null}`.
+    SuccessFalse,
+    /// 200 with a valid JSON body of at least `bytes` bytes in the endpoint's shape,
+    /// streamed in 64 KiB pieces without `Content-Length`.
+    Oversized { bytes: u64 },
+}
+
+/// The `Retry-After` header of a [`FaultKind::RateLimited`] answer. In JSON:
+/// `{"seconds": 2}`, `{"http_date": {"seconds_from_now": 2}}` or `"none"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryAfter {
+    /// `Retry-After: <seconds>`.
+    Seconds(u64),
+    /// `Retry-After: <IMF-fixdate>` this many seconds from now (rounded up to a whole second).
+    HttpDate { seconds_from_now: u64 },
+    /// No `Retry-After` header.
+    None,
+}
+
+/// The syntax of `--fault SPEC`, for `--help` and error messages.
+pub const FAULT_SPEC_HELP: &str = "\
+SPEC is KIND[=VALUE] followed by optional ,OPTION=VALUE parts:
+  latency=DURATION         delay the answer (200ms, 2s; a bare number is milliseconds)
+  hang                     never answer (until the client gives up; at most 10 minutes)
+  status=CODE              answer this HTTP status, 400 to 599
+  rate_limited[=RETRY]     429 with X-RateLimit-* headers; RETRY is SECONDS or
+                           retry_after:SECONDS (Retry-After in seconds), date:SECONDS
+                           (Retry-After as an HTTP date that far ahead), or none (default)
+  unauthorized             401 whatever the token
+  truncated_json           the normal body cut in the middle
+  malformed_json           200 with a body that is not JSON
+  wrong_types              200, Success true, values of the wrong JSON types
+  success_false            200 {\"Success\": false, ...}
+  oversized=SIZE           200 with a streamed JSON body of at least SIZE bytes
+                           (20MiB, 500KB, 1048576; KB/MB/GB are powers of 1000)
+options:
+  endpoint=auth|things|status|all   which requests the rule sees (default all)
+  after=N                  let N of them pass first (default 0)
+  count=N                  then fault N of them (default: until cleared)
+Rules apply in order; the first that applies answers, latency adds to the others.
+Examples: status=503,count=5,endpoint=status  rate_limited=retry_after:2
+          latency=200ms  hang,after=10  unauthorized,after=100  oversized=20MiB";
+
+/// Why a fault SPEC (or a rule given to the control API) is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseFaultError(String);
+
+impl fmt::Display for ParseFaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseFaultError {}
+
+fn spec_error(message: impl Into<String>) -> ParseFaultError {
+    ParseFaultError(message.into())
+}
+
+impl FaultRule {
+    /// A rule of this kind for every endpoint, from the first request, until cleared.
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            endpoint: None,
+            after: 0,
+            count: None,
+        }
+    }
+
+    /// Only requests to `endpoint` are seen by the rule.
+    pub fn endpoint(mut self, endpoint: SimEndpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Lets `n` matching requests pass first.
+    pub fn after(mut self, n: u64) -> Self {
+        self.after = n;
+        self
+    }
+
+    /// Faults only `n` matching requests.
+    pub fn count(mut self, n: u64) -> Self {
+        self.count = Some(n);
+        self
+    }
+
+    /// The limits the parser and the control API enforce; `add_fault` takes any rule.
+    fn check(&self) -> Result<(), ParseFaultError> {
+        match self.kind {
+            FaultKind::Status { code } if !(400..=599).contains(&code) => {
+                return Err(spec_error(format!(
+                    "status code must be between 400 and 599, got {code}"
+                )));
+            }
+            _ => {}
+        }
+        if self.count == Some(0) {
+            return Err(spec_error(
+                "count must be at least 1 (leave it out to fault until cleared)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the `n`-th matching request (1-based) is in the rule's window.
+    fn applies_to(&self, n: u64) -> bool {
+        n > self.after && self.count.is_none_or(|c| n - self.after <= c)
+    }
+
+    fn exhausted(&self, matched: u64) -> bool {
+        self.count
+            .is_some_and(|c| matched >= self.after.saturating_add(c))
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Latency { millis } => write!(f, "latency={millis}ms"),
+            Self::Hang => f.write_str("hang"),
+            Self::Status { code } => write!(f, "status={code}"),
+            Self::RateLimited { retry_after } => match retry_after {
+                RetryAfter::Seconds(s) => write!(f, "rate_limited=retry_after:{s}"),
+                RetryAfter::HttpDate { seconds_from_now } => {
+                    write!(f, "rate_limited=date:{seconds_from_now}")
+                }
+                RetryAfter::None => f.write_str("rate_limited"),
+            },
+            Self::Unauthorized => f.write_str("unauthorized"),
+            Self::TruncatedJson => f.write_str("truncated_json"),
+            Self::MalformedJson => f.write_str("malformed_json"),
+            Self::WrongTypes => f.write_str("wrong_types"),
+            Self::SuccessFalse => f.write_str("success_false"),
+            Self::Oversized { bytes } => write!(f, "oversized={bytes}"),
+        }
+    }
+}
+
+impl fmt::Display for FaultRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(endpoint) = self.endpoint {
+            write!(f, ",endpoint={}", endpoint_name(endpoint))?;
+        }
+        if self.after > 0 {
+            write!(f, ",after={}", self.after)?;
+        }
+        if let Some(count) = self.count {
+            write!(f, ",count={count}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for FaultRule {
+    type Err = ParseFaultError;
+
+    /// Parses `KIND[=VALUE][,OPTION=VALUE]...`; see [`FAULT_SPEC_HELP`].
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut parts = spec.split(',').map(str::trim);
+        let head = parts.next().unwrap_or_default();
+        if head.is_empty() {
+            return Err(spec_error(
+                "empty fault; expected KIND[=VALUE][,OPTION=VALUE]..., e.g. status=503,count=5",
+            ));
+        }
+        let (name, value) = match head.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim())),
+            None => (head, None),
+        };
+        // Forgive `rate-limited` and `Status`: the canonical spelling is in --help.
+        let name = name.to_ascii_lowercase().replace('-', "_");
+        let mut rule = Self::new(parse_kind(&name, value)?);
+        let mut seen: Vec<&str> = Vec::new();
+        for part in parts {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(spec_error(if part.is_empty() {
+                    "empty option (a stray comma?)".to_owned()
+                } else {
+                    format!("option {part:?} needs a value, as in {part}=...")
+                }));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if seen.contains(&key) {
+                return Err(spec_error(format!("option {key} given twice")));
+            }
+            seen.push(key);
+            match key {
+                "endpoint" => rule.endpoint = parse_endpoint(value)?,
+                "after" => rule.after = parse_count(key, value)?,
+                "count" => rule.count = Some(parse_count(key, value)?),
+                other => {
+                    return Err(spec_error(format!(
+                        "unknown option {other:?} (expected endpoint, after or count)"
+                    )));
+                }
+            }
+        }
+        rule.check()?;
+        Ok(rule)
+    }
+}
+
+const FAULT_KINDS: &str = "latency, hang, status, rate_limited, unauthorized, truncated_json, \
+                           malformed_json, wrong_types, success_false, oversized";
+
+fn parse_kind(name: &str, value: Option<&str>) -> Result<FaultKind, ParseFaultError> {
+    let needs = |example: &str| spec_error(format!("{name} needs a value, as in {example}"));
+    let simple = |kind: FaultKind| match value {
+        None => Ok(kind),
+        Some(_) => Err(spec_error(format!("{name} takes no value"))),
+    };
+    match name {
+        "latency" => {
+            let v = value.ok_or_else(|| needs("latency=200ms"))?;
+            Ok(FaultKind::Latency {
+                millis: parse_millis(v)?,
+            })
+        }
+        "status" => {
+            let v = value.ok_or_else(|| needs("status=503"))?;
+            let code = v
+                .parse::<u16>()
+                .map_err(|_| spec_error(format!("status code must be a number, got {v:?}")))?;
+            Ok(FaultKind::Status { code })
+        }
+        "rate_limited" => Ok(FaultKind::RateLimited {
+            retry_after: parse_retry_after(value)?,
+        }),
+        "oversized" => {
+            let v = value.ok_or_else(|| needs("oversized=20MiB"))?;
+            Ok(FaultKind::Oversized {
+                bytes: parse_size(v)?,
+            })
+        }
+        "hang" => simple(FaultKind::Hang),
+        "unauthorized" => simple(FaultKind::Unauthorized),
+        "truncated_json" => simple(FaultKind::TruncatedJson),
+        "malformed_json" => simple(FaultKind::MalformedJson),
+        "wrong_types" => simple(FaultKind::WrongTypes),
+        "success_false" => simple(FaultKind::SuccessFalse),
+        other => Err(spec_error(format!(
+            "unknown fault {other:?} (expected one of {FAULT_KINDS})"
+        ))),
+    }
+}
+
+fn endpoint_name(endpoint: SimEndpoint) -> &'static str {
+    match endpoint {
+        SimEndpoint::Auth => "auth",
+        SimEndpoint::Things => "things",
+        SimEndpoint::Status => "status",
+    }
+}
+
+fn parse_endpoint(v: &str) -> Result<Option<SimEndpoint>, ParseFaultError> {
+    match v.to_ascii_lowercase().as_str() {
+        "auth" => Ok(Some(SimEndpoint::Auth)),
+        "things" => Ok(Some(SimEndpoint::Things)),
+        "status" => Ok(Some(SimEndpoint::Status)),
+        "all" => Ok(None),
+        _ => Err(spec_error(format!(
+            "endpoint must be auth, things, status or all, got {v:?}"
+        ))),
+    }
+}
+
+fn parse_count(key: &str, v: &str) -> Result<u64, ParseFaultError> {
+    v.parse::<u64>().map_err(|_| {
+        spec_error(format!(
+            "{key} must be a whole number of requests, got {v:?}"
+        ))
+    })
+}
+
+/// A bare number is milliseconds; otherwise a duration such as `200ms` or `2s`.
+fn parse_millis(v: &str) -> Result<u64, ParseFaultError> {
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(ms);
+    }
+    let d = humantime::parse_duration(v)
+        .map_err(|_| spec_error(format!("invalid duration {v:?} (try 200ms or 2s)")))?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(spec_error(format!(
+            "latency must be whole milliseconds, got {v:?}"
+        )));
+    }
+    u64::try_from(d.as_millis()).map_err(|_| spec_error(format!("latency {v:?} is too long")))
+}
+
+/// A bare number is seconds; otherwise a whole-second duration such as `2s` or `1m`.
+fn parse_secs(v: &str) -> Result<u64, ParseFaultError> {
+    if let Ok(s) = v.parse::<u64>() {
+        return Ok(s);
+    }
+    match humantime::parse_duration(v) {
+        Ok(d) if d.subsec_nanos() == 0 => Ok(d.as_secs()),
+        _ => Err(spec_error(format!(
+            "invalid wait {v:?} (whole seconds, e.g. 2 or 1m)"
+        ))),
+    }
+}
+
+fn parse_retry_after(value: Option<&str>) -> Result<RetryAfter, ParseFaultError> {
+    let Some(v) = value else {
+        return Ok(RetryAfter::None);
+    };
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(RetryAfter::None);
+    }
+    if let Some(s) = v.strip_prefix("date:") {
+        return Ok(RetryAfter::HttpDate {
+            seconds_from_now: parse_secs(s.trim())?,
+        });
+    }
+    let s = v.strip_prefix("retry_after:").unwrap_or(v);
+    parse_secs(s.trim()).map(RetryAfter::Seconds).map_err(|_| {
+        spec_error(format!(
+            "rate_limited takes SECONDS, retry_after:SECONDS, date:SECONDS or none, got {v:?}"
+        ))
+    })
+}
+
+/// `1048576`, `500KB` (10^3), `20MiB` (2^20), ... up to GB/GiB; unit case does not matter.
+fn parse_size(v: &str) -> Result<u64, ParseFaultError> {
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let invalid = || spec_error(format!("invalid size {v:?} (try 20MiB, 500KB or 1048576)"));
+    let number = number.parse::<u64>().map_err(|_| invalid())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| spec_error(format!("size {v:?} is too large")))
+}
+
+/// A rule and what it has seen.
+struct FaultSlot {
+    rule: FaultRule,
+    /// Requests to the rule's endpoint(s) since it was added.
+    matched: u64,
+    /// Of those, the ones the rule applied to (delayed or answered).
+    applied: u64,
+}
+
+/// What the rules decided for one request.
+struct FaultPlan {
+    delay: Duration,
+    fault: Option<FaultKind>,
 }
 
 /// The canonical state of one Thing, as the HTTP answer means it.
@@ -165,6 +608,9 @@ impl Drop for RunningSimulator {
 #[derive(Clone)]
 pub struct Simulator {
     inner: Arc<Inner>,
+    /// Cancelled when the server this clone is serving for stops, so hung and
+    /// delayed answers end and graceful shutdown does not wait for them.
+    release: CancellationToken,
 }
 
 struct Inner {
@@ -194,6 +640,8 @@ struct MutableState {
     page_cap: Option<usize>,
     frozen: Option<SystemTime>,
     status_queries: VecDeque<String>,
+    faults: Vec<FaultSlot>,
+    faults_served: u64,
 }
 
 impl MutableState {
@@ -284,6 +732,8 @@ impl Simulator {
             page_cap: config.page_cap,
             frozen: None,
             status_queries: VecDeque::new(),
+            faults: Vec::new(),
+            faults_served: 0,
         };
         let inner = Inner {
             seed,
@@ -302,10 +752,12 @@ impl Simulator {
         };
         Self {
             inner: Arc::new(inner),
+            release: CancellationToken::new(),
         }
     }
 
-    /// The API plus the `/_sim` control API.
+    /// The API plus the `/_sim` control API. Served other than by [`serve`](Self::serve)
+    /// or [`spawn`](Self::spawn), hung requests end only after [`MAX_FAULT_DELAY`].
     pub fn router(&self) -> Router {
         Router::new()
             .route("/Auth", post(handle_auth))
@@ -314,6 +766,12 @@ impl Simulator {
             .route("/_sim/things/{iccid}/connected", post(handle_set_connected))
             .route("/_sim/things/{iccid}", delete(handle_remove))
             .route("/_sim/stats", get(handle_stats))
+            .route(
+                "/_sim/faults",
+                get(handle_list_faults)
+                    .post(handle_add_faults)
+                    .delete(handle_clear_faults),
+            )
             .with_state(self.clone())
     }
 
@@ -323,8 +781,20 @@ impl Simulator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+        // A token per server: stopping one never releases another's hung requests.
+        let release = CancellationToken::new();
+        let server = Self {
+            inner: self.inner,
+            release: release.clone(),
+        };
+        // Also when this future is dropped (RunningSimulator aborts its task).
+        let _release_on_drop = release.clone().drop_guard();
+        axum::serve(listener, server.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Graceful shutdown waits for answers in flight; hung ones must end now.
+                release.cancel();
+            })
             .await
     }
 
@@ -382,12 +852,36 @@ impl Simulator {
         self.inner.counters[endpoint as usize].load(Ordering::Relaxed)
     }
 
-    /// Zeroes the request counters and forgets the recorded status queries.
+    /// Zeroes the request counters and [`faults_served`](Self::faults_served), and
+    /// forgets the recorded status queries. Fault rules keep their own counts.
     pub fn reset_counters(&self) {
         for c in &self.inner.counters {
             c.store(0, Ordering::Relaxed);
         }
-        self.lock().status_queries.clear();
+        let mut st = self.lock();
+        st.status_queries.clear();
+        st.faults_served = 0;
+    }
+
+    /// Adds a fault rule after the existing ones; see [`FaultRule`] for how rules apply.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.lock().faults.push(FaultSlot {
+            rule,
+            matched: 0,
+            applied: 0,
+        });
+    }
+
+    /// Removes every fault rule; the API answers normally again. Requests already
+    /// hung or delayed stay so; `faults_served` keeps its count.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Requests answered with a fault (Latency only delays, so it does not count),
+    /// since the start or the last [`reset_counters`](Self::reset_counters).
+    pub fn faults_served(&self) -> u64 {
+        self.lock().faults_served
     }
 
     /// Raw query strings of the /thing/status requests, in order (the last 10,000).
@@ -479,6 +973,44 @@ impl Simulator {
 
     fn count(&self, endpoint: SimEndpoint) {
         self.inner.counters[endpoint as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs one request to `endpoint` past the fault rules, counting it in each.
+    fn plan_faults(&self, endpoint: SimEndpoint) -> FaultPlan {
+        let mut st = self.lock();
+        let mut plan = FaultPlan {
+            delay: Duration::ZERO,
+            fault: None,
+        };
+        for slot in &mut st.faults {
+            if slot.rule.endpoint.is_some_and(|e| e != endpoint) {
+                continue;
+            }
+            slot.matched = slot.matched.saturating_add(1);
+            // Later rules still count the request, so their `after` stays a plain request number.
+            if plan.fault.is_some() || !slot.rule.applies_to(slot.matched) {
+                continue;
+            }
+            slot.applied = slot.applied.saturating_add(1);
+            match &slot.rule.kind {
+                FaultKind::Latency { millis } => {
+                    plan.delay = plan.delay.saturating_add(Duration::from_millis(*millis));
+                }
+                kind => plan.fault = Some(kind.clone()),
+            }
+        }
+        if plan.fault.is_some() {
+            st.faults_served = st.faults_served.saturating_add(1);
+        }
+        plan
+    }
+
+    /// Sleeps for `d` (at most [`MAX_FAULT_DELAY`]); false if the server stopped first.
+    async fn fault_delay(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d.min(MAX_FAULT_DELAY)) => true,
+            () = self.release.cancelled() => false,
+        }
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -971,7 +1503,11 @@ fn paging(params: &[(String, String)]) -> Result<(usize, usize), String> {
 
 async fn handle_auth(State(sim): State<Simulator>, body: Bytes) -> Response {
     sim.count(SimEndpoint::Auth);
-    let creds = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+    with_faults(&sim, SimEndpoint::Auth, || auth_answer(&sim, &body)).await
+}
+
+fn auth_answer(sim: &Simulator, body: &[u8]) -> Response {
+    let creds = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         Some((
             v.get("UserName")?.as_str()?.to_owned(),
             v.get("Password")?.as_str()?.to_owned(),
@@ -1002,10 +1538,17 @@ async fn handle_things(
     RawQuery(query): RawQuery,
 ) -> Response {
     sim.count(SimEndpoint::Things);
-    if !sim.authorized(&headers) {
+    with_faults(&sim, SimEndpoint::Things, || {
+        things_answer(&sim, &headers, query.as_deref())
+    })
+    .await
+}
+
+fn things_answer(sim: &Simulator, headers: &HeaderMap, query: Option<&str>) -> Response {
+    if !sim.authorized(headers) {
         return unauthorized();
     }
-    let params = match parse_query(query.as_deref().unwrap_or("")) {
+    let params = match parse_query(query.unwrap_or("")) {
         Ok(p) => p,
         Err(msg) => return plain(StatusCode::BAD_REQUEST, msg),
     };
@@ -1053,10 +1596,17 @@ async fn handle_status(
         }
         st.status_queries.push_back(query.clone());
     }
-    if !sim.authorized(&headers) {
+    with_faults(&sim, SimEndpoint::Status, || {
+        status_answer(&sim, &headers, &query)
+    })
+    .await
+}
+
+fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response {
+    if !sim.authorized(headers) {
         return unauthorized();
     }
-    let params = match parse_query(&query) {
+    let params = match parse_query(query) {
         Ok(p) => p,
         Err(msg) => return envelope_error(StatusCode::BAD_REQUEST, &msg),
     };
@@ -1115,6 +1665,301 @@ async fn handle_status(
     Json(json!({"Success": true, "Message": "Operation succeeded", "Data": data})).into_response()
 }
 
+// ---------------------------------------------------------------- faults
+
+/// Answers one API request: as `normal` does, unless a fault rule says otherwise.
+async fn with_faults(
+    sim: &Simulator,
+    endpoint: SimEndpoint,
+    normal: impl FnOnce() -> Response,
+) -> Response {
+    let plan = sim.plan_faults(endpoint);
+    if !plan.delay.is_zero() && !sim.fault_delay(plan.delay).await {
+        return shutting_down();
+    }
+    let Some(kind) = plan.fault else {
+        return normal();
+    };
+    match kind {
+        // plan_faults never returns Latency as the fault; answering normally is its meaning.
+        FaultKind::Latency { .. } => normal(),
+        FaultKind::Hang => {
+            if sim.fault_delay(MAX_FAULT_DELAY).await {
+                plain(StatusCode::GATEWAY_TIMEOUT, "simulated hang ended")
+            } else {
+                shutting_down()
+            }
+        }
+        FaultKind::Status { code } => status_fault(code),
+        FaultKind::RateLimited { retry_after } => rate_limited(&retry_after, SystemTime::now()),
+        FaultKind::Unauthorized => match endpoint {
+            SimEndpoint::Auth => plain(StatusCode::UNAUTHORIZED, "Access denied"),
+            _ => unauthorized(),
+        },
+        FaultKind::TruncatedJson => truncated(normal()).await,
+        FaultKind::MalformedJson => (
+            StatusCode::OK,
+            // The header claims JSON, as a misconfigured proxy's error page may.
+            [(header::CONTENT_TYPE, "application/json")],
+            "<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\
+             <body><h1>We'll be back soon</h1></body></html>\n",
+        )
+            .into_response(),
+        FaultKind::WrongTypes => wrong_types(endpoint, normal()).await,
+        FaultKind::SuccessFalse => envelope_error(StatusCode::OK, "simulated failure"),
+        FaultKind::Oversized { bytes } => oversized(sim, endpoint, bytes),
+    }
+}
+
+fn shutting_down() -> Response {
+    plain(StatusCode::SERVICE_UNAVAILABLE, "simulator shutting down")
+}
+
+fn status_fault(code: u16) -> Response {
+    let status = StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let reason = status.canonical_reason().unwrap_or("Error");
+    match status.as_u16() {
+        // Gateway errors come from the load balancer in front of the API, as text.
+        502..=504 => plain(status, format!("{} {reason}", status.as_u16())),
+        _ => envelope_error(status, reason),
+    }
+}
+
+fn rate_limited(retry_after: &RetryAfter, now: SystemTime) -> Response {
+    // Rounded up, so a client waiting until the date waits at least the seconds asked for.
+    let now_secs = epoch_secs(now).saturating_add(i64::from(
+        now.duration_since(UNIX_EPOCH)
+            .is_ok_and(|d| d.subsec_nanos() > 0),
+    ));
+    let wait = match retry_after {
+        RetryAfter::Seconds(s)
+        | RetryAfter::HttpDate {
+            seconds_from_now: s,
+        } => *s,
+        RetryAfter::None => RATE_LIMIT_WINDOW_SECS,
+    };
+    let reset = now_secs.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+    let mut response = envelope_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    let headers = response.headers_mut();
+    match retry_after {
+        RetryAfter::Seconds(s) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*s));
+        }
+        RetryAfter::HttpDate { .. } => {
+            if let Ok(date) = HeaderValue::from_str(&http_date(reset)) {
+                headers.insert(header::RETRY_AFTER, date);
+            }
+        }
+        RetryAfter::None => {}
+    }
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderValue::from(RATE_LIMIT_PER_MINUTE),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderValue::from(0u64),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-reset"),
+        HeaderValue::from(reset),
+    );
+    response
+}
+
+/// RFC 7231 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`; clamped to years 1970..=9999.
+fn http_date(epoch_secs: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(epoch_secs.clamp(0, MAX_HTTP_DATE_SECS), 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+async fn full_body(response: Response) -> Result<(axum::http::response::Parts, Bytes), Response> {
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => Ok((parts, bytes)),
+        Err(e) => Err(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("simulator cannot read its own answer: {e}"),
+        )),
+    }
+}
+
+async fn truncated(normal: Response) -> Response {
+    let (mut parts, bytes) = match full_body(normal).await {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    // A strict prefix of a JSON object or array is never valid JSON, and half of
+    // a body of 2 bytes or more is never empty.
+    let cut = bytes.slice(..bytes.len() / 2);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(cut))
+}
+
+async fn wrong_types(endpoint: SimEndpoint, normal: Response) -> Response {
+    let (mut parts, bytes) = match full_body(normal).await {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let parsed = serde_json::from_slice::<Value>(&bytes);
+    let (StatusCode::OK, Ok(mut value)) = (parts.status, parsed) else {
+        // Errors (401, 400) come before the broken serialisation would.
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    match (endpoint, &mut value) {
+        (SimEndpoint::Status, Value::Object(envelope)) => {
+            if let Some(Value::Array(data)) = envelope.get_mut("Data") {
+                for (n, entry) in data.iter_mut().enumerate() {
+                    *entry = mistyped_status(entry, n);
+                }
+            }
+        }
+        (SimEndpoint::Things, Value::Array(things)) => {
+            for thing in things.iter_mut() {
+                *thing = mistyped_thing(thing);
+            }
+        }
+        (SimEndpoint::Auth, Value::Object(_)) => value = mistyped_login(),
+        _ => {}
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
+}
+
+/// A status entry with every field but ThingId of a wrong type; the three
+/// ActiveSessions variants (string, array, object) take turns.
+fn mistyped_status(entry: &Value, n: usize) -> Value {
+    let session = json!({
+        "ActiveSessionId": 7,
+        "ApnName": false,
+        "IPAddress": [10, 0, 0, 1],
+        "LastConnectedTime": [1_750_000_000],
+        "UplinkThroughput": "fast",
+        "DownlinkThroughput": {"bps": 1},
+    });
+    let sessions = match n % 3 {
+        0 => json!("x"),
+        1 => json!([session]),
+        _ => session,
+    };
+    json!({
+        "ThingId": entry.get("ThingId").cloned().unwrap_or(Value::Null),
+        "CustomerId": 42,
+        "ThingName": {},
+        "ThingDescription": [],
+        "ProvisionStatus": 3.5,
+        "ConnectionStatus": 7,
+        "ActiveSessions": sessions,
+        "ActiveIMSI": false,
+        "LastConnectionTime": true,
+        "LastDisconnectionTime": {"at": "never"},
+        "MSISDN": [44],
+    })
+}
+
+fn mistyped_thing(thing: &Value) -> Value {
+    json!({
+        "ThingId": thing.get("ThingId").cloned().unwrap_or(Value::Null),
+        "ThingName": {},
+        "ExternalUniqueId": true,
+        "State": 3,
+        "CustomerId": [],
+        "ThingDescription": false,
+    })
+}
+
+fn mistyped_login() -> Value {
+    json!({
+        "token": 12345,
+        "refreshToken": [],
+        "CustomerId": false,
+        "UserId": {},
+        "UserName": 7,
+        "Role": ["Admin"],
+    })
+}
+
+/// A streamed 200 of at least `bytes` bytes: valid JSON in the endpoint's shape,
+/// one 64 KiB entry at a time so nothing near `bytes` is ever held in memory.
+fn oversized(sim: &Simulator, endpoint: SimEndpoint, bytes: u64) -> Response {
+    let (prefix, suffix) = match endpoint {
+        SimEndpoint::Status => (
+            r#"{"Success":true,"Message":"Operation succeeded","Data":["#,
+            "]}",
+        ),
+        SimEndpoint::Things => ("[", "]"),
+        SimEndpoint::Auth => (r#"{"Message":"Operation succeeded","Padding":["#, "]}"),
+    };
+    let inner = Arc::clone(&sim.inner);
+    let suffix_len = suffix.len() as u64;
+    // State: bytes sent so far, entries sent, finished.
+    let stream =
+        futures_util::stream::unfold((None::<u64>, 0u64, false), move |(sent, n, done)| {
+            let next = match sent {
+                _ if done => None,
+                None => Some((prefix.to_owned(), (Some(prefix.len() as u64), n, false))),
+                Some(sent) if sent.saturating_add(suffix_len) >= bytes => {
+                    Some((suffix.to_owned(), (Some(sent), n, true)))
+                }
+                Some(sent) => {
+                    let entry = oversized_entry(&inner, endpoint, n);
+                    let sent = sent.saturating_add(entry.len() as u64);
+                    Some((entry, (Some(sent), n + 1, false)))
+                }
+            };
+            futures_util::future::ready(
+                next.map(|(chunk, state)| (Ok::<_, Infallible>(Bytes::from(chunk)), state)),
+            )
+        });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// One array element of about [`OVERSIZED_CHUNK`] bytes, comma-led after the first.
+fn oversized_entry(inner: &Inner, endpoint: SimEndpoint, n: u64) -> String {
+    let separator = if n == 0 { "" } else { "," };
+    let padding = "x".repeat(OVERSIZED_CHUNK);
+    let thing = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_rem(inner.fleet.len()))
+        .and_then(|i| inner.fleet.get(i));
+    let (iccid, name) = thing.map_or(("8988000000000000000", "padding"), |t| {
+        (t.iccid.as_str(), t.name.as_str())
+    });
+    let entry = match endpoint {
+        SimEndpoint::Status => json!({
+            "ThingId": format!("{THING_ID_PREFIX}{iccid}"),
+            "ThingName": name,
+            "ProvisionStatus": "ACTIVE",
+            "ConnectionStatus": "DISCONNECTED",
+            "ActiveSessions": [],
+            "LastConnectionTime": null,
+            "LastDisconnectionTime": null,
+            "ThingDescription": padding,
+        }),
+        SimEndpoint::Things => json!({
+            "ThingId": format!("{THING_ID_PREFIX}{iccid}"),
+            "ThingName": name,
+            "ExternalUniqueId": iccid,
+            "State": "ACTIVE",
+            "ThingDescription": padding,
+        }),
+        SimEndpoint::Auth => Value::String(padding),
+    };
+    format!("{separator}{entry}")
+}
+
+// ---------------------------------------------------------------- control
+
 /// Index of a Thing still in the fleet.
 fn control_target(sim: &Simulator, iccid: &str) -> Option<usize> {
     let idx = *sim.inner.by_iccid.get(iccid)?;
@@ -1163,8 +2008,70 @@ async fn handle_stats(State(sim): State<Simulator>) -> Response {
     .into_response()
 }
 
+/// `POST /_sim/faults`: one rule or an array; a rule is JSON or a SPEC string.
+/// All or nothing: one bad rule adds none.
+async fn handle_add_faults(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let value = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("expected a fault rule, a SPEC string, or an array of them, as JSON: {e}"),
+            );
+        }
+    };
+    let items = match value {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    let mut rules = Vec::with_capacity(items.len());
+    for (n, item) in items.into_iter().enumerate() {
+        let rule = match item {
+            Value::String(spec) => spec.parse::<FaultRule>(),
+            other => serde_json::from_value::<FaultRule>(other)
+                .map_err(|e| spec_error(e.to_string()))
+                .and_then(|rule| rule.check().map(|()| rule)),
+        };
+        match rule {
+            Ok(rule) => rules.push(rule),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, format!("fault {n}: {e}")),
+        }
+    }
+    for rule in rules {
+        sim.add_fault(rule);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /_sim/faults`: the rules in order, each with its SPEC and counters.
+async fn handle_list_faults(State(sim): State<Simulator>) -> Response {
+    let st = sim.lock();
+    let rules: Vec<Value> = st
+        .faults
+        .iter()
+        .map(|slot| {
+            let mut v = serde_json::to_value(&slot.rule).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("spec".into(), json!(slot.rule.to_string()));
+                m.insert("matched".into(), json!(slot.matched));
+                m.insert("applied".into(), json!(slot.applied));
+                m.insert("exhausted".into(), json!(slot.rule.exhausted(slot.matched)));
+            }
+            v
+        })
+        .collect();
+    Json(json!({"faults_served": st.faults_served, "rules": rules})).into_response()
+}
+
+async fn handle_clear_faults(State(sim): State<Simulator>) -> Response {
+    sim.clear_faults();
+    StatusCode::NO_CONTENT.into_response()
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     const T0: u64 = 1_750_000_000;
@@ -1901,5 +2808,834 @@ mod tests {
         sim.set_time(None);
         assert!(sim.lock().now_secs() >= now);
         assert_eq!(epoch_secs(UNIX_EPOCH - Duration::from_millis(1500)), -2);
+    }
+
+    // ------------------------------------------------------------ faults
+
+    fn rule(spec: &str) -> FaultRule {
+        spec.parse().expect("valid spec")
+    }
+
+    async fn fetch(
+        run: &RunningSimulator,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Bytes) {
+        let mut req = client().get(format!("{}{path}", run.url()));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("send");
+        let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (code, headers, resp.bytes().await.expect("body"))
+    }
+
+    fn header_str<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+        headers.get(name).map(|v| v.to_str().expect("ascii header"))
+    }
+
+    fn status_path(sim: &Simulator) -> String {
+        format!("/thing/status?ThingIds={}", ids_param(&sim.iccids()))
+    }
+
+    async fn listed_faults(run: &RunningSimulator) -> Value {
+        let (code, text) = get(run, "/_sim/faults", None).await;
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    fn envelope(message: &str) -> Value {
+        json!({"Success": false, "Message": message, "Data": null})
+    }
+
+    fn now_epoch() -> i64 {
+        epoch_secs(SystemTime::now())
+    }
+
+    #[tokio::test]
+    async fn fault_latency_delays_and_composes() {
+        let run = frozen(5, 21).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let path = status_path(&sim);
+        let (_, normal) = get(&run, &path, Some(&token)).await;
+        sim.add_fault(rule("latency=300ms,endpoint=status,count=2"));
+        sim.add_fault(rule("latency=200ms,endpoint=status,after=1,count=1"));
+        sim.add_fault(rule("status=503,endpoint=status,after=1,count=1"));
+
+        let start = Instant::now();
+        assert_eq!(get(&run, &path, Some(&token)).await, (200, normal.clone()));
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        // Both delays add up, then the later rule answers.
+        let start = Instant::now();
+        let (code, _) = get(&run, &path, Some(&token)).await;
+        assert_eq!(code, 503);
+        assert!(start.elapsed() >= Duration::from_millis(500));
+        assert_eq!(get(&run, &path, Some(&token)).await, (200, normal));
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 200);
+
+        let listed = listed_faults(&run).await;
+        let applied: Vec<u64> = listed["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| r["applied"].as_u64().expect("applied"))
+            .collect();
+        assert_eq!(applied, [2, 1, 1]);
+        // Latency only delays: the 503 is the one fault served.
+        assert_eq!(sim.faults_served(), 1);
+        assert_eq!(sim.requests(SimEndpoint::Status), 4);
+    }
+
+    #[tokio::test]
+    async fn fault_hang_is_cut_by_the_client_and_released_on_shutdown() {
+        let run = frozen(3, 22).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let url = format!("{}{}", run.url(), status_path(&sim));
+        sim.add_fault(rule("hang,endpoint=status"));
+
+        let impatient = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .expect("client");
+        let start = Instant::now();
+        let err = impatient
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect_err("no answer");
+        assert!(err.is_timeout(), "{err}");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 200);
+        assert_eq!(sim.requests(SimEndpoint::Status), 1);
+        assert_eq!(sim.faults_served(), 1);
+
+        // A patient client is not left waiting when the server stops.
+        let pending = tokio::spawn(async move {
+            client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        while sim.requests(SimEndpoint::Status) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(run);
+        let answer = tokio::time::timeout(Duration::from_secs(5), pending)
+            .await
+            .expect("released")
+            .expect("join");
+        // Either the shutdown answer or a closed connection, but never a wait.
+        if let Ok(code) = answer {
+            assert_eq!(code, 503);
+        }
+    }
+
+    #[tokio::test]
+    async fn fault_status_codes() {
+        let run = frozen(3, 23).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let path = status_path(&sim);
+        for (code, body) in [
+            (500, Some("Internal Server Error")),
+            (400, Some("Bad Request")),
+            (502, None),
+            (503, None),
+            (504, None),
+        ] {
+            sim.add_fault(FaultRule::new(FaultKind::Status { code }).count(1));
+            let (got, text) = get(&run, &path, Some(&token)).await;
+            assert_eq!(got, code);
+            match body {
+                Some(message) => assert_eq!(
+                    serde_json::from_str::<Value>(&text).expect("json"),
+                    envelope(message)
+                ),
+                None => {
+                    let reason = StatusCode::from_u16(code)
+                        .expect("code")
+                        .canonical_reason()
+                        .expect("reason");
+                    assert_eq!(text, format!("{code} {reason}"));
+                }
+            }
+            // count=1: the burst is over.
+            assert_eq!(get(&run, &path, Some(&token)).await.0, 200);
+            sim.clear_faults();
+        }
+        // The Rust API takes any code; one that is no error answers 500.
+        sim.add_fault(FaultRule::new(FaultKind::Status { code: 200 }));
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 500);
+        assert_eq!(sim.faults_served(), 6);
+    }
+
+    #[tokio::test]
+    async fn fault_rate_limited_headers() {
+        let run = frozen(3, 24).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        sim.add_fault(rule("rate_limited=retry_after:2,count=1"));
+        sim.add_fault(rule("rate_limited=date:30,after=1,count=1"));
+        sim.add_fault(rule("rate_limited,after=2,count=1"));
+
+        let before = now_epoch();
+        let (code, headers, body) = fetch(&run, "/things", Some(&token)).await;
+        let after = now_epoch();
+        assert_eq!(code, 429);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).expect("json"),
+            envelope("Too Many Requests")
+        );
+        assert_eq!(header_str(&headers, "retry-after"), Some("2"));
+        assert_eq!(header_str(&headers, "x-ratelimit-limit"), Some("60"));
+        assert_eq!(header_str(&headers, "x-ratelimit-remaining"), Some("0"));
+        let reset: i64 = header_str(&headers, "x-ratelimit-reset")
+            .expect("reset")
+            .parse()
+            .expect("epoch seconds");
+        assert!((before + 2..=after + 3).contains(&reset), "{reset}");
+
+        let before = now_epoch();
+        let (code, headers, _) = fetch(&run, &status_path(&sim), Some(&token)).await;
+        let after = now_epoch();
+        assert_eq!(code, 429);
+        assert_eq!(header_str(&headers, "x-ratelimit-remaining"), Some("0"));
+        let date = header_str(&headers, "retry-after").expect("retry-after");
+        // IMF-fixdate exactly: it parses with the fixed format and prints back the same.
+        let parsed = chrono::NaiveDateTime::parse_from_str(date, "%a, %d %b %Y %H:%M:%S GMT")
+            .expect("IMF-fixdate")
+            .and_utc();
+        assert_eq!(parsed.format("%a, %d %b %Y %H:%M:%S GMT").to_string(), date);
+        assert_eq!(date.len(), 29, "{date}");
+        assert!(chrono::DateTime::parse_from_rfc2822(date).is_ok());
+        // The real clock, not the frozen simulator clock: clients compare with theirs.
+        assert!(
+            (before + 30..=after + 31).contains(&parsed.timestamp()),
+            "{date}"
+        );
+        let reset = header_str(&headers, "x-ratelimit-reset").expect("reset");
+        assert_eq!(reset, parsed.timestamp().to_string());
+
+        let before = now_epoch();
+        let (code, headers, _) = fetch(&run, "/things", Some(&token)).await;
+        assert_eq!(code, 429);
+        assert_eq!(header_str(&headers, "retry-after"), None);
+        assert_eq!(header_str(&headers, "x-ratelimit-remaining"), Some("0"));
+        let reset: i64 = header_str(&headers, "x-ratelimit-reset")
+            .expect("reset")
+            .parse()
+            .expect("epoch seconds");
+        assert!((before + 60..=now_epoch() + 61).contains(&reset));
+
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 200);
+        assert_eq!(
+            http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "the example of RFC 7231"
+        );
+        assert_eq!(http_date(i64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[tokio::test]
+    async fn fault_unauthorized_after_n_requests() {
+        let run = frozen(3, 25).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = login(&run).await;
+        let path = status_path(&sim);
+        sim.add_fault(rule("unauthorized,after=3"));
+        for _ in 0..3 {
+            assert_eq!(get(&run, &path, Some(&token)).await.0, 200);
+        }
+        let unauthorized = (401, "Unauthorized".to_owned());
+        assert_eq!(get(&run, &path, Some(&token)).await, unauthorized);
+        assert_eq!(
+            get(&run, &path, Some(&sim.static_token())).await,
+            unauthorized
+        );
+        assert_eq!(get(&run, "/things", Some(&token)).await, unauthorized);
+        let (user, password) = sim.credentials();
+        let body = json!({"UserName": user, "Password": password}).to_string();
+        assert_eq!(
+            login_raw(&run.url(), &body).await,
+            (401, "Access denied".to_owned())
+        );
+        assert_eq!(sim.faults_served(), 4);
+        sim.clear_faults();
+        assert_eq!(get(&run, &path, Some(&token)).await.0, 200);
+        assert_eq!(sim.faults_served(), 4);
+        sim.reset_counters();
+        assert_eq!(sim.faults_served(), 0);
+    }
+
+    #[tokio::test]
+    async fn token_expires_at_its_exp_with_the_real_clock() {
+        let sim = Simulator::new(SimulatorConfig {
+            token_lifetime: Duration::from_secs(2),
+            ..config(2, 26)
+        });
+        sim.set_time(None);
+        let run = sim.spawn().await.expect("spawn");
+        let token = login(&run).await;
+        let payload = token.split('.').nth(1).expect("payload");
+        let payload: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+        let exp = payload["exp"].as_i64().expect("exp");
+        let left = exp - now_epoch();
+        assert!((1..=2).contains(&left), "{left}");
+        let path = status_path(&run.simulator);
+        assert_eq!(get(&run, &path, Some(&token)).await.0, 200);
+
+        let exp_at = UNIX_EPOCH + Duration::from_secs(exp as u64);
+        let wait = exp_at.duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+        assert_eq!(
+            get(&run, &path, Some(&token)).await,
+            (401, "Unauthorized".to_owned())
+        );
+        let fresh = login(&run).await;
+        assert_eq!(get(&run, &path, Some(&fresh)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn fault_truncated_json_is_a_strict_prefix() {
+        let run = frozen(12, 27).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        for path in [status_path(&sim), "/things".to_owned()] {
+            let (_, _, normal) = fetch(&run, &path, Some(&token)).await;
+            assert!(serde_json::from_slice::<Value>(&normal).is_ok());
+            sim.add_fault(rule("truncated_json,count=1"));
+            let (code, headers, cut) = fetch(&run, &path, Some(&token)).await;
+            assert_eq!(code, 200);
+            assert!(!cut.is_empty() && cut.len() < normal.len(), "{path}");
+            assert!(normal.starts_with(&cut), "{path}");
+            assert!(serde_json::from_slice::<Value>(&cut).is_err(), "{path}");
+            // The client reads the whole (short) body; nothing is left pending.
+            assert_eq!(
+                header_str(&headers, "content-length"),
+                Some(cut.len().to_string().as_str())
+            );
+            assert_eq!(fetch(&run, &path, Some(&token)).await.2, normal);
+            sim.clear_faults();
+        }
+        assert_eq!(sim.faults_served(), 2);
+    }
+
+    #[tokio::test]
+    async fn fault_malformed_json() {
+        let run = frozen(3, 28).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        sim.add_fault(rule("malformed_json"));
+        let (code, headers, body) =
+            fetch(&run, &status_path(&sim), Some(&sim.static_token())).await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            header_str(&headers, "content-type"),
+            Some("application/json")
+        );
+        assert!(serde_json::from_slice::<Value>(&body).is_err());
+        assert!(body.starts_with(b"<!DOCTYPE html>"));
+    }
+
+    #[tokio::test]
+    async fn fault_wrong_types_keep_thing_ids() {
+        let run = frozen(6, 29).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let all = sim.iccids();
+        sim.add_fault(rule("wrong_types"));
+
+        let v = get_json(&run, &status_path(&sim), &token).await;
+        assert_eq!(v["Success"], json!(true));
+        let data = v["Data"].as_array().expect("Data array");
+        assert_eq!(data_iccids(data), all);
+        let mut session_shapes = HashSet::new();
+        for d in data {
+            assert!(d["ThingName"].is_object());
+            assert!(d["ConnectionStatus"].is_number());
+            assert!(d["LastConnectionTime"].is_boolean());
+            assert!(!d["ProvisionStatus"].is_string());
+            assert!(!d["MSISDN"].is_string());
+            let sessions = &d["ActiveSessions"];
+            let session = match sessions {
+                Value::String(s) => {
+                    assert_eq!(s, "x");
+                    session_shapes.insert("string");
+                    continue;
+                }
+                Value::Array(a) => {
+                    session_shapes.insert("array");
+                    &a[0]
+                }
+                other => {
+                    session_shapes.insert("object");
+                    other
+                }
+            };
+            assert_eq!(session["UplinkThroughput"], json!("fast"));
+            assert!(!session["DownlinkThroughput"].is_number());
+            assert!(session["LastConnectedTime"].is_array());
+        }
+        assert_eq!(session_shapes.len(), 3);
+
+        let things = get_json(&run, "/things", &token).await;
+        let things = things.as_array().expect("bare array");
+        assert_eq!(things.len(), 6);
+        for (t, iccid) in things.iter().zip(&all) {
+            assert_eq!(t["ThingId"], json!(format!("{THING_ID_PREFIX}{iccid}")));
+            assert!(t["ThingName"].is_object());
+            assert!(!t["ExternalUniqueId"].is_string());
+        }
+        let (user, password) = sim.credentials();
+        let body = json!({"UserName": user, "Password": password}).to_string();
+        let (code, text) = login_raw(&run.url(), &body).await;
+        assert_eq!(code, 200);
+        let login: Value = serde_json::from_str(&text).expect("json");
+        assert!(login["token"].is_number());
+        // An error comes before the broken serialisation would.
+        assert_eq!(
+            get(&run, "/things", Some("forged")).await,
+            (401, "Unauthorized".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn fault_success_false() {
+        let run = frozen(3, 30).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        sim.add_fault(rule("success_false,endpoint=status"));
+        let (code, text) = get(&run, &status_path(&sim), Some(&token)).await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).expect("json"),
+            envelope("simulated failure")
+        );
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn fault_oversized_streams_at_least_the_size() {
+        let run = frozen(4, 31).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let bytes: u64 = 4 * 1024 * 1024 + 7;
+        sim.add_fault(FaultRule::new(FaultKind::Oversized { bytes }).endpoint(SimEndpoint::Status));
+        let mut resp = client()
+            .get(format!("{}{}", run.url(), status_path(&sim)))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("content-length").is_none());
+        assert_eq!(resp.content_length(), None);
+        let mut body = Vec::new();
+        let mut chunks = 0;
+        while let Some(chunk) = resp.chunk().await.expect("chunk") {
+            chunks += 1;
+            body.extend_from_slice(&chunk);
+        }
+        assert!(body.len() as u64 >= bytes);
+        assert!((body.len() as u64) < bytes + 2 * OVERSIZED_CHUNK as u64);
+        assert!(chunks > 1);
+        // Valid JSON in the status shape, should a client read it all.
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["Success"], json!(true));
+        let ids = data_iccids(v["Data"].as_array().expect("Data"));
+        assert!(ids.iter().all(|i| sim.iccids().contains(i)));
+
+        // Other endpoints keep their own shape; a tiny size is just the empty shell.
+        sim.add_fault(
+            FaultRule::new(FaultKind::Oversized { bytes: 1 }).endpoint(SimEndpoint::Things),
+        );
+        assert_eq!(
+            get(&run, "/things", Some(&token)).await,
+            (200, "[]".to_owned())
+        );
+        sim.add_fault(
+            FaultRule::new(FaultKind::Oversized { bytes: 100_000 }).endpoint(SimEndpoint::Auth),
+        );
+        let (code, text) = login_raw(&run.url(), "{}").await;
+        assert_eq!(code, 200);
+        assert!(text.len() >= 100_000);
+        let v: Value = serde_json::from_str(&text).expect("json");
+        assert!(v["Padding"].is_array());
+    }
+
+    #[tokio::test]
+    async fn fault_windows_endpoints_and_order() {
+        let run = frozen(3, 32).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let path = status_path(&sim);
+        sim.add_fault(rule("status=500,endpoint=status,after=2,count=3"));
+        sim.add_fault(rule("success_false,endpoint=status,count=4"));
+        sim.add_fault(rule("status=502,endpoint=things,after=1,count=1"));
+        let outcome = |(code, text): (u16, String)| match code {
+            200 if text.contains(r#""Success":false"#) => "success_false".to_owned(),
+            200 => "ok".to_owned(),
+            other => other.to_string(),
+        };
+        let mut status = Vec::new();
+        for _ in 0..6 {
+            status.push(outcome(get(&run, &path, Some(&token)).await));
+        }
+        // The first rule that applies wins; the second still counts requests 3 to 5.
+        assert_eq!(
+            status,
+            ["success_false", "success_false", "500", "500", "500", "ok"]
+        );
+        let mut things = Vec::new();
+        for _ in 0..3 {
+            things.push(outcome(get(&run, "/things", Some(&token)).await));
+        }
+        assert_eq!(things, ["ok", "502", "ok"]);
+
+        let listed = listed_faults(&run).await;
+        assert_eq!(listed["faults_served"], json!(6));
+        let counters: Vec<(u64, u64, bool)> = listed["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| {
+                (
+                    r["matched"].as_u64().expect("matched"),
+                    r["applied"].as_u64().expect("applied"),
+                    r["exhausted"].as_bool().expect("exhausted"),
+                )
+            })
+            .collect();
+        assert_eq!(counters, [(6, 3, true), (6, 2, true), (3, 1, true)]);
+        // Exhausted rules stay listed, and every request is still counted.
+        assert_eq!(sim.faults_served(), 6);
+        assert_eq!(sim.requests(SimEndpoint::Status), 6);
+        assert_eq!(sim.requests(SimEndpoint::Things), 3);
+        assert_eq!(sim.requests(SimEndpoint::Auth), 0);
+        assert_eq!(sim.status_queries().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn fault_control_api() {
+        let run = frozen(3, 33).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let c = client();
+        let url = format!("{}/_sim/faults", run.url());
+        let post = |body: &str| {
+            let req = c
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            async move {
+                let resp = req.send().await.expect("send");
+                (resp.status().as_u16(), resp.text().await.expect("body"))
+            }
+        };
+        assert_eq!(
+            post(r#"{"kind": {"type": "status", "code": 503}, "endpoint": "status", "count": 1}"#)
+                .await
+                .0,
+            204
+        );
+        assert_eq!(
+            post(r#"[{"kind": {"type": "latency", "millis": 1}}, "unauthorized,endpoint=things,after=1"]"#)
+                .await
+                .0,
+            204
+        );
+        for bad in [
+            "garbage",
+            "42",
+            r#"{"kind": {"type": "nope"}}"#,
+            r#"{"kind": {"type": "status", "code": 200}}"#,
+            r#"{"kind": {"type": "hang"}, "count": 0}"#,
+            r#"{"kind": {"type": "hang"}, "aftr": 3}"#,
+            r#"{"kind": {"type": "hang"}, "endpoint": "metrics"}"#,
+            r#""statuz=1""#,
+            // All or nothing: the valid first rule is not added either.
+            r#"["hang", "hang,count=0"]"#,
+        ] {
+            let (code, text) = post(bad).await;
+            assert_eq!(code, 400, "{bad}: {text}");
+            assert!(!text.is_empty());
+        }
+        let listed = listed_faults(&run).await;
+        let specs: Vec<&str> = listed["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| r["spec"].as_str().expect("spec"))
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                "status=503,endpoint=status,count=1",
+                "latency=1ms",
+                "unauthorized,endpoint=things,after=1"
+            ]
+        );
+        assert_eq!(
+            listed["rules"][0],
+            json!({
+                "kind": {"type": "status", "code": 503},
+                "endpoint": "status",
+                "after": 0,
+                "count": 1,
+                "spec": "status=503,endpoint=status,count=1",
+                "matched": 0,
+                "applied": 0,
+                "exhausted": false,
+            })
+        );
+
+        let path = status_path(&sim);
+        assert_eq!(get(&run, &path, Some(&token)).await.0, 503);
+        assert_eq!(get(&run, &path, Some(&token)).await.0, 200);
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 200);
+        assert_eq!(get(&run, "/things", Some(&token)).await.0, 401);
+        let listed = listed_faults(&run).await;
+        assert_eq!(listed["faults_served"], json!(2));
+        assert_eq!(listed["rules"][0]["exhausted"], json!(true));
+        // The latency rule comes after the 503, so it did not delay that one.
+        assert_eq!(listed["rules"][1]["matched"], json!(4));
+        assert_eq!(listed["rules"][1]["applied"], json!(3));
+
+        // The control API itself is never faulted.
+        assert_eq!(post(r#""unauthorized""#).await.0, 204);
+        assert_eq!(get(&run, "/_sim/stats", None).await.0, 200);
+        assert_eq!(
+            listed_faults(&run).await["rules"].as_array().map(Vec::len),
+            Some(4)
+        );
+
+        let deleted = c.delete(&url).send().await.expect("send").status().as_u16();
+        assert_eq!(deleted, 204);
+        assert_eq!(listed_faults(&run).await["rules"], json!([]));
+        assert_eq!(get(&run, &path, Some(&token)).await.0, 200);
+        assert_eq!(sim.faults_served(), 2);
+    }
+
+    #[test]
+    fn fault_rules_as_json() {
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"kind": {"type": "rate_limited", "retry_after": {"http_date": {"seconds_from_now": 3}}}, "endpoint": "things"}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            rule,
+            FaultRule::new(FaultKind::RateLimited {
+                retry_after: RetryAfter::HttpDate {
+                    seconds_from_now: 3
+                }
+            })
+            .endpoint(SimEndpoint::Things)
+        );
+        let kinds = [
+            FaultKind::Latency { millis: 5 },
+            FaultKind::Hang,
+            FaultKind::Status { code: 503 },
+            FaultKind::RateLimited {
+                retry_after: RetryAfter::Seconds(2),
+            },
+            FaultKind::RateLimited {
+                retry_after: RetryAfter::None,
+            },
+            FaultKind::Unauthorized,
+            FaultKind::TruncatedJson,
+            FaultKind::MalformedJson,
+            FaultKind::WrongTypes,
+            FaultKind::SuccessFalse,
+            FaultKind::Oversized { bytes: 10 },
+        ];
+        for kind in kinds {
+            let rule = FaultRule::new(kind).after(2).count(3);
+            let v = serde_json::to_value(&rule).expect("serialize");
+            assert_eq!(
+                serde_json::from_value::<FaultRule>(v).expect("deserialize"),
+                rule
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(FaultRule::new(FaultKind::Status { code: 502 }))
+                .expect("serialize"),
+            json!({"kind": {"type": "status", "code": 502}, "endpoint": null, "after": 0, "count": null})
+        );
+        assert_eq!(
+            serde_json::to_value(RetryAfter::Seconds(2)).expect("serialize"),
+            json!({"seconds": 2})
+        );
+        assert_eq!(
+            serde_json::to_value(RetryAfter::None).expect("serialize"),
+            json!("none")
+        );
+        for (endpoint, name) in [
+            (SimEndpoint::Auth, "auth"),
+            (SimEndpoint::Things, "things"),
+            (SimEndpoint::Status, "status"),
+        ] {
+            assert_eq!(
+                serde_json::to_value(endpoint).expect("serialize"),
+                json!(name)
+            );
+        }
+    }
+
+    #[test]
+    fn fault_specs_parse() {
+        use FaultKind as K;
+        let new = FaultRule::new;
+        let cases = [
+            ("latency=200ms", new(K::Latency { millis: 200 })),
+            ("latency=2s", new(K::Latency { millis: 2000 })),
+            ("latency=150", new(K::Latency { millis: 150 })),
+            ("hang", new(K::Hang)),
+            ("hang,after=10", new(K::Hang).after(10)),
+            (
+                "status=503,count=5,endpoint=status",
+                new(K::Status { code: 503 })
+                    .count(5)
+                    .endpoint(SimEndpoint::Status),
+            ),
+            (
+                " Status = 502 , endpoint = Things , after = 1 , count = 2 ",
+                new(K::Status { code: 502 })
+                    .endpoint(SimEndpoint::Things)
+                    .after(1)
+                    .count(2),
+            ),
+            (
+                "rate_limited",
+                new(K::RateLimited {
+                    retry_after: RetryAfter::None,
+                }),
+            ),
+            (
+                "rate_limited=none",
+                new(K::RateLimited {
+                    retry_after: RetryAfter::None,
+                }),
+            ),
+            (
+                "rate_limited=retry_after:2",
+                new(K::RateLimited {
+                    retry_after: RetryAfter::Seconds(2),
+                }),
+            ),
+            (
+                "rate-limited=3",
+                new(K::RateLimited {
+                    retry_after: RetryAfter::Seconds(3),
+                }),
+            ),
+            (
+                "rate_limited=retry_after:1m",
+                new(K::RateLimited {
+                    retry_after: RetryAfter::Seconds(60),
+                }),
+            ),
+            (
+                "rate_limited=date:30,endpoint=auth",
+                new(K::RateLimited {
+                    retry_after: RetryAfter::HttpDate {
+                        seconds_from_now: 30,
+                    },
+                })
+                .endpoint(SimEndpoint::Auth),
+            ),
+            ("unauthorized,after=100", new(K::Unauthorized).after(100)),
+            ("truncated_json", new(K::TruncatedJson)),
+            ("malformed_json", new(K::MalformedJson)),
+            ("wrong_types", new(K::WrongTypes)),
+            ("success_false,endpoint=all", new(K::SuccessFalse)),
+            ("oversized=20MiB", new(K::Oversized { bytes: 20 << 20 })),
+            ("oversized=500KB", new(K::Oversized { bytes: 500_000 })),
+            ("oversized=2gib", new(K::Oversized { bytes: 2 << 30 })),
+            ("oversized=3m", new(K::Oversized { bytes: 3_000_000 })),
+            ("oversized=1048576", new(K::Oversized { bytes: 1 << 20 })),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(spec.parse::<FaultRule>().as_ref(), Ok(&want), "{spec}");
+            // Display writes a spec that parses back to the same rule.
+            assert_eq!(want.to_string().parse::<FaultRule>(), Ok(want), "{spec}");
+        }
+        assert_eq!(
+            rule("status=503,count=5,endpoint=status").to_string(),
+            "status=503,endpoint=status,count=5"
+        );
+        assert_eq!(rule("oversized=1KiB").to_string(), "oversized=1024");
+
+        for (spec, error) in [
+            ("", "empty fault"),
+            (" ", "empty fault"),
+            ("statuz=503", "unknown fault \"statuz\""),
+            ("status", "status needs a value"),
+            ("status=abc", "must be a number"),
+            ("status=200", "between 400 and 599"),
+            ("status=600", "between 400 and 599"),
+            ("status=70000", "must be a number"),
+            ("hang=5", "hang takes no value"),
+            ("truncated_json=1", "takes no value"),
+            ("latency", "latency needs a value"),
+            ("latency=fast", "invalid duration"),
+            ("latency=1500us", "whole milliseconds"),
+            ("oversized", "needs a value"),
+            ("oversized=20XB", "invalid size"),
+            ("oversized=MiB", "invalid size"),
+            ("oversized=99999999999GiB", "too large"),
+            ("rate_limited=soon", "rate_limited takes"),
+            ("rate_limited=date:x", "invalid wait"),
+            ("rate_limited=date:1500ms", "invalid wait"),
+            ("hang,count=0", "at least 1"),
+            ("hang,after=-1", "whole number"),
+            ("hang,count=many", "whole number"),
+            ("hang,after=1,after=2", "after given twice"),
+            ("hang,endpoint=metrics", "endpoint must be"),
+            ("hang,retries=3", "unknown option \"retries\""),
+            ("hang,", "empty option"),
+            ("hang,after", "needs a value"),
+        ] {
+            let err = spec.parse::<FaultRule>().expect_err(spec).to_string();
+            assert!(err.contains(error), "{spec:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn simulate_flags_take_fault_specs() {
+        use crate::config::{Cli, Command};
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "monogoto-exporter",
+            "simulate",
+            "--fault",
+            "status=503,count=5,endpoint=status",
+            "--fault",
+            "hang,after=10",
+            "--token-lifetime",
+            "90s",
+        ])
+        .expect("valid flags");
+        let Some(Command::Simulate(args)) = cli.command else {
+            panic!("not the simulate command");
+        };
+        assert_eq!(
+            args.faults,
+            [
+                rule("status=503,count=5,endpoint=status"),
+                rule("hang,after=10")
+            ]
+        );
+        assert_eq!(args.token_lifetime, Duration::from_secs(90));
+        let err = Cli::try_parse_from(["monogoto-exporter", "simulate", "--fault", "status=200"])
+            .expect_err("invalid spec");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("between 400 and 599"), "{err}");
     }
 }
