@@ -96,14 +96,17 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         health.clone(),
     )
     .map_err(|e| StartError::Client(e.to_string()))?;
-    let poller = Arc::new(Poller::new(
-        client,
-        config.poll.clone(),
-        config.iccids.clone(),
-        config.discover,
-        fleet.clone(),
-        health.clone(),
-    ));
+    let poller = Arc::new(
+        Poller::new(
+            client,
+            config.poll.clone(),
+            config.iccids.clone(),
+            config.discover,
+            fleet.clone(),
+            health.clone(),
+        )
+        .with_discover_interval(config.discover_interval),
+    );
 
     for warning in &config.warnings {
         tracing::warn!("{warning}");

@@ -22,6 +22,7 @@ pub const MAX_CONCURRENCY: usize = 64;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALE_AFTER_INTERVALS: u32 = 3;
 pub const DEFAULT_RATE_LIMIT: &str = "60/min";
+pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const MAX_RETRIES: usize = 10;
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
@@ -151,6 +152,9 @@ pub struct ExporterArgs {
         value_name = "BOOL"
     )]
     pub discover: Option<bool>,
+    /// How often discovery lists the Things again; refreshes use the list in between [default: 1h].
+    #[arg(long = "monogoto.discover-interval", value_name = "DURATION")]
+    pub discover_interval: Option<String>,
     /// Client-side limit of API requests, shared by all of them: 60/min, 5/s, or 0 for none [default: 60/min].
     #[arg(long = "monogoto.rate-limit", value_name = "N/PERIOD")]
     pub rate_limit: Option<String>,
@@ -213,6 +217,7 @@ pub struct Config {
     pub credentials: Option<Credentials>,
     pub iccids: Vec<String>,
     pub discover: bool,
+    pub discover_interval: Duration,
     pub rate_limit: Option<RateLimit>,
     pub max_body_size: usize,
     pub poll: PollConfig,
@@ -335,6 +340,8 @@ struct MonogotoFile {
     iccids_file: Option<PathBuf>,
     #[serde(default)]
     discover: Option<bool>,
+    #[serde(default, alias = "discover-interval", deserialize_with = "scalar")]
+    discover_interval: Option<String>,
     #[serde(default, alias = "rate-limit", deserialize_with = "scalar")]
     rate_limit: Option<String>,
     #[serde(default, alias = "max-body-size", deserialize_with = "scalar")]
@@ -488,6 +495,14 @@ impl Config {
         }
         dedup_keep_order(&mut iccids);
         let discover = args.discover.or(monogoto.discover).unwrap_or(false);
+        let discover_interval = match args
+            .discover_interval
+            .clone()
+            .or(monogoto.discover_interval.clone())
+        {
+            Some(v) => parse_duration("monogoto.discover-interval", &v)?,
+            None => DEFAULT_DISCOVER_INTERVAL,
+        };
         let rate_limit = {
             let value = args
                 .rate_limit
@@ -553,6 +568,7 @@ impl Config {
             credentials,
             iccids,
             discover,
+            discover_interval,
             rate_limit,
             max_body_size,
             poll,

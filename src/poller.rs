@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PollConfig;
+use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
 use crate::metrics::HealthMetrics;
 use crate::monogoto::model::StatusPage;
 use crate::monogoto::{ApiError, Client, ThingStatus};
@@ -26,6 +26,13 @@ pub const THINGS_PAGE_SIZE: usize = 50;
 /// A listing longer than this many pages is cut off: a server that never
 /// answers a short page must not keep discovery going forever.
 const MAX_THINGS_PAGES: usize = 100_000;
+
+/// The fleet as `GET /things` last listed it.
+#[derive(Default)]
+struct Discovery {
+    iccids: Vec<String>,
+    at: Option<Instant>,
+}
 
 /// What one refresh did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -89,8 +96,10 @@ pub struct Poller {
     discover: bool,
     fleet: Arc<Fleet>,
     health: Arc<HealthMetrics>,
-    /// The last successful discovery, used while discovery fails.
-    discovered: Mutex<Vec<String>>,
+    /// The last successful discovery, used until the next one is due and
+    /// while discovery fails.
+    discovered: Mutex<Discovery>,
+    discover_interval: Duration,
     /// Held for a whole refresh: two refreshes never run at once.
     running: Mutex<()>,
     /// The batch a refresh starts with: after a refresh cut short by its
@@ -118,24 +127,25 @@ impl Poller {
             discover,
             fleet,
             health,
-            discovered: Mutex::new(Vec::new()),
+            discovered: Mutex::new(Discovery::default()),
+            discover_interval: DEFAULT_DISCOVER_INTERVAL,
             running: Mutex::new(()),
             next_batch: AtomicUsize::new(0),
             warned_slow: AtomicBool::new(false),
         };
         if !discover {
-            poller.warn_if_too_slow(poller.configured.len(), 0);
+            poller.warn_if_too_slow(poller.configured.len());
         }
         poller
     }
 
     /// Says once, with figures, when a full refresh cannot fit into one
     /// interval under the rate limit.
-    fn warn_if_too_slow(&self, things: usize, discovery_requests: usize) {
+    fn warn_if_too_slow(&self, things: usize) {
         let Some(limit) = self.client.rate_limit() else {
             return;
         };
-        let requests = batches_for(things, self.poll.batch_size) + discovery_requests;
+        let requests = batches_for(things, self.poll.batch_size);
         let needed = limit.time_for(requests);
         if needed > self.poll.interval && !self.warned_slow.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -277,6 +287,12 @@ impl Poller {
         report
     }
 
+    /// Sets how often discovery lists the Things again.
+    pub fn with_discover_interval(mut self, interval: Duration) -> Self {
+        self.discover_interval = interval;
+        self
+    }
+
     async fn iccids(
         &self,
         deadline: Instant,
@@ -287,27 +303,42 @@ impl Poller {
             return self.configured.clone();
         }
         let mut cache = self.discovered.lock().await;
-        let mut pages = 0;
-        let listing = discover_all(|offset| {
-            pages += 1;
-            self.client
-                .list_things(THINGS_PAGE_SIZE, offset, Some(deadline))
-        })
-        .await;
-        match listing {
-            Ok(found) => {
-                *cache = found;
-                self.warn_if_too_slow(self.configured.len() + cache.len(), pages);
-            }
-            Err(e) => {
-                report.discovery_failed = true;
-                errors.record(&e);
-                tracing::warn!(error = %e, cached = cache.len(), "discovery failed; using the last list");
+        // Between discoveries the cached list serves, so a refresh spends its
+        // request budget on status, not on listing an unchanged fleet.
+        let due = cache
+            .at
+            .is_none_or(|at| at.elapsed() >= self.discover_interval);
+        if due {
+            let mut pages = 0;
+            let listing = discover_all(|offset| {
+                pages += 1;
+                self.client
+                    .list_things(THINGS_PAGE_SIZE, offset, Some(deadline))
+            })
+            .await;
+            match listing {
+                Ok(found) => {
+                    tracing::debug!(things = found.len(), pages, "discovered the fleet");
+                    cache.iccids = found;
+                    cache.at = Some(Instant::now());
+                    self.warn_if_too_slow(self.configured.len() + cache.iccids.len());
+                }
+                Err(e) => {
+                    report.discovery_failed = true;
+                    errors.record(&e);
+                    tracing::warn!(error = %e, cached = cache.iccids.len(), "discovery failed; using the last list");
+                }
             }
         }
         let mut all = self.configured.clone();
         let mut seen: HashSet<String> = all.iter().cloned().collect();
-        all.extend(cache.iter().filter(|i| seen.insert((*i).clone())).cloned());
+        all.extend(
+            cache
+                .iccids
+                .iter()
+                .filter(|i| seen.insert((*i).clone()))
+                .cloned(),
+        );
         all
     }
 

@@ -1293,7 +1293,7 @@ fn build_fleet(seed: u64, count: usize, flap_secs: i64) -> Vec<ThingStatic> {
                 }
                 attempt += 1;
             };
-            let f = if slot(seed, TAG_ICCID_F, index) % 10 == 0 {
+            let f = if slot(seed, TAG_ICCID_F, index).is_multiple_of(10) {
                 "F"
             } else {
                 ""
@@ -1316,7 +1316,8 @@ fn build_fleet(seed: u64, count: usize, flap_secs: i64) -> Vec<ThingStatic> {
                 hash(&[seed, TAG_IMSI, index]) % 10_000_000_000
             );
             let h = hash(&[seed, TAG_MSISDN, index]);
-            let msisdn = (h % 8 != 0).then(|| format!("+44{:010}", (h >> 8) % 10_000_000_000));
+            let msisdn =
+                (!h.is_multiple_of(8)).then(|| format!("+44{:010}", (h >> 8) % 10_000_000_000));
 
             // Slots rather than plain hashes so every block of 20 consecutive
             // Things holds each value; 16 of 20 ACTIVE is the ~80% wanted.
@@ -1356,11 +1357,11 @@ fn build_fleet(seed: u64, count: usize, flap_secs: i64) -> Vec<ThingStatic> {
                 }
             };
             let shape = Shape {
-                single_as_object: hash(&[seed, TAG_OBJECT, index]) % 2 == 0,
+                single_as_object: hash(&[seed, TAG_OBJECT, index]).is_multiple_of(2),
                 empty,
-                connection_status: slot(seed, TAG_CONN_FIELD, index) % 4 != 0,
+                connection_status: !slot(seed, TAG_CONN_FIELD, index).is_multiple_of(4),
                 time,
-                session_ms: slot(seed, TAG_SESSION_MS, index) % 2 == 0,
+                session_ms: slot(seed, TAG_SESSION_MS, index).is_multiple_of(2),
             };
             ThingStatic {
                 index,

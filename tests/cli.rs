@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use monogoto_exporter::simulator::SimEndpoint;
+use monogoto_exporter::simulator::{FaultRule, RunningSimulator, SimEndpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_monogoto-exporter");
 const ICCID: &str = "898820000000000001";
@@ -248,42 +248,56 @@ async fn demo_mode_serves_a_simulated_fleet() {
     assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
 }
 
-#[tokio::test]
-async fn secrets_never_reach_the_logs() {
-    let sim = simulator(10).await;
-    let (username, password) = sim.simulator.credentials();
+/// Runs the binary against `sim` with `args` and `env` at trace level while
+/// `faults` are injected one after another, and returns its logs and a scrape.
+async fn faulty_run(
+    sim: &RunningSimulator,
+    env: &[(&str, &str)],
+    args: &[&str],
+    faults: &[&str],
+) -> (String, String) {
     let port = free_port();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let password_file = dir.path().join("password");
-    std::fs::write(&password_file, format!("{password}\n")).expect("write");
-    let mut child = command()
-        .env("MONOGOTO_URL", sim.url())
-        .env("MONOGOTO_USERNAME", &username)
-        .args([
-            "--monogoto.password-file",
-            password_file.to_str().expect("utf-8"),
-        ])
+    let mut cmd = command();
+    cmd.env("MONOGOTO_URL", sim.url());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(args)
         .args([
             "--monogoto.discover",
             "--poll.interval",
             "1s",
-            "--log.level",
-            "trace",
-            "--log.format",
-            "json",
+            "--poll.timeout",
+            "500ms",
         ])
+        .args(["--monogoto.rate-limit", "0"])
+        .args(["--log.level", "trace", "--log.format", "json"])
         .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await;
-    // Revoked tokens make the next refresh log in again: two logins' worth of logs.
-    sim.simulator.revoke_tokens();
-    wait_until("a second login", || {
-        sim.simulator.requests(SimEndpoint::Auth) >= 2
-    })
-    .await;
+    for fault in faults {
+        let rule: FaultRule = fault.parse().expect("valid fault spec");
+        let before = sim.simulator.requests(SimEndpoint::Status);
+        sim.simulator.add_fault(rule);
+        // Two refreshes see each fault.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sim.simulator.requests(SimEndpoint::Status) < before + 2 {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let mut logs = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut logs);
+                }
+                panic!("no refresh saw {fault}; logs:\n{logs}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sim.simulator.clear_faults();
+    }
     let metrics = get(&format!("{base}/metrics"))
         .await
         .text()
@@ -298,8 +312,51 @@ async fn secrets_never_reach_the_logs() {
         .expect("piped stderr")
         .read_to_string(&mut logs)
         .expect("read logs");
+    (logs, metrics)
+}
+
+const FAULTS: &[&str] = &[
+    "unauthorized,endpoint=status,count=1",
+    "status=500,endpoint=status,count=2",
+    "truncated_json,endpoint=status,count=1",
+    "malformed_json,endpoint=status,count=1",
+    "rate_limited=retry_after:0,endpoint=status,count=1",
+    "hang,endpoint=status,count=1",
+    "success_false,endpoint=status,count=1",
+];
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs_of_a_faulty_run() {
+    let sim = simulator(10).await;
+    let (username, password) = sim.simulator.credentials();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let password_arg = password_file.to_str().expect("utf-8");
+    let (logs, metrics) = faulty_run(
+        &sim,
+        &[("MONOGOTO_USERNAME", &username)],
+        &["--monogoto.password-file", password_arg],
+        FAULTS,
+    )
+    .await;
+    assert!(
+        sim.simulator.requests(SimEndpoint::Auth) >= 2,
+        "the 401 made it log in again"
+    );
     assert!(logs.contains("logged in"), "the run logged in: {logs}");
+    assert!(
+        logs.contains("HTTP 500"),
+        "the faults reached the logs: {logs}"
+    );
     assert!(!logs.contains(&password), "password in logs");
     assert!(!metrics.contains(&password), "password in metrics");
     assert!(!logs.contains("eyJ"), "a JWT in logs");
+
+    let sim = simulator(10).await;
+    let token = sim.simulator.static_token();
+    let (logs, metrics) = faulty_run(&sim, &[("MONOGOTO_TOKEN", &token)], &[], FAULTS).await;
+    assert!(logs.contains("unauthorized"), "the 401 was logged: {logs}");
+    assert!(!logs.contains(&token), "token in logs");
+    assert!(!metrics.contains(&token), "token in metrics");
 }

@@ -72,6 +72,14 @@ impl Unparsed {
     }
 }
 
+/// Takes the previous value of a field not understood this time; a field with
+/// no good predecessor keeps what this answer offered.
+fn keep<T>(unparsed: Unparsed, bit: u16, value: &mut Option<T>, previous: Option<T>) {
+    if unparsed.has(bit) && previous.is_some() {
+        *value = previous;
+    }
+}
+
 impl ThingStatus {
     /// Fills the values this status could not understand from `previous`.
     pub fn keep_last_good(&mut self, previous: &ThingStatus) {
@@ -88,42 +96,48 @@ impl ThingStatus {
         if u.has(Unparsed::PROVISION_STATUS) {
             self.provision_status.clone_from(&previous.provision_status);
         }
-        let keep = |bit: u16, value: &mut Option<f64>, old: Option<f64>| {
-            if u.has(bit) {
-                *value = old;
-            }
-        };
         keep(
+            u,
             Unparsed::UPLINK,
             &mut self.uplink_throughput,
             previous.uplink_throughput,
         );
         keep(
+            u,
             Unparsed::DOWNLINK,
             &mut self.downlink_throughput,
             previous.downlink_throughput,
         );
         keep(
+            u,
             Unparsed::LAST_CONNECTION,
             &mut self.last_connection,
             previous.last_connection,
         );
         keep(
+            u,
             Unparsed::LAST_DISCONNECTION,
             &mut self.last_disconnection,
             previous.last_disconnection,
         );
         keep(
+            u,
             Unparsed::SESSION_START,
             &mut self.session_start,
             previous.session_start,
         );
-        if u.has(Unparsed::ACTIVE_SESSIONS) {
-            self.active_sessions = previous.active_sessions;
-        }
-        if u.has(Unparsed::CONNECTED) {
-            self.connected = previous.connected;
-        }
+        keep(
+            u,
+            Unparsed::ACTIVE_SESSIONS,
+            &mut self.active_sessions,
+            previous.active_sessions,
+        );
+        keep(
+            u,
+            Unparsed::CONNECTED,
+            &mut self.connected,
+            previous.connected,
+        );
     }
 }
 
@@ -295,10 +309,9 @@ fn parse_thing(thing: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Opti
     status.connected = reported
         .unwrap_or(None)
         .or_else(|| status.active_sessions.map(|n| n > 0));
-    unparsed.mark_if(
-        status.connected.is_none() && reported.is_err(),
-        Unparsed::CONNECTED,
-    );
+    // A garbled ConnectionStatus keeps its last good value; the sessions are
+    // only the fallback for a Thing seen for the first time.
+    unparsed.mark_if(reported.is_err(), Unparsed::CONNECTED);
     unparsed.mark_if(
         status.connected.is_none() && unparsed.has(Unparsed::ACTIVE_SESSIONS),
         Unparsed::CONNECTED,
@@ -384,18 +397,21 @@ fn field<'a>(obj: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
     names.iter().find_map(|n| obj.get(*n))
 }
 
-/// A string field; numbers are accepted as their text, null or missing is empty.
+/// A string field; null or missing is empty. The numbering fields (IMSI,
+/// MSISDN) are digits, which an API may well send as a JSON number.
 fn text(obj: &Map<String, Value>, key: &'static str, errors: &mut Vec<FieldError>) -> String {
     match obj.get(key) {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Number(n)) if NUMERIC_TEXT_FIELDS.contains(&key) && n.is_u64() => n.to_string(),
         Some(_) => {
             errors.push(key);
             String::new()
         }
     }
 }
+
+const NUMERIC_TEXT_FIELDS: &[&str] = &["ActiveIMSI", "MSISDN"];
 
 fn number(value: &Value) -> Option<f64> {
     let n = match value {
@@ -437,17 +453,22 @@ pub fn parse_timestamp(value: &Value) -> Result<Option<f64>, Unparseable> {
                 };
             }
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Ok(Some(t.timestamp_millis() as f64 / 1000.0));
+                return Ok(date(t.timestamp_millis()));
             }
             for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
                 if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-                    return Ok(Some(t.and_utc().timestamp_millis() as f64 / 1000.0));
+                    return Ok(date(t.and_utc().timestamp_millis()));
                 }
             }
             Err(Unparseable)
         }
         _ => Err(Unparseable),
     }
+}
+
+/// A date at or before 1970 is a "never" sentinel (such as 0001-01-01), not a time.
+fn date(epoch_millis: i64) -> Option<f64> {
+    (epoch_millis > 0).then(|| epoch_millis as f64 / 1000.0)
 }
 
 fn epoch(n: f64) -> Result<Option<f64>, Unparseable> {
@@ -615,6 +636,9 @@ mod tests {
             (json!(""), None),
             (json!(0), None),
             (json!("0"), None),
+            (json!("0001-01-01T00:00:00"), None),
+            (json!("1012-02-19 09:04:23"), None),
+            (json!("1970-01-01T00:00:00Z"), None),
         ];
         for (value, expected) in cases {
             assert_eq!(parse_timestamp(&value), Ok(expected), "{value}");

@@ -43,6 +43,7 @@ pub fn config(sim: &RunningSimulator) -> Config {
         ))),
         iccids: sim.simulator.iccids(),
         discover: false,
+        discover_interval: Duration::from_secs(3600),
         rate_limit: None,
         max_body_size: 16 * 1024 * 1024,
         poll: PollConfig {

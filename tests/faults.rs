@@ -1,0 +1,487 @@
+//! The exporter against a misbehaving API: one test per fault the simulator
+//! injects. Each checks that /metrics keeps being served, the last good values
+//! survive, `monogoto_up` and the error counters tell what happened, the
+//! exporter recovers when the fault stops, and the requests stay within the
+//! retry budget.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use monogoto_exporter::app::RunningExporter;
+use monogoto_exporter::config::Config;
+use monogoto_exporter::simulator::{FaultRule, RunningSimulator, SimEndpoint};
+
+const THINGS: usize = 60;
+/// 60 Things at the default batch size of 50.
+const BATCHES: u64 = 2;
+
+struct Case {
+    sim: RunningSimulator,
+    exporter: RunningExporter,
+    /// A Thing whose state changes in the simulator while the fault is on.
+    watched: String,
+    before: f64,
+}
+
+fn rule(spec: &str) -> FaultRule {
+    spec.parse()
+        .unwrap_or_else(|e| panic!("fault spec {spec:?}: {e}"))
+}
+
+fn connected_series(iccid: &str) -> String {
+    thing_series("monogoto_thing_connected", iccid)
+}
+
+/// A healthy first refresh, then the watched Thing flips in the simulator and
+/// the fault is switched on; counters start from zero.
+async fn setup(tweak: impl FnOnce(&mut Config)) -> Case {
+    let sim = simulator(THINGS).await;
+    let mut cfg = config(&sim);
+    cfg.poll.timeout = Duration::from_millis(400);
+    tweak(&mut cfg);
+    let exporter = start_exporter(&cfg).await;
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    let watched = sim.simulator.iccids()[55].clone();
+    let before = value(&s, &connected_series(&watched)).expect("watched Thing exported");
+    sim.simulator.set_connected(&watched, Some(before == 0.0));
+    sim.simulator.reset_counters();
+    Case {
+        sim,
+        exporter,
+        watched,
+        before,
+    }
+}
+
+impl Case {
+    async fn metrics(&self) -> BTreeMap<String, f64> {
+        samples(&scrape(&self.exporter).await)
+    }
+
+    fn status_requests(&self) -> u64 {
+        self.sim.simulator.requests(SimEndpoint::Status)
+    }
+
+    /// The fault's refresh failed: last values served, `monogoto_up` 0.
+    async fn assert_failed_and_stale(&self, kind: &str) -> BTreeMap<String, f64> {
+        let s = self.metrics().await;
+        assert_eq!(value(&s, "monogoto_up"), Some(0.0));
+        assert_eq!(
+            value(&s, "monogoto_things_reported"),
+            Some(THINGS as f64),
+            "nothing dropped"
+        );
+        assert_eq!(
+            value(&s, &connected_series(&self.watched)),
+            Some(self.before),
+            "last good value"
+        );
+        let errors = value(
+            &s,
+            &format!("monogoto_refresh_errors_total{{kind=\"{kind}\"}}"),
+        );
+        assert!(
+            errors.is_some_and(|e| e >= 1.0),
+            "refresh_errors_total{{kind={kind}}} = {errors:?}"
+        );
+        s
+    }
+
+    /// The fault stops: the next refresh succeeds and shows the new state.
+    async fn assert_recovers(self) {
+        self.sim.simulator.clear_faults();
+        let report = self.exporter.poller.refresh().await;
+        assert!(report.succeeded(), "{report:?}");
+        let s = self.metrics().await;
+        assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+        assert_eq!(
+            value(&s, &connected_series(&self.watched)),
+            Some(1.0 - self.before),
+            "fresh value"
+        );
+        self.exporter.shutdown().await;
+    }
+}
+
+/// Within the retry budget: each batch is sent at most 1 + retries times.
+fn assert_budget(requests: u64, retries: u64) {
+    assert!(
+        requests <= BATCHES * (1 + retries),
+        "{requests} status requests exceed the budget"
+    );
+}
+
+#[tokio::test]
+async fn latency_is_tolerated() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("latency=150ms,endpoint=status"));
+    assert!(case.exporter.poller.refresh().await.succeeded());
+    assert_eq!(case.status_requests(), BATCHES);
+    let s = case.metrics().await;
+    assert_eq!(
+        value(&s, &connected_series(&case.watched)),
+        Some(1.0 - case.before)
+    );
+    assert!(value(&s, "monogoto_refresh_duration_seconds").is_some_and(|d| d >= 0.15));
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn one_timeout_is_retried_away() {
+    let case = setup(|c| c.poll.retries = 1).await;
+    case.sim
+        .simulator
+        .add_fault(rule("hang,endpoint=status,count=1"));
+    assert!(
+        case.exporter.poller.refresh().await.succeeded(),
+        "one timeout, then a good retry"
+    );
+    let s = case.metrics().await;
+    assert_eq!(
+        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"error\",endpoint=\"status\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, &connected_series(&case.watched)),
+        Some(1.0 - case.before)
+    );
+    assert_eq!(case.status_requests(), BATCHES + 1);
+    case.exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn persistent_timeouts_fail_the_refresh_within_the_budget() {
+    let case = setup(|c| c.poll.retries = 1).await;
+    case.sim.simulator.add_fault(rule("hang,endpoint=status"));
+    let report = case.exporter.poller.refresh().await;
+    assert_eq!(report.failed_batches, BATCHES as usize);
+    let s = case.assert_failed_and_stale("timeout").await;
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"timeout\"}"),
+        Some(BATCHES as f64)
+    );
+    assert_eq!(case.status_requests(), BATCHES * 2, "1 + retries each");
+    assert_budget(case.status_requests(), 1);
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn a_429_retry_after_in_seconds_is_obeyed() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("rate_limited=retry_after:1,endpoint=status,count=1"));
+    let started = Instant::now();
+    assert!(case.exporter.poller.refresh().await.succeeded());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let s = case.metrics().await;
+    assert_eq!(value(&s, "monogoto_api_rate_limited_total"), Some(1.0));
+    assert_eq!(
+        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"429\",endpoint=\"status\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(case.status_requests(), BATCHES + 1);
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn a_429_retry_after_as_http_date_is_obeyed() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("rate_limited=date:2,endpoint=status,count=1"));
+    let started = Instant::now();
+    assert!(case.exporter.poller.refresh().await.succeeded());
+    // An HTTP date has whole seconds: 2 s ahead is between 1 and 2 s of waiting.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        value(&case.metrics().await, "monogoto_api_rate_limited_total"),
+        Some(1.0)
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn persistent_429s_give_up_within_the_budget() {
+    let case = setup(|c| c.poll.retries = 2).await;
+    case.sim
+        .simulator
+        .add_fault(rule("rate_limited=retry_after:0,endpoint=status"));
+    let report = case.exporter.poller.refresh().await;
+    assert_eq!(report.failed_batches, BATCHES as usize);
+    let s = case.assert_failed_and_stale("status").await;
+    assert_eq!(case.status_requests(), BATCHES * 3);
+    assert_budget(case.status_requests(), 2);
+    assert_eq!(
+        value(&s, "monogoto_api_rate_limited_total"),
+        Some((BATCHES * 3) as f64)
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_5xx_is_retried_away() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("status=503,endpoint=status,count=2"));
+    assert!(case.exporter.poller.refresh().await.succeeded());
+    let s = case.metrics().await;
+    assert_eq!(
+        value(
+            &s,
+            "monogoto_api_requests_total{code=\"503\",endpoint=\"status\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
+        Some(2.0)
+    );
+    assert_eq!(case.status_requests(), BATCHES + 2);
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn persistent_5xx_fail_the_refresh_within_the_budget() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("status=500,endpoint=status"));
+    case.exporter.poller.refresh().await;
+    case.assert_failed_and_stale("status").await;
+    assert_eq!(case.status_requests(), BATCHES * 4, "1 + 3 retries each");
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn other_4xx_are_not_retried() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("status=400,endpoint=status"));
+    case.exporter.poller.refresh().await;
+    let s = case.assert_failed_and_stale("status").await;
+    assert_eq!(case.status_requests(), BATCHES);
+    assert_eq!(
+        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
+        Some(0.0)
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn a_401_on_a_static_token_keeps_the_last_data() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("unauthorized,endpoint=status"));
+    for _ in 0..3 {
+        case.exporter.poller.refresh().await;
+    }
+    let s = case.assert_failed_and_stale("auth").await;
+    assert!(case.status_requests() <= 3 * BATCHES, "no retries on 401");
+    assert_eq!(
+        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
+        Some(0.0)
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn a_401_with_a_login_logs_in_once_more_and_never_loops() {
+    let sim = simulator(THINGS).await;
+    let mut cfg = config(&sim);
+    cfg.credentials = Some(login(&sim));
+    let exporter = start_exporter(&cfg).await;
+    assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1);
+
+    sim.simulator
+        .add_fault(rule("unauthorized,endpoint=status,count=1"));
+    assert!(
+        exporter.poller.refresh().await.succeeded(),
+        "one login again cures one 401"
+    );
+    assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 2);
+
+    sim.simulator.clear_faults();
+    sim.simulator
+        .add_fault(rule("unauthorized,endpoint=status"));
+    for _ in 0..3 {
+        assert!(!exporter.poller.refresh().await.succeeded());
+    }
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Auth),
+        3,
+        "one more login, then backing off"
+    );
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(value(&s, "monogoto_up"), Some(0.0));
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(THINGS as f64));
+    assert!(value(&s, "monogoto_refresh_errors_total{kind=\"auth\"}").is_some_and(|e| e >= 1.0));
+    exporter.shutdown().await;
+}
+
+async fn decode_fault_case(spec: &str, tweak: impl FnOnce(&mut Config)) {
+    let case = setup(tweak).await;
+    case.sim.simulator.add_fault(rule(spec));
+    case.exporter.poller.refresh().await;
+    let s = case.assert_failed_and_stale("decode").await;
+    assert_eq!(case.status_requests(), BATCHES, "{spec}: not retried");
+    assert_eq!(
+        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
+        Some(0.0)
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn truncated_json_fails_the_batch() {
+    decode_fault_case("truncated_json,endpoint=status", |_| {}).await;
+}
+
+#[tokio::test]
+async fn malformed_json_fails_the_batch() {
+    decode_fault_case("malformed_json,endpoint=status", |_| {}).await;
+}
+
+#[tokio::test]
+async fn success_false_fails_the_batch() {
+    decode_fault_case("success_false,endpoint=status", |_| {}).await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    decode_fault_case("oversized=2MiB,endpoint=status", |c| {
+        c.max_body_size = 1024 * 1024
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_types_keep_the_last_good_values() {
+    let case = setup(|_| {}).await;
+    let info_before: Vec<String> = scrape(&case.exporter)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("monogoto_thing_info{"))
+        .map(str::to_string)
+        .collect();
+    case.sim
+        .simulator
+        .add_fault(rule("wrong_types,endpoint=status"));
+    let report = case.exporter.poller.refresh().await;
+    assert!(
+        report.succeeded(),
+        "the answers parse; their bad values are dropped: {report:?}"
+    );
+    let text = scrape(&case.exporter).await;
+    let s = samples(&text);
+    assert_eq!(
+        value(&s, &connected_series(&case.watched)),
+        Some(case.before),
+        "last good value"
+    );
+    let info_after: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("monogoto_thing_info{"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(info_after, info_before, "names survive a garbled answer");
+    let parse_errors: f64 = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("monogoto_parse_errors_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        parse_errors >= THINGS as f64,
+        "parse errors counted: {parse_errors}"
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_paces_every_request() {
+    let sim = simulator(20).await;
+    let mut cfg = config(&sim);
+    cfg.poll.batch_size = 1;
+    cfg.rate_limit = "10/s"
+        .parse::<monogoto_exporter::monogoto::rate_limit::RateLimitSpec>()
+        .expect("valid")
+        .0;
+    let exporter = start_exporter(&cfg).await;
+    sim.simulator.reset_counters();
+    let started = Instant::now();
+    assert!(exporter.poller.refresh().await.succeeded());
+    // 20 requests at one per 100 ms: the first at once, the last 1.9 s later.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sim.simulator.requests(SimEndpoint::Status), 20);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fleet_too_large_for_one_interval_is_covered_in_turns() {
+    let sim = simulator(20).await;
+    let mut cfg = config(&sim);
+    cfg.poll.batch_size = 1;
+    cfg.poll.interval = Duration::from_secs(1);
+    cfg.rate_limit = "8/s"
+        .parse::<monogoto_exporter::monogoto::rate_limit::RateLimitSpec>()
+        .expect("valid")
+        .0;
+    let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
+    wait_until("the first refresh", || exporter.fleet.is_ready()).await;
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(
+        value(&s, "monogoto_up"),
+        Some(0.0),
+        "the first refresh was cut by its deadline"
+    );
+    assert!(value(&s, "monogoto_refresh_errors_total{kind=\"timeout\"}").is_some_and(|e| e > 0.0));
+    let partial = value(&s, "monogoto_things_reported").expect("reported");
+    assert!(
+        partial > 0.0 && partial < 20.0,
+        "{partial} of 20 in the first turn"
+    );
+    wait_until("every Thing, over several refreshes", || {
+        exporter.health.things_reported.get() == 20
+    })
+    .await;
+    assert!(
+        sim.simulator.requests(SimEndpoint::Status) < 40,
+        "no batch was read twice before all were read once"
+    );
+    exporter.shutdown().await;
+}
