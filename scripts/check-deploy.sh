@@ -10,6 +10,10 @@
 #     (scripts/sync-prometheusrule.py --check), and promtool accepts its rules
 #   - `kubectl kustomize deploy/kubernetes/base` renders, and
 #     kubernetes-validate --strict accepts its Deployment, Service and Secret
+#   - the same for deploy/kubernetes/sharded (StatefulSet, Service, Secret), and
+#     there the StatefulSet's replicas, MONOGOTO_SHARD_COUNT and
+#     --monogoto.rate-limit agree (the shards share the account's limit,
+#     ACCOUNT_RATE_LIMIT_PER_MIN below), with a headless Service
 #   - shellcheck of scripts/*.sh, a syntax check of scripts/**/*.py
 #
 # Installs what it needs, pinned, when missing (idempotent):
@@ -95,14 +99,22 @@ yamllint_config='{extends: default, rules: {document-start: disable, comments: {
   line-length: {max: 120, ignore: [deploy/kubernetes/base/prometheusrule.yaml]}}}'
 mapfile -t yaml_files < <(find deploy/compose deploy/grafana deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 rendered="$tools/kubernetes-base.yaml"
+rendered_sharded="$tools/kubernetes-sharded.yaml"
+# Monogoto's documented limit per account, which the shards of
+# deploy/kubernetes/sharded share.
+ACCOUNT_RATE_LIMIT_PER_MIN=60
 
+# render_kustomize DIR OUT
 render_kustomize() {
-    "$kubectl_cmd" kustomize deploy/kubernetes/base >"$rendered"
+    "$kubectl_cmd" kustomize "$1" >"$2"
 }
+# validate_kubernetes RENDERED KIND/NAME...: every resource valid, and these
+# among them (kubernetes-validate skips kinds it has no schema for).
 validate_kubernetes() {
-    local out kind
-    out="$("$venv/bin/kubernetes-validate" --strict "$rendered" 2>&1)" || { printf '%s\n' "$out"; return 1; }
-    for kind in deployment/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token; do
+    local file="$1" out kind
+    shift
+    out="$("$venv/bin/kubernetes-validate" --strict "$file" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    for kind in "$@"; do
         if ! grep -q "passed for resource $kind " <<<"$out"; then
             printf '%s\n%s was not validated\n' "$out" "$kind"
             return 1
@@ -123,6 +135,37 @@ yaml.safe_dump(docs[0]["spec"], open(sys.argv[2], "w"), sort_keys=False)
 EOF
     promtool check rules "$rules"
 }
+sharded_consistent() {
+    "$venv/bin/python" - "$rendered_sharded" "$ACCOUNT_RATE_LIMIT_PER_MIN" <<'EOF'
+import re, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+account = int(sys.argv[2])
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+assert "Deployment" not in by_kind, "the base's Deployment is still in the render"
+assert len(by_kind.get("StatefulSet", [])) == 1, "expected one StatefulSet"
+assert len(by_kind.get("Service", [])) == 1, "expected one Service"
+sts, svc = by_kind["StatefulSet"][0], by_kind["Service"][0]
+spec = sts["spec"]
+assert svc["spec"].get("clusterIP") == "None", "the Service is not headless (clusterIP: None)"
+assert spec["serviceName"] == svc["metadata"]["name"], "serviceName is not the headless Service"
+replicas = spec["replicas"]
+container = spec["template"]["spec"]["containers"][0]
+env = {e["name"]: e for e in container.get("env", [])}
+count = int(env["MONOGOTO_SHARD_COUNT"]["value"])
+assert count == replicas, f"MONOGOTO_SHARD_COUNT {count} != replicas {replicas}"
+source = env["MONOGOTO_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+assert source in ("metadata.name", "metadata.labels['apps.kubernetes.io/pod-index']"), \
+    f"MONOGOTO_SHARD_INDEX comes from {source}, not from the pod's ordinal"
+limits = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--monogoto.rate-limit=")]
+assert len(limits) == 1, "each shard needs --monogoto.rate-limit=N/PERIOD: the account's divided by the count"
+m = re.fullmatch(r"(\d+)/(s|min|h)", limits[0])
+assert m, f"--monogoto.rate-limit={limits[0]}: expected N/s, N/min or N/h (not unlimited)"
+per_min = int(m.group(1)) * {"s": 60, "min": 1, "h": 1 / 60}[m.group(2)]
+assert per_min * count <= account, f"{count} shards at {limits[0]} each exceed the account's {account}/min"
+EOF
+}
 python_syntax() {
     local f
     for f in scripts/*.py scripts/e2e/*.py; do
@@ -138,8 +181,13 @@ check "compose: Compose Specification schema" \
     "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 check "compose: references" "$venv/bin/python" scripts/check-compose.py
 check "PrometheusRule in sync with the rules file" "$venv/bin/python" scripts/sync-prometheusrule.py --check
-check "kustomize: render deploy/kubernetes/base" render_kustomize
-check "kubernetes-validate --strict (Deployment, Service, Secret)" validate_kubernetes
+check "kustomize: render deploy/kubernetes/base" render_kustomize deploy/kubernetes/base "$rendered"
+check "kubernetes-validate --strict (Deployment, Service, Secret)" validate_kubernetes "$rendered" \
+    deployment/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token
+check "kustomize: render deploy/kubernetes/sharded" render_kustomize deploy/kubernetes/sharded "$rendered_sharded"
+check "kubernetes-validate --strict sharded (StatefulSet, Service, Secret)" validate_kubernetes "$rendered_sharded" \
+    statefulset/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token
+check "sharded: replicas, MONOGOTO_SHARD_COUNT and rate limit agree" sharded_consistent
 check "PrometheusRule: promtool check rules" promtool_prometheusrule
 check "shellcheck scripts/*.sh" shellcheck scripts/*.sh
 check "python syntax of scripts" python_syntax

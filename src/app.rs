@@ -105,7 +105,8 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
             fleet.clone(),
             health.clone(),
         )
-        .with_discover_interval(config.discover_interval),
+        .with_discover_interval(config.discover_interval)
+        .with_shard(config.shard),
     );
 
     for warning in &config.warnings {
@@ -118,6 +119,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         auth = match credentials { Credentials::Token(_) => "token", Credentials::Login { .. } => "login" },
         iccids = config.iccids.len(),
         discover = config.discover,
+        shard = %config.shard,
         interval = %humantime::format_duration(config.poll.interval),
         rate_limit = %config.rate_limit.map_or_else(|| "none".to_string(), |l| l.to_string()),
         "monogoto-exporter started"

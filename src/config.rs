@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
 use crate::monogoto::rate_limit::{RateLimit, RateLimitSpec};
+use crate::shard::{self, Shard};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:19540";
 pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
@@ -22,6 +23,7 @@ pub const MAX_CONCURRENCY: usize = 64;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALE_AFTER_INTERVALS: u32 = 3;
 pub const DEFAULT_RATE_LIMIT: &str = "60/min";
+pub const MAX_SHARDS: usize = 1024;
 pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const MAX_RETRIES: usize = 10;
@@ -179,6 +181,12 @@ pub struct ExporterArgs {
     /// A Thing not refreshed for this long leaves /metrics [default: 3 x poll.interval].
     #[arg(long = "poll.stale-after", value_name = "DURATION")]
     pub stale_after: Option<String>,
+    /// Number of exporter replicas the fleet is split across [default: 1].
+    #[arg(long = "shard.count", env = "MONOGOTO_SHARD_COUNT", value_name = "N")]
+    pub shard_count: Option<String>,
+    /// This replica's shard, 0 to count-1; a name ending in -ORDINAL (a StatefulSet pod name) works too [default: 0].
+    #[arg(long = "shard.index", env = "MONOGOTO_SHARD_INDEX", value_name = "I")]
+    pub shard_index: Option<String>,
     /// Log level or tracing filter (RUST_LOG is honoured when this is not given) [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -220,6 +228,7 @@ pub struct Config {
     pub discover_interval: Duration,
     pub rate_limit: Option<RateLimit>,
     pub max_body_size: usize,
+    pub shard: Shard,
     pub poll: PollConfig,
     pub log: LogConfig,
     /// Problems worth a warning but not a refusal, logged once logging is up.
@@ -306,6 +315,17 @@ struct FileConfig {
     poll: PollFile,
     #[serde(default)]
     log: LogFile,
+    #[serde(default)]
+    shard: ShardFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ShardFile {
+    #[serde(default, deserialize_with = "scalar")]
+    index: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    count: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -439,6 +459,7 @@ impl Config {
             monogoto,
             poll,
             log,
+            shard,
         } = file;
 
         let listen_address =
@@ -520,6 +541,7 @@ impl Config {
             })?,
             None => DEFAULT_MAX_BODY_SIZE,
         };
+        let shard = resolve_shard(args, shard)?;
         let mut warnings = Vec::new();
         for (key, path) in [
             (
@@ -571,6 +593,7 @@ impl Config {
             discover_interval,
             rate_limit,
             max_body_size,
+            shard,
             poll,
             log: LogConfig {
                 filter,
@@ -658,6 +681,34 @@ fn parse_count(key: &str, value: &str, min: usize, max: usize) -> Result<usize, 
             format!("must be a whole number from {min} to {max}"),
         )),
     }
+}
+
+fn resolve_shard(args: &ExporterArgs, file: ShardFile) -> Result<Shard, ConfigError> {
+    let count = match args.shard_count.clone().or(file.count) {
+        Some(v) => parse_count("shard.count", &v, 1, MAX_SHARDS)? as u64,
+        None => 1,
+    };
+    let index = match args.shard_index.clone().or(file.index) {
+        Some(v) => {
+            let index = shard::parse_index(&v).ok_or_else(|| {
+                ConfigError::value(
+                    "shard.index",
+                    &v,
+                    "must be a number or a name ending in -NUMBER (a StatefulSet pod name)",
+                )
+            })?;
+            if index >= count {
+                return Err(ConfigError::value(
+                    "shard.index",
+                    &v,
+                    format!("must be less than shard.count ({count})"),
+                ));
+            }
+            index
+        }
+        None => 0,
+    };
+    Ok(Shard { index, count })
 }
 
 /// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
@@ -1309,6 +1360,50 @@ mod tests {
             (
                 ["--monogoto.max-body-size", "10"],
                 "config: monogoto.max-body-size \"10\"",
+            ),
+        ] {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--monogoto.iccid", A]);
+            let e = error(&all);
+            assert!(e.starts_with(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn shards() {
+        let c = resolve(&["--monogoto.iccid", A]).expect("valid");
+        assert_eq!(c.shard, Shard { index: 0, count: 1 });
+        let c = resolve(&[
+            "--monogoto.iccid",
+            A,
+            "--shard.count",
+            "3",
+            "--shard.index",
+            "monogoto-exporter-2",
+        ])
+        .expect("valid");
+        assert_eq!(c.shard, Shard { index: 2, count: 3 });
+        let f = yaml("shard:\n  index: 1\n  count: 4\n");
+        let c = resolve(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ])
+        .expect("valid");
+        assert_eq!(c.shard, Shard { index: 1, count: 4 });
+        for (args, expected) in [
+            (
+                ["--shard.count", "3", "--shard.index", "3"],
+                "config: shard.index \"3\": must be less than shard.count (3)",
+            ),
+            (
+                ["--shard.count", "0", "--shard.index", "0"],
+                "config: shard.count \"0\"",
+            ),
+            (
+                ["--shard.count", "2", "--shard.index", "pod"],
+                "config: shard.index \"pod\"",
             ),
         ] {
             let mut all = args.to_vec();

@@ -2,10 +2,12 @@
 
 pub mod app;
 pub mod config;
+pub mod exposition;
 pub mod metrics;
 pub mod monogoto;
 pub mod poller;
 pub mod server;
+pub mod shard;
 pub mod simulator;
 pub mod snapshot;
 pub mod web;

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::monogoto::model::ThingStatus;
@@ -63,6 +63,7 @@ pub struct HealthMetrics {
     pub api_retries: IntCounterVec,
     pub rate_limited: IntCounter,
     pub refresh_errors: IntCounterVec,
+    pub shard_info: IntGaugeVec,
 }
 
 impl Default for HealthMetrics {
@@ -145,6 +146,14 @@ impl HealthMetrics {
             &["kind"],
         )
         .expect("valid metric");
+        let shard_info = IntGaugeVec::new(
+            Opts::new(
+                "monogoto_shard_info",
+                "A metric with a constant value 1, labelled by this replica's shard index and the shard count.",
+            ),
+            &["index", "count"],
+        )
+        .expect("valid metric");
         let build_info = prometheus::GaugeVec::new(
             Opts::new(
                 "monogoto_exporter_build_info",
@@ -184,6 +193,7 @@ impl HealthMetrics {
             Box::new(api_retries.clone()),
             Box::new(rate_limited.clone()),
             Box::new(refresh_errors.clone()),
+            Box::new(shard_info.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -209,7 +219,15 @@ impl HealthMetrics {
             api_retries,
             rate_limited,
             refresh_errors,
+            shard_info,
         }
+    }
+
+    pub fn set_shard(&self, shard: crate::shard::Shard) {
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[shard.index.to_string(), shard.count.to_string()])
+            .set(1);
     }
 
     pub fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {

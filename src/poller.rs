@@ -16,6 +16,7 @@ use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
 use crate::metrics::HealthMetrics;
 use crate::monogoto::model::StatusPage;
 use crate::monogoto::{ApiError, Client, ThingStatus};
+use crate::shard::Shard;
 use crate::snapshot::Fleet;
 
 /// Requests end by the refresh deadline themselves; a refresh is cut this
@@ -100,6 +101,7 @@ pub struct Poller {
     /// while discovery fails.
     discovered: Mutex<Discovery>,
     discover_interval: Duration,
+    shard: Shard,
     /// Held for a whole refresh: two refreshes never run at once.
     running: Mutex<()>,
     /// The batch a refresh starts with: after a refresh cut short by its
@@ -120,7 +122,7 @@ impl Poller {
         health: Arc<HealthMetrics>,
     ) -> Self {
         health.things_configured.set(configured.len() as i64);
-        let poller = Poller {
+        Poller {
             client,
             poll,
             configured,
@@ -129,14 +131,11 @@ impl Poller {
             health,
             discovered: Mutex::new(Discovery::default()),
             discover_interval: DEFAULT_DISCOVER_INTERVAL,
+            shard: Shard::default(),
             running: Mutex::new(()),
             next_batch: AtomicUsize::new(0),
             warned_slow: AtomicBool::new(false),
-        };
-        if !discover {
-            poller.warn_if_too_slow(poller.configured.len());
         }
-        poller
     }
 
     /// Says once, with figures, when a full refresh cannot fit into one
@@ -162,6 +161,9 @@ impl Poller {
 
     /// Refreshes at once, then every interval, until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        if !self.discover {
+            self.warn_if_too_slow(self.configured.len());
+        }
         let mut ticker = tokio::time::interval(self.poll.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -287,6 +289,17 @@ impl Poller {
         report
     }
 
+    /// Keeps only this shard's ICCIDs, configured and discovered.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self.configured.retain(|iccid| shard.owns(iccid));
+        self.health
+            .things_configured
+            .set(self.configured.len() as i64);
+        self.health.set_shard(shard);
+        self
+    }
+
     /// Sets how often discovery lists the Things again.
     pub fn with_discover_interval(mut self, interval: Duration) -> Self {
         self.discover_interval = interval;
@@ -317,8 +330,15 @@ impl Poller {
             })
             .await;
             match listing {
-                Ok(found) => {
-                    tracing::debug!(things = found.len(), pages, "discovered the fleet");
+                Ok(mut found) => {
+                    let listed = found.len();
+                    found.retain(|iccid| self.shard.owns(iccid));
+                    tracing::debug!(
+                        listed,
+                        this_shard = found.len(),
+                        pages,
+                        "discovered the fleet"
+                    );
                     cache.iccids = found;
                     cache.at = Some(Instant::now());
                     self.warn_if_too_slow(self.configured.len() + cache.iccids.len());

@@ -583,3 +583,64 @@ async fn promtool_accepts_the_exposition() {
         "promtool check metrics:\n{report}"
     );
 }
+
+#[tokio::test]
+async fn three_shards_export_every_thing_exactly_once() {
+    let sim = simulator(300).await;
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut configured_total = 0.0;
+    for index in 0..3 {
+        let mut cfg = config(&sim);
+        cfg.iccids.clear();
+        cfg.discover = true;
+        cfg.shard = monogoto_exporter::shard::Shard { index, count: 3 };
+        let exporter = start_exporter(&cfg).await;
+        let text = scrape(&exporter).await;
+        let s = samples(&text);
+        assert_eq!(
+            value(
+                &s,
+                &format!("monogoto_shard_info{{count=\"3\",index=\"{index}\"}}")
+            ),
+            Some(1.0)
+        );
+        let configured = value(&s, "monogoto_things_configured").expect("configured");
+        assert!(
+            configured > 50.0 && configured < 150.0,
+            "shard {index} has {configured} of 300"
+        );
+        assert_eq!(value(&s, "monogoto_things_reported"), Some(configured));
+        configured_total += configured;
+        for series in s.keys().filter(|k| k.starts_with("monogoto_thing_info{")) {
+            let iccid = series.split('"').nth(1).expect("iccid label").to_string();
+            *seen.entry(iccid).or_default() += 1;
+        }
+        exporter.shutdown().await;
+    }
+    assert_eq!(configured_total, 300.0);
+    assert_eq!(seen.len(), 300, "every Thing is exported");
+    assert!(seen.values().all(|&n| n == 1), "and exactly once");
+    let fleet: std::collections::BTreeSet<String> = sim.simulator.iccids().into_iter().collect();
+    assert_eq!(
+        seen.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        fleet
+    );
+}
+
+#[tokio::test]
+async fn configured_iccids_are_sharded_too() {
+    let sim = simulator(90).await;
+    let mut owned = 0;
+    for index in 0..2 {
+        let mut cfg = config(&sim);
+        cfg.shard = monogoto_exporter::shard::Shard { index, count: 2 };
+        let exporter = start_exporter(&cfg).await;
+        let reported = exporter.health.things_reported.get();
+        assert_eq!(exporter.health.things_configured.get(), reported);
+        owned += reported;
+        exporter.shutdown().await;
+    }
+    assert_eq!(owned, 90);
+}

@@ -46,6 +46,7 @@ pub fn config(sim: &RunningSimulator) -> Config {
         discover_interval: Duration::from_secs(3600),
         rate_limit: None,
         max_body_size: 16 * 1024 * 1024,
+        shard: Default::default(),
         poll: PollConfig {
             interval: Duration::from_secs(3600),
             batch_size: 50,
