@@ -299,52 +299,79 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-/// Renders the per-Thing series of `things` (in the order given) in the text
-/// exposition format 0.0.4.
-pub fn render_things<'a>(things: impl Iterator<Item = &'a ThingStatus> + Clone, out: &mut Vec<u8>) {
+/// The per-Thing metric families, in the order they are exposed: the numeric
+/// ones, then `monogoto_thing_info`.
+pub const THING_FAMILIES: usize = FAMILIES.len() + 1;
+
+const INFO_HELP: &str = "# HELP monogoto_thing_info Constant 1, labelled with the SIM's name, IMSI, MSISDN and provisioning status (empty where unknown).";
+
+/// The `# HELP` and `# TYPE` lines of per-Thing family `family`.
+pub fn render_family_header(family: usize, out: &mut Vec<u8>) {
+    let text = match FAMILIES.get(family) {
+        Some(f) => format!(
+            "# HELP {} {} {FRESHNESS}\n# TYPE {} gauge\n",
+            f.name, f.help, f.name
+        ),
+        None => format!("{INFO_HELP} {FRESHNESS}\n# TYPE monogoto_thing_info gauge\n"),
+    };
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The sample lines of per-Thing family `family` for `things`, in order.
+pub fn render_family_lines<'a>(
+    family: usize,
+    things: impl Iterator<Item = &'a ThingStatus>,
+    out: &mut Vec<u8>,
+) {
     let mut text = String::with_capacity(4096);
-    for family in FAMILIES {
-        let _ = writeln!(text, "# HELP {} {} {FRESHNESS}", family.name, family.help);
-        let _ = writeln!(text, "# TYPE {} gauge", family.name);
-        for thing in things.clone() {
-            if let Some(value) = (family.value)(thing) {
-                text.push_str(family.name);
-                text.push_str("{iccid=\"");
-                escape_label_value(&thing.iccid, &mut text);
-                text.push_str("\"} ");
-                write_value(value, &mut text);
-                text.push('\n');
+    match FAMILIES.get(family) {
+        Some(f) => {
+            for thing in things {
+                if let Some(value) = (f.value)(thing) {
+                    text.push_str(f.name);
+                    text.push_str("{iccid=\"");
+                    escape_label_value(&thing.iccid, &mut text);
+                    text.push_str("\"} ");
+                    write_value(value, &mut text);
+                    text.push('\n');
+                }
             }
         }
-    }
-    let _ = writeln!(
-        text,
-        "# HELP monogoto_thing_info Constant 1, labelled with the SIM's name, IMSI, MSISDN and provisioning status (empty where unknown). {FRESHNESS}"
-    );
-    text.push_str("# TYPE monogoto_thing_info gauge\n");
-    for thing in things {
-        text.push_str("monogoto_thing_info{");
-        for (i, (label, value)) in [
-            ("iccid", &thing.iccid),
-            ("thing_name", &thing.thing_name),
-            ("imsi", &thing.imsi),
-            ("msisdn", &thing.msisdn),
-            ("provision_status", &thing.provision_status),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if i > 0 {
-                text.push(',');
+        None => {
+            for thing in things {
+                text.push_str("monogoto_thing_info{");
+                for (i, (label, value)) in [
+                    ("iccid", &thing.iccid),
+                    ("thing_name", &thing.thing_name),
+                    ("imsi", &thing.imsi),
+                    ("msisdn", &thing.msisdn),
+                    ("provision_status", &thing.provision_status),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(label);
+                    text.push_str("=\"");
+                    escape_label_value(value, &mut text);
+                    text.push('"');
+                }
+                text.push_str("} 1\n");
             }
-            text.push_str(label);
-            text.push_str("=\"");
-            escape_label_value(value, &mut text);
-            text.push('"');
         }
-        text.push_str("} 1\n");
     }
     out.extend_from_slice(text.as_bytes());
+}
+
+/// Renders the per-Thing series of `things` (in the order given) in the text
+/// exposition format 0.0.4, family by family.
+pub fn render_things<'a>(things: impl Iterator<Item = &'a ThingStatus> + Clone, out: &mut Vec<u8>) {
+    for family in 0..THING_FAMILIES {
+        render_family_header(family, out);
+        render_family_lines(family, things.clone(), out);
+    }
 }
 
 /// The oldest data the snapshot still serves; absent when it serves none.

@@ -1,16 +1,16 @@
 //! The HTTP side: `/`, the telemetry path, `/healthz` and `/readyz`.
 
-use std::io::Write as _;
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
+use crate::exposition;
 use crate::metrics::HealthMetrics;
 use crate::snapshot::Fleet;
 
@@ -58,26 +58,30 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snapshot = state.fleet.snapshot();
-    let mut body = Vec::with_capacity(snapshot.exposition().len() + 8192);
-    body.extend_from_slice(snapshot.exposition());
-    state.health.render_into(&mut body);
+    // The per-Thing part exists already; only the health part is rendered now.
+    let mut health = Vec::with_capacity(16 * 1024);
+    state.health.render_into(&mut health);
 
+    let gzip = accepts_gzip(&headers);
+    let parts = if gzip {
+        exposition::gzip_body(snapshot.segments(), &health)
+    } else {
+        exposition::identity_body(snapshot.segments(), health)
+    };
+    let length: usize = parts.iter().map(Bytes::len).sum();
     let mut response_headers = HeaderMap::new();
     response_headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(CONTENT_TYPE_TEXT_0_0_4),
     );
     response_headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if accepts_gzip(&headers) {
-        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-        if encoder.write_all(&body).is_ok()
-            && let Ok(compressed) = encoder.finish()
-        {
-            response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            return (response_headers, compressed).into_response();
-        }
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if gzip {
+        response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    (response_headers, body).into_response()
+    // The parts are shared with the snapshot: sending them copies nothing here.
+    let stream = futures_util::stream::iter(parts.into_iter().map(Ok::<Bytes, Infallible>));
+    (response_headers, Body::from_stream(stream)).into_response()
 }
 
 /// True if `Accept-Encoding` lists gzip (or `*`) with a non-zero quality.

@@ -1,15 +1,27 @@
-//! The fleet state one refresh produced: immutable, swapped in whole, with its
-//! per-Thing exposition rendered once so that a scrape only copies bytes.
+//! The fleet state one refresh produced: immutable, swapped in whole.
+//!
+//! The Things are spread over buckets by a hash of their ICCID, and each
+//! bucket keeps its rendered (and compressed) exposition segments. A refresh
+//! renders only the buckets whose Things changed; the others share their
+//! segments with the previous snapshot. So a refresh costs in proportion to
+//! what changed, two snapshots alive at once share most of their memory, and
+//! a scrape only references bytes that already exist.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::exposition::Segment;
 use crate::metrics;
 use crate::monogoto::ThingStatus;
+use crate::shard::iccid_hash;
+
+/// About this many Things share a bucket: large enough that segments
+/// compress well, small enough that one change re-renders little.
+const THINGS_PER_BUCKET: usize = 256;
+const MAX_BUCKETS: usize = 4096;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -18,9 +30,73 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
+struct Bucket {
+    /// Sorted by ICCID.
+    things: Vec<Entry>,
+    /// One segment per per-Thing metric family.
+    families: Vec<Arc<Segment>>,
+}
+
+impl Bucket {
+    fn render(things: Vec<Entry>) -> Bucket {
+        let families = (0..metrics::THING_FAMILIES)
+            .map(|family| {
+                let mut text = Vec::with_capacity(things.len() * 96);
+                metrics::render_family_lines(
+                    family,
+                    things.iter().map(|e| e.status.as_ref()),
+                    &mut text,
+                );
+                Segment::new(text)
+            })
+            .collect();
+        Bucket { things, families }
+    }
+
+    /// Same Things with the same values: the rendered text would not change.
+    fn renders_like(&self, things: &[Entry]) -> bool {
+        self.things.len() == things.len()
+            && self
+                .things
+                .iter()
+                .zip(things)
+                .all(|(a, b)| Arc::ptr_eq(&a.status, &b.status) || a.status == b.status)
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct Snapshot {
-    things: BTreeMap<String, Entry>,
-    exposition: Vec<u8>,
+    buckets: Vec<Bucket>,
+    len: usize,
+    oldest: Option<SystemTime>,
+    /// The whole per-Thing exposition, in order.
+    segments: Vec<Arc<Segment>>,
+}
+
+fn bucket_count(things: usize) -> usize {
+    things
+        .div_ceil(THINGS_PER_BUCKET)
+        .next_power_of_two()
+        .clamp(1, MAX_BUCKETS)
+}
+
+fn bucket_of(iccid: &str, buckets: usize) -> usize {
+    // The high half: the low bits already decide the shard.
+    ((iccid_hash(iccid) >> 32) as usize) % buckets
+}
+
+/// The `# HELP`/`# TYPE` lines of each family, rendered once per process.
+fn family_headers() -> &'static [Arc<Segment>] {
+    static HEADERS: OnceLock<Vec<Arc<Segment>>> = OnceLock::new();
+    HEADERS.get_or_init(|| {
+        (0..metrics::THING_FAMILIES)
+            .map(|family| {
+                let mut text = Vec::new();
+                metrics::render_family_header(family, &mut text);
+                Segment::new(text)
+            })
+            .collect()
+    })
 }
 
 impl Snapshot {
@@ -28,7 +104,8 @@ impl Snapshot {
         Snapshot::default()
     }
 
-    /// The next snapshot: `fresh` replaces what it names, Things not refreshed
+    /// The next snapshot: `fresh` replaces what it names (keeping the last
+    /// good value of anything it could not understand), Things not refreshed
     /// keep their last values, and Things not refreshed for longer than
     /// `stale_after` are dropped.
     pub fn next(
@@ -37,54 +114,152 @@ impl Snapshot {
         now: SystemTime,
         stale_after: Duration,
     ) -> Snapshot {
-        let mut things: BTreeMap<String, Entry> = self
-            .things
-            .iter()
-            .filter(|(_, e)| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after)
-            .map(|(k, e)| (k.clone(), e.clone()))
-            .collect();
-        for mut status in fresh {
-            if !status.unparsed.is_empty()
-                && let Some(previous) = things.get(&status.iccid)
-            {
-                status.keep_last_good(&previous.status);
-            }
-            things.insert(
-                status.iccid.clone(),
-                Entry {
-                    status: Arc::new(status),
-                    refreshed_at: now,
-                },
-            );
+        let is_current =
+            |e: &Entry| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after;
+        let previous_count = self.buckets.len().max(1);
+        let mut fresh_by_bucket: Vec<Vec<ThingStatus>> =
+            (0..previous_count).map(|_| Vec::new()).collect();
+        for status in fresh {
+            fresh_by_bucket[bucket_of(&status.iccid, previous_count)].push(status);
         }
-        let mut exposition = Vec::with_capacity(self.exposition.len().max(4096));
-        metrics::render_things(things.values().map(|e| e.status.as_ref()), &mut exposition);
-        let oldest = things.values().map(|e| e.refreshed_at).min();
-        metrics::render_oldest_refresh(oldest, &mut exposition);
-        Snapshot { things, exposition }
+
+        // Merge bucket by bucket, as the previous snapshot was laid out.
+        let mut merged: Vec<Vec<Entry>> = Vec::with_capacity(previous_count);
+        for (index, mut fresh) in fresh_by_bucket.into_iter().enumerate() {
+            fresh.sort_unstable_by(|a, b| a.iccid.cmp(&b.iccid));
+            fresh.dedup_by(|a, b| a.iccid == b.iccid);
+            let old = self.buckets.get(index).map_or(&[][..], |b| &b.things[..]);
+            merged.push(merge(old, fresh, now, &is_current));
+        }
+        let len: usize = merged.iter().map(Vec::len).sum();
+
+        let count = bucket_count(len);
+        let buckets: Vec<Bucket> = if count == previous_count {
+            merged
+                .into_iter()
+                .enumerate()
+                .map(|(index, things)| match self.buckets.get(index) {
+                    Some(old) if old.renders_like(&things) => Bucket {
+                        things,
+                        families: old.families.clone(),
+                    },
+                    _ => Bucket::render(things),
+                })
+                .collect()
+        } else {
+            // The fleet grew or shrank past a bucket boundary: lay it out anew.
+            let mut regrouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
+            for entry in merged.into_iter().flatten() {
+                regrouped[bucket_of(&entry.status.iccid, count)].push(entry);
+            }
+            regrouped
+                .into_iter()
+                .map(|mut things| {
+                    things.sort_unstable_by(|a, b| a.status.iccid.cmp(&b.status.iccid));
+                    Bucket::render(things)
+                })
+                .collect()
+        };
+
+        let oldest = buckets
+            .iter()
+            .flat_map(|b| &b.things)
+            .map(|e| e.refreshed_at)
+            .min();
+        let headers = family_headers();
+        let mut segments = Vec::with_capacity(metrics::THING_FAMILIES * (buckets.len() + 1) + 1);
+        for (family, header) in headers.iter().enumerate() {
+            segments.push(header.clone());
+            segments.extend(buckets.iter().map(|b| b.families[family].clone()));
+        }
+        let mut oldest_text = Vec::new();
+        metrics::render_oldest_refresh(oldest, &mut oldest_text);
+        segments.push(Segment::new(oldest_text));
+        Snapshot {
+            buckets,
+            len,
+            oldest,
+            segments,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.things.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.things.is_empty()
+        self.len == 0
     }
 
     pub fn get(&self, iccid: &str) -> Option<&ThingStatus> {
-        self.things.get(iccid).map(|e| e.status.as_ref())
+        let bucket = self
+            .buckets
+            .get(bucket_of(iccid, self.buckets.len().max(1)))?;
+        let at = bucket
+            .things
+            .binary_search_by(|e| e.status.iccid.as_str().cmp(iccid))
+            .ok()?;
+        Some(bucket.things[at].status.as_ref())
     }
 
     /// When the least recently refreshed Thing still served was refreshed.
     pub fn oldest_refresh(&self) -> Option<SystemTime> {
-        self.things.values().map(|e| e.refreshed_at).min()
+        self.oldest
     }
 
-    /// The per-Thing series in the text exposition format.
-    pub fn exposition(&self) -> &[u8] {
-        &self.exposition
+    /// The per-Thing exposition, as segments to send in order.
+    pub fn segments(&self) -> &[Arc<Segment>] {
+        &self.segments
     }
+
+    /// The per-Thing exposition as one text (for tests and tools; scrapes use the segments).
+    pub fn exposition(&self) -> Vec<u8> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.text().iter().copied())
+            .collect()
+    }
+}
+
+/// Merges a bucket's previous Things (sorted, stale ones dropped) with its
+/// fresh statuses (sorted), the fresh winning.
+fn merge(
+    old: &[Entry],
+    fresh: Vec<ThingStatus>,
+    now: SystemTime,
+    is_current: &impl Fn(&Entry) -> bool,
+) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(old.len().max(fresh.len()));
+    let mut old = old.iter().peekable();
+    for mut status in fresh {
+        while let Some(previous) = old.next_if(|e| e.status.iccid < status.iccid) {
+            if is_current(previous) {
+                out.push(previous.clone());
+            }
+        }
+        if let Some(previous) = old.next_if(|e| e.status.iccid == status.iccid) {
+            if !status.unparsed.is_empty() {
+                status.keep_last_good(&previous.status);
+            }
+            // Unchanged values keep sharing the previous allocation.
+            let status = if *previous.status == status {
+                previous.status.clone()
+            } else {
+                Arc::new(status)
+            };
+            out.push(Entry {
+                status,
+                refreshed_at: now,
+            });
+        } else {
+            out.push(Entry {
+                status: Arc::new(status),
+                refreshed_at: now,
+            });
+        }
+    }
+    out.extend(old.filter(|e| is_current(e)).cloned());
+    out
 }
 
 /// What the poller writes and the HTTP server reads.
@@ -161,7 +336,7 @@ mod tests {
             stale,
         );
         assert!(s4.get("b").is_none(), "older than stale-after leaves");
-        let text = String::from_utf8(s4.exposition().to_vec()).expect("utf-8");
+        let text = String::from_utf8(s4.exposition()).expect("utf-8");
         assert!(text.contains("monogoto_thing_connected{iccid=\"a\"} 1"));
         assert!(!text.contains("iccid=\"b\""));
     }
@@ -190,6 +365,73 @@ mod tests {
             a.last_connection, None,
             "absent is absent, not a parse error"
         );
+    }
+
+    fn fleet(n: usize, connected: bool) -> Vec<ThingStatus> {
+        (0..n)
+            .map(|i| thing(&format!("8988{i:015}"), connected))
+            .collect()
+    }
+
+    #[test]
+    fn unchanged_buckets_share_their_rendering() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(180);
+        let s1 = Snapshot::empty().next(fleet(5000, true), t0, stale);
+        let s2 = s1.next(fleet(5000, true), t0 + Duration::from_secs(60), stale);
+        let shared = s1
+            .segments()
+            .iter()
+            .zip(s2.segments())
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        // All but the oldest-refresh line, which moved.
+        assert_eq!(shared, s1.segments().len() - 1);
+
+        let mut changed = fleet(5000, true);
+        changed[42].connected = Some(false);
+        let s3 = s2.next(changed, t0 + Duration::from_secs(120), stale);
+        let rerendered = s2
+            .segments()
+            .iter()
+            .zip(s3.segments())
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(
+            rerendered,
+            metrics::THING_FAMILIES + 1,
+            "one bucket's families and the oldest line"
+        );
+        assert_eq!(
+            s3.get(&format!("8988{:015}", 42)).and_then(|t| t.connected),
+            Some(false)
+        );
+        assert_eq!(s3.exposition().len(), s2.exposition().len());
+    }
+
+    #[test]
+    fn every_thing_appears_once_as_the_fleet_grows_and_shrinks() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(10);
+        let mut snapshot = Snapshot::empty();
+        for (step, n) in [10usize, 3000, 700, 20_000, 1].into_iter().enumerate() {
+            // Each step refreshes a new fleet; the previous one is stale by then.
+            let at = t0 + Duration::from_secs(100 * step as u64);
+            snapshot = snapshot.next(fleet(n, step % 2 == 0), at, stale);
+            assert_eq!(snapshot.len(), n);
+            let text = String::from_utf8(snapshot.exposition()).expect("utf-8");
+            assert_eq!(
+                text.matches("monogoto_thing_info{").count(),
+                n,
+                "step {step}"
+            );
+            assert_eq!(
+                text.matches("# TYPE monogoto_thing_connected gauge")
+                    .count(),
+                1
+            );
+            assert!(snapshot.get(&format!("8988{:015}", n - 1)).is_some());
+        }
     }
 
     #[test]
