@@ -25,10 +25,13 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn new(text: Vec<u8>) -> Arc<Segment> {
+    pub fn new(mut text: Vec<u8>) -> Arc<Segment> {
         let mut crc = Crc::new();
         crc.update(&text);
-        let deflated = deflate(&text, FlushCompress::Sync);
+        let mut deflated = deflate(&text, FlushCompress::Sync);
+        // Segments live as long as their snapshot: no spare capacity kept.
+        text.shrink_to_fit();
+        deflated.shrink_to_fit();
         Arc::new(Segment {
             text: Bytes::from(text),
             deflated: Bytes::from(deflated),

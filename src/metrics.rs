@@ -397,6 +397,11 @@ pub fn render_oldest_refresh(oldest: Option<std::time::SystemTime>, out: &mut Ve
 /// Escapes a label value as the text format requires: backslash, double quote
 /// and line feed. Everything else, any Unicode included, passes as is.
 pub fn escape_label_value(value: &str, out: &mut String) {
+    // Nearly every value needs no escaping: copy it whole.
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
