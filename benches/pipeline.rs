@@ -39,7 +39,11 @@ fn status_body(n: usize, offset: usize) -> Vec<u8> {
 
 fn fleet(n: usize) -> Vec<ThingStatus> {
     (0..n / 50)
-        .flat_map(|batch| parse_status_page(&status_body(50, batch * 50)).map(|p| p.things).unwrap_or_default())
+        .flat_map(|batch| {
+            parse_status_page(&status_body(50, batch * 50))
+                .map(|p| p.things)
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -47,9 +51,13 @@ fn parsing(c: &mut Criterion) {
     let body = status_body(50, 0);
     let mut group = c.benchmark_group("parse_status_page");
     group.throughput(Throughput::Elements(50));
-    group.bench_function("50 Things, Things/s", |b| b.iter(|| parse_status_page(black_box(&body))));
+    group.bench_function("50 Things, Things/s", |b| {
+        b.iter(|| parse_status_page(black_box(&body)))
+    });
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function("50 Things, bytes/s", |b| b.iter(|| parse_status_page(black_box(&body))));
+    group.bench_function("50 Things, bytes/s", |b| {
+        b.iter(|| parse_status_page(black_box(&body)))
+    });
     group.finish();
 }
 
@@ -62,14 +70,20 @@ fn snapshots(c: &mut Criterion) {
         let things = fleet(n);
         group.throughput(Throughput::Elements(n as u64));
         // Every Thing new: the first refresh, everything rendered and compressed.
-        group.bench_with_input(BenchmarkId::new("first refresh", n), &things, |b, things| {
-            b.iter(|| Snapshot::empty().next(things.clone(), t0, stale))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("first refresh", n),
+            &things,
+            |b, things| b.iter(|| Snapshot::empty().next(things.clone(), t0, stale)),
+        );
         // Same values again: the steady state, nothing re-rendered.
         let previous = Snapshot::empty().next(things.clone(), t0, stale);
-        group.bench_with_input(BenchmarkId::new("unchanged refresh", n), &things, |b, things| {
-            b.iter(|| previous.next(things.clone(), t0 + Duration::from_secs(60), stale))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("unchanged refresh", n),
+            &things,
+            |b, things| {
+                b.iter(|| previous.next(things.clone(), t0 + Duration::from_secs(60), stale))
+            },
+        );
     }
     group.finish();
 }
