@@ -258,12 +258,19 @@ impl Poller {
         report.things_refreshed = fresh.len();
 
         let now = SystemTime::now();
-        let snapshot = self
-            .fleet
-            .snapshot()
-            .next(fresh, now, self.poll.stale_after);
-        self.health.things_reported.set(snapshot.len() as i64);
-        self.fleet.publish(snapshot);
+        // Rendering a large fleet takes a while: off the async workers, so
+        // scrapes keep being answered meanwhile.
+        let previous = self.fleet.snapshot();
+        let stale_after = self.poll.stale_after;
+        match tokio::task::spawn_blocking(move || previous.next(fresh, now, stale_after)).await {
+            Ok(snapshot) => {
+                self.health.things_reported.set(snapshot.len() as i64);
+                self.fleet.publish(snapshot);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "building the snapshot failed; serving the previous one")
+            }
+        }
 
         errors.report(&self.health, &mut report);
         let elapsed = started.elapsed();
