@@ -1,0 +1,980 @@
+#!/usr/bin/env python3
+"""End-to-end fleet benchmark: the simulator and the exporter as separate processes.
+
+    scripts/fleet-bench.py --things 1000,10000,100000 [--bin target/release/monogoto-exporter]
+                           [--clients 4] [--duration 10] [--refreshes 3] [--json PATH]
+
+For each fleet size N it starts `monogoto-exporter simulate` on a free loopback
+port, then three exporters against it, one after the other (never two at once,
+so they do not compete for the CPU):
+
+  idle     --poll.interval 3600s: one refresh (discovery + status), then nothing.
+           Gives the requests of a first refresh, the first refresh's wall time,
+           the body sizes and the /metrics latency with no refresh running.
+  cycle    --poll.interval max(5s, 2 x first refresh + 1s), nothing scrapes it.
+           Gives the CPU time of steady refreshes (cached discovery list): the
+           exporter's utime+stime from /proc/PID/stat, sampled in the quiet gap
+           before and after each refresh. Refreshes are detected with the
+           simulator's /_sim/stats request counters, so no scrape adds CPU time.
+  busy     --poll.interval 1s --poll.stale-after 1h, the fleet given as an
+           --monogoto.iccids-file: every refresh is cut at its 1 s deadline and
+           the next one continues at once, so a refresh is (nearly) always
+           running. Gives the /metrics latency while refreshing. (Discovery is
+           bounded by the refresh deadline, which at 1 s does not leave time to
+           list a large fleet page by page, hence the ICCID file.)
+
+Latency comes from wrk (-t2 -c CLIENTS -d DURATION --latency --timeout 60s),
+once plain and once with Accept-Encoding: gzip. Peak RSS is the largest VmHWM
+of the three exporters, read from /proc/PID/status just before each is stopped.
+
+Never talks to anything but 127.0.0.1. Python 3 standard library only; needs wrk.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_BIN = os.path.join("target", "release", "monogoto-exporter")
+TOKEN = "sim-static-token"
+BATCH = 50
+THINGS_PAGE = 50
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MB = 1e6
+
+
+class BenchError(Exception):
+    """A failure worth one clear line, and a non-zero exit."""
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A child process with its log file; stopped by pid."""
+
+    def __init__(self, name, argv, logdir, env=None):
+        self.name = name
+        self.log_path = os.path.join(logdir, name + ".log")
+        self.log = open(self.log_path, "wb")
+        self.argv = argv
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def check_alive(self):
+        if not self.alive():
+            raise BenchError(
+                f"{self.name} (pid {self.pid}) exited with code {self.popen.returncode}:\n"
+                + self.log_tail()
+            )
+
+    def log_tail(self, lines=20):
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return "  (no log)"
+        tail = text.splitlines()[-lines:]
+        return "\n".join("  | " + line for line in tail) or "  (empty log)"
+
+    def cpu_seconds(self):
+        """utime + stime of every thread of the process, in seconds."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            stat = f.read()
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def sched_seconds(self):
+        """Time on CPU of the live threads (/proc/PID/task/*/schedstat), in seconds.
+
+        Nanosecond resolution, unlike the clock ticks of cpu_seconds(), but
+        threads that exited in between are not counted: a cross-check only."""
+        total = 0
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        return total / 1e9
+
+    def memory_kib(self):
+        """(VmRSS, VmHWM) in KiB."""
+        values = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0])
+        return values.get("VmRSS", 0), values.get("VmHWM", 0)
+
+    def stop(self):
+        if self.alive():
+            try:
+                self.popen.send_signal(signal.SIGTERM)
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]  # guest time is in user already
+    total = sum(values)
+    return (total - values[3] - values[4]) / CLK_TCK, total / CLK_TCK
+
+
+def own_cpu():
+    """CPU seconds of this script and of its children that were waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def machine_busy_share(seconds=1.0):
+    """Share of all CPUs busy over `seconds`."""
+    busy0, total0 = machine_cpu()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu()
+    return (busy1 - busy0) / max(1e-9, total1 - total0)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# HTTP (urllib; never decompresses)
+
+
+def http_get(url, headers=None, timeout=60.0):
+    """(status, headers, raw body bytes); connection errors raise OSError."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def wait_until(what, check, timeout, procs=(), interval=0.1):
+    """Calls check() until it returns a true value, which is returned."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            p.check_alive()
+        try:
+            value = check()
+            if value:
+                return value
+        except OSError as e:  # connection refused, reset, timeout
+            last_error = e
+        time.sleep(interval)
+    hint = f" (last error: {last_error})" if last_error else ""
+    logs = "".join(f"\n{p.name} log:\n{p.log_tail()}" for p in procs)
+    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}{hint}{logs}")
+
+
+def sim_stats(sim_url):
+    status, _, body = http_get(sim_url + "/_sim/stats", timeout=10)
+    if status != 200:
+        raise BenchError(f"simulator /_sim/stats answered {status}")
+    stats = json.loads(body)
+    return {k: int(stats.get(k, 0)) for k in ("auth", "things", "status")}
+
+
+WANTED = (
+    "monogoto_refresh_duration_seconds",
+    "monogoto_things_reported",
+    "monogoto_things_configured",
+    "monogoto_up",
+    "monogoto_last_refresh_success_timestamp_seconds",
+)
+
+
+def scrape_health(exporter_url):
+    """The exporter's own unlabelled health gauges, from one identity scrape."""
+    status, _, body = http_get(exporter_url + "/metrics", timeout=120)
+    if status != 200:
+        raise BenchError(f"exporter /metrics answered {status}")
+    found = {}
+    for line in body.split(b"\n"):
+        if line.startswith(b"monogoto_exporter_build_info{"):
+            found["build_info"] = line.decode().partition("{")[2].rpartition("}")[0]
+        elif line.startswith(b"monogoto_") and not line.startswith(b"monogoto_thing_"):
+            name, _, value = line.decode().partition(" ")
+            if name in WANTED:
+                found[name] = float(value.split()[0])
+    return found
+
+
+def body_sizes(exporter_url):
+    """Raw /metrics body bytes: identity, and gzip as sent (not decompressed)."""
+    status, headers, plain = http_get(exporter_url + "/metrics", timeout=120)
+    if status != 200:
+        raise BenchError(f"exporter /metrics answered {status}")
+    status, headers, gz = http_get(
+        exporter_url + "/metrics", {"Accept-Encoding": "gzip"}, timeout=120
+    )
+    if status != 200:
+        raise BenchError(f"exporter /metrics (gzip) answered {status}")
+    if (headers.get("Content-Encoding") or "").lower() != "gzip":
+        raise BenchError("exporter /metrics did not answer gzip to Accept-Encoding: gzip")
+    return len(plain), len(gz)
+
+
+# --------------------------------------------------------------------------
+# wrk
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+LATENCY_LINE = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([0-9.]+)(us|ms|s|m|h)\s*$")
+
+
+def parse_wrk(text):
+    """p50/p75/p90/p99 in ms, requests, errors and Requests/sec from wrk --latency output."""
+    out = {"timeouts": 0, "socket_errors": 0, "non_2xx": 0}
+    in_dist = False
+    for line in text.splitlines():
+        if "Latency Distribution" in line:
+            in_dist = True
+            continue
+        m = LATENCY_LINE.match(line)
+        if in_dist and m:
+            out["p" + m.group(1) + "_ms"] = float(m.group(2)) * UNITS[m.group(3)]
+            continue
+        m = re.match(r"^\s*(\d+) requests in ([0-9.]+)(us|ms|s|m|h)", line)
+        if m:
+            out["requests"] = int(m.group(1))
+        m = re.match(r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", line)
+        if m:
+            out["socket_errors"] = sum(int(g) for g in m.groups()[:3])
+            out["timeouts"] = int(m.group(4))
+        m = re.match(r"^\s*Non-2xx or 3xx responses: (\d+)", line)
+        if m:
+            out["non_2xx"] = int(m.group(1))
+        m = re.match(r"^\s*Requests/sec:\s+([0-9.]+)", line)
+        if m:
+            out["requests_per_s"] = float(m.group(1))
+    if "p50_ms" not in out or "p99_ms" not in out:
+        raise BenchError("could not read the latency distribution from wrk:\n" + text)
+    return out
+
+
+def run_wrk(url, clients, duration, gzip, procs):
+    threads = min(2, clients)
+    argv = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "--latency", "--timeout", "60s"]
+    if gzip:
+        argv += ["-H", "Accept-Encoding: gzip"]
+    argv.append(url)
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=duration + 120, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish: {' '.join(argv)}") from None
+    for p in procs:
+        p.check_alive()
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    result = parse_wrk(done.stdout)
+    result["command"] = " ".join(argv[:-1] + [url])
+    if result["requests"] == 0:
+        raise BenchError("wrk completed no request:\n" + done.stdout)
+    if result["non_2xx"] or result["socket_errors"] or result["timeouts"]:
+        warn(
+            f"wrk saw {result['non_2xx']} non-2xx answers, {result['socket_errors']} socket errors "
+            f"and {result['timeouts']} timeouts against {url} (gzip={gzip})"
+        )
+    return result
+
+
+class RefreshWatcher(threading.Thread):
+    """Samples the simulator's status counter every 50 ms while wrk runs.
+
+    The share of 50 ms slots in which the counter moved says how much of the
+    run saw status requests flowing: it misses a refresh's CPU work after its
+    last request, and falls when scrapes starve the refresh."""
+
+    SLOT = 0.05
+
+    def __init__(self, sim_url):
+        super().__init__(daemon=True)
+        self.sim_url = sim_url
+        self.samples = []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                self.samples.append((time.monotonic(), sim_stats(self.sim_url)["status"]))
+            except (OSError, BenchError, ValueError):
+                pass
+            self.halt.wait(self.SLOT)
+
+    def finish(self, batches):
+        self.halt.set()
+        self.join(timeout=10)
+        pairs = list(zip(self.samples, self.samples[1:]))
+        if not pairs:
+            return {}
+        moved = sum(1 for (_, a), (_, b) in pairs if b != a)
+        requests = self.samples[-1][1] - self.samples[0][1]
+        elapsed = self.samples[-1][0] - self.samples[0][0]
+        return {
+            "status_requests_during": requests,
+            "refreshes_during": round(requests / batches, 2),
+            "status_requests_per_s": round(requests / elapsed, 1) if elapsed > 0 else None,
+            "status_flowing_share": round(moved / len(pairs), 3),
+        }
+
+
+def scrape_load(url, clients, duration, gzip, procs, sim_url, batches, refresh_log=None):
+    """wrk against url, with the refreshes that overlapped it.
+
+    With refresh_log (an exporter log at poller=debug), the share of the run
+    with a refresh in flight, from the exporter's own "refresh finished" lines."""
+    watcher = RefreshWatcher(sim_url)
+    watcher.start()
+    started = time.time()
+    try:
+        result = run_wrk(url, clients, duration, gzip, procs)
+    finally:
+        ended = time.time()
+        result_overlap = watcher.finish(batches)
+    result.update(result_overlap)
+    result["window_unix_s"] = [round(started, 3), round(ended, 3)]
+    if refresh_log:
+        result.update(refresh_overlap(refresh_log, started, ended, procs))
+    return result
+
+
+REFRESH_LINE = re.compile(
+    r"^(\S+)\s+DEBUG\s+monogoto_exporter::poller: refresh finished .*?\bthings=(\d+)\b.*?\bseconds=([0-9.e-]+)"
+)
+
+
+def refresh_intervals(log_path):
+    """(start, end, things) in Unix seconds of every refresh in an exporter log."""
+    out = []
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = REFRESH_LINE.match(line)
+            if not m:
+                continue
+            stamp = m.group(1).replace("Z", "+00:00")
+            # At most microseconds for fromisoformat.
+            stamp = re.sub(r"(\.\d{6})\d+", r"\1", stamp)
+            try:
+                end = datetime.datetime.fromisoformat(stamp).timestamp()
+            except ValueError:
+                continue
+            out.append((end - float(m.group(3)), end, int(m.group(2))))
+    return out
+
+
+def refresh_overlap(log_path, started, ended, procs, timeout=60):
+    """Share of [started, ended] with a refresh in flight, and those refreshes' walls."""
+    # The refresh running when wrk stopped ends a little later: wait for its line.
+    deadline = time.monotonic() + timeout
+    while True:
+        intervals = refresh_intervals(log_path)
+        if intervals and intervals[-1][1] >= ended:
+            break
+        if time.monotonic() > deadline:
+            warn(f"no refresh ended after the wrk run within {timeout}s; the overlap is a lower bound")
+            break
+        for p in procs:
+            p.check_alive()
+        time.sleep(0.2)
+    covered, walls = 0.0, []
+    for start, end, _ in intervals:
+        lo, hi = max(start, started), min(end, ended)
+        if hi > lo:
+            covered += hi - lo
+            walls.append(round(end - start, 3))
+    if not intervals:
+        warn(f"no 'refresh finished' line in {log_path}: the log format changed?")
+        return {}
+    return {
+        "refreshing_share": round(min(1.0, covered / (ended - started)), 3),
+        "refresh_walls_during_s": walls,
+    }
+
+
+# --------------------------------------------------------------------------
+# The benchmark of one fleet size
+
+
+def warn(message):
+    print("warning: " + message, file=sys.stderr, flush=True)
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args, logdir):
+        self.args = args
+        self.logdir = logdir
+        self.procs = []
+
+    def start(self, name, argv, env=None):
+        proc = Proc(name, argv, self.logdir, env)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc):
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in reversed(self.procs):
+            try:
+                proc.stop()
+            except Exception as e:  # keep stopping the others
+                warn(f"stopping {proc.name} (pid {proc.pid}): {e}")
+        self.procs.clear()
+
+    def exporter_argv(self, sim_url, port, interval, extra, log_level):
+        return [
+            self.args.bin,
+            "--monogoto.url", sim_url,
+            "--monogoto.rate-limit", "0",
+            "--poll.concurrency", "4",
+            "--poll.timeout", "30s",
+            "--poll.interval", interval,
+            "--web.listen-address", f"127.0.0.1:{port}",
+            "--log.level", log_level,
+        ] + extra
+
+    def start_exporter(self, name, sim_url, interval, extra, log_level="warn"):
+        port = free_port()
+        env = dict(os.environ, MONOGOTO_TOKEN=TOKEN)
+        env.pop("RUST_LOG", None)
+        argv = self.exporter_argv(sim_url, port, interval, extra, log_level)
+        proc = self.start(name, argv, env)
+        url = f"http://127.0.0.1:{port}"
+        return proc, url
+
+    def wait_ready(self, proc, url, sim):
+        def ready():
+            status, _, _ = http_get(url + "/readyz", timeout=5)
+            return status == 200
+
+        wait_until(
+            f"{proc.name} /readyz", ready, self.args.ready_timeout, [sim, proc], interval=0.05
+        )
+
+    def run_one(self, n):
+        a = self.args
+        batches = math.ceil(n / BATCH)
+        r = {"things": n, "batches": batches}
+        r["machine_busy_before"] = round(machine_busy_share(), 3)
+        if r["machine_busy_before"] > 0.15:
+            warn(f"before N={n}, {r['machine_busy_before']:.0%} of the CPUs are busy with other "
+                 "processes: the figures will be skewed")
+        self.machine0, self.own0 = machine_cpu(), own_cpu()
+
+        sim_port = free_port()
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        log(f"[N={n}] simulator on {sim_url}")
+        sim = self.start(
+            f"sim-{n}",
+            [a.bin, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--things", str(n),
+             "--seed", "1", "--log.level", "warn"],
+        )
+        wait_until("the simulator's /_sim/stats", lambda: sim_stats(sim_url) is not None,
+                   a.ready_timeout, [sim])
+
+        # ---- idle: first refresh, bodies, idle latency
+        base = sim_stats(sim_url)
+        exp, url = self.start_exporter(f"idle-{n}", sim_url, "3600s", ["--monogoto.discover"])
+        started = time.monotonic()
+        cpu0 = exp.cpu_seconds()
+        self.wait_ready(exp, url, sim)
+        ready_after = time.monotonic() - started
+        cpu_ready = exp.cpu_seconds() - cpu0
+        after = sim_stats(sim_url)
+        health = scrape_health(url)
+        r["build_info"] = health.get("build_info")
+        r["first_refresh"] = {
+            "status_requests": after["status"] - base["status"],
+            "discovery_requests": after["things"] - base["things"],
+            "auth_requests": after["auth"] - base["auth"],
+            "wall_s": health.get("monogoto_refresh_duration_seconds"),
+            "ready_after_start_s": round(ready_after, 3),
+            "cpu_start_to_ready_s": round(cpu_ready, 3),
+            "things_reported": health.get("monogoto_things_reported"),
+            "up": health.get("monogoto_up"),
+        }
+        log(f"[N={n}] first refresh: {r['first_refresh']}")
+        if health.get("monogoto_up") != 1.0:
+            raise BenchError(f"N={n}: the first refresh did not succeed (monogoto_up != 1):\n"
+                             + exp.log_tail())
+        if health.get("monogoto_things_reported") != n:
+            raise BenchError(f"N={n}: the exporter reports "
+                             f"{health.get('monogoto_things_reported')} Things, expected {n}")
+        identity, gz = body_sizes(url)
+        r["body_identity_bytes"], r["body_gzip_bytes"] = identity, gz
+        r["idle"] = {
+            name: scrape_load(url + "/metrics", a.clients, a.duration, gzip, [sim, exp],
+                              sim_url, batches)
+            for name, gzip in (("identity", False), ("gzip", True))
+        }
+        if any(r["idle"][k].get("status_requests_during") for k in ("identity", "gzip")):
+            warn(f"N={n}: the idle exporter refreshed during its wrk runs")
+        log(f"[N={n}] idle p50/p99 identity {fmt_pair(r['idle']['identity'])} ms, "
+            f"gzip {fmt_pair(r['idle']['gzip'])} ms")
+        r["idle"]["discovery_requests_during"] = sim_stats(sim_url)["things"] - after["things"]
+        rss, hwm = exp.memory_kib()
+        r["rss_kib"] = {"idle": {"VmRSS": rss, "VmHWM": hwm}}
+        self.stop(exp)
+
+        # ---- cycle: CPU per steady refresh, nothing scrapes the exporter
+        first_wall = r["first_refresh"]["wall_s"] or ready_after
+        interval = max(5, math.ceil(2 * first_wall + 1))
+        r["cycle"] = self.measure_cpu(n, sim, sim_url, interval)
+        log(f"[N={n}] cpu per refresh {r['cycle']['cpu_per_refresh_s']:.3f}s "
+            f"(each: {r['cycle']['cpu_s']}, schedstat {r['cycle']['schedstat_cpu_s']}), wall {r['cycle']['wall_s']}")
+        r["rss_kib"]["cycle"] = r["cycle"].pop("memory")
+
+        # ---- busy: latency while a refresh runs
+        r["busy"] = self.measure_busy(n, sim, sim_url, identity)
+        r["rss_kib"]["busy"] = r["busy"].pop("memory")
+        log(f"[N={n}] busy p50/p99 identity {fmt_pair(r['busy']['identity'])} ms, "
+            f"gzip {fmt_pair(r['busy']['gzip'])} ms")
+
+        r["peak_rss_kib"] = max(v["VmHWM"] for v in r["rss_kib"].values())
+        self.stop(sim)
+        # Every child of this N has been waited for: what the machine spent
+        # beyond this script and its children is other processes' load.
+        (busy0, total0), (busy1, total1) = self.machine0, machine_cpu()
+        foreign = (busy1 - busy0) - (own_cpu() - self.own0)
+        r["foreign_cpu_share"] = round(max(0.0, foreign) / max(1e-9, total1 - total0), 3)
+        if r["foreign_cpu_share"] > 0.05:
+            warn(f"during N={n}, other processes used {r['foreign_cpu_share']:.0%} of the CPUs: "
+                 "the figures are skewed; run again on a quiet machine")
+        return r
+
+    def measure_cpu(self, n, sim, sim_url, interval):
+        """CPU of steady refreshes, from quiet gap to quiet gap, never scraping."""
+        a = self.args
+        exp, url = self.start_exporter(
+            f"cycle-{n}", sim_url, f"{interval}s", ["--monogoto.discover"]
+        )
+        self.wait_ready(exp, url, sim)
+        procs = [sim, exp]
+        timeout = a.ready_timeout + interval
+
+        def quiet_point(previous_status):
+            """Waits until the status counter and the exporter's CPU stop moving.
+
+            Returns (status counter, exporter CPU, exporter schedstat CPU,
+            simulator CPU, time)."""
+            settle = 0.3
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                for p in procs:
+                    p.check_alive()
+                s1, c1 = sim_stats(sim_url)["status"], exp.cpu_seconds()
+                time.sleep(settle)
+                s2, c2 = sim_stats(sim_url)["status"], exp.cpu_seconds()
+                if s1 == s2 and s2 != previous_status and c2 - c1 <= 1.0 / CLK_TCK:
+                    return s2, c2, exp.sched_seconds(), sim.cpu_seconds(), time.monotonic()
+            raise BenchError(f"N={n}: no quiet point between refreshes within {timeout:.0f}s")
+
+        # The first refresh (with discovery) is over; its end is the first quiet point.
+        status, cpu, sched, sim_cpu, at = quiet_point(None)
+        things_before = sim_stats(sim_url)["things"]
+        # Idle drift: exporter CPU over a quiet second, subtracted per measured second.
+        idle_cpu0, idle_t0 = exp.cpu_seconds(), time.monotonic()
+        time.sleep(1.0)
+        if sim_stats(sim_url)["status"] != status:
+            warn(f"N={n}: a refresh started during the idle baseline; interval {interval}s too short?")
+        idle_rate = (exp.cpu_seconds() - idle_cpu0) / (time.monotonic() - idle_t0)
+        status, cpu, sched, sim_cpu, at = quiet_point(None)
+
+        cpu_each, sched_each, sim_cpu_each, requests_each = [], [], [], []
+        for _ in range(a.refreshes):
+            # Wait for the next refresh to start, then for its end.
+            wait_until(
+                f"refresh of N={n} to start",
+                lambda s=status: sim_stats(sim_url)["status"] > s,
+                timeout, procs, interval=0.02,
+            )
+            status2, cpu2, sched2, sim_cpu2, at2 = quiet_point(status)
+            cpu_each.append(max(0.0, cpu2 - cpu - idle_rate * (at2 - at)))
+            sched_each.append(sched2 - sched)
+            sim_cpu_each.append(sim_cpu2 - sim_cpu)
+            requests_each.append(status2 - status)
+            status, cpu, sched, sim_cpu, at = status2, cpu2, sched2, sim_cpu2, at2
+        discovery_during = sim_stats(sim_url)["things"] - things_before
+        # Scrape only now: the wall time of the last steady refresh.
+        health = scrape_health(url)
+        rss, hwm = exp.memory_kib()
+        self.stop(exp)
+        if any(req != math.ceil(n / BATCH) for req in requests_each):
+            warn(f"N={n}: steady refreshes sent {requests_each} status requests, "
+                 f"expected {math.ceil(n / BATCH)} each")
+        return {
+            "interval_s": interval,
+            "cpu_s": [round(c, 3) for c in cpu_each],
+            "cpu_per_refresh_s": sum(cpu_each) / len(cpu_each),
+            "schedstat_cpu_per_refresh_s": sum(sched_each) / len(sched_each),
+            "schedstat_cpu_s": [round(c, 4) for c in sched_each],
+            "simulator_cpu_s": [round(c, 3) for c in sim_cpu_each],
+            "idle_cpu_per_s": round(idle_rate, 4),
+            "status_requests": requests_each,
+            "discovery_requests_during": discovery_during,
+            "wall_s": health.get("monogoto_refresh_duration_seconds"),
+            "memory": {"VmRSS": rss, "VmHWM": hwm},
+        }
+
+    def measure_busy(self, n, sim, sim_url, idle_identity_bytes):
+        """/metrics latency while a refresh is always running."""
+        a = self.args
+        iccids = list_fleet(sim_url, n)
+        path = os.path.join(self.logdir, f"iccids-{n}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(iccids) + "\n")
+        exp, url = self.start_exporter(
+            f"busy-{n}", sim_url, "1s",
+            ["--monogoto.iccids-file", path, "--poll.stale-after", "1h"],
+            log_level="warn,monogoto_exporter::poller=debug",
+        )
+        procs = [sim, exp]
+        self.wait_ready(exp, url, sim)
+        # A refresh cut at its deadline publishes what it read, and the next one
+        # continues: measure once the snapshot holds the whole fleet.
+        reported = []
+
+        def whole_fleet():
+            reported.append(scrape_health(url).get("monogoto_things_reported"))
+            return reported[-1] == n
+
+        try:
+            wait_until(f"the busy exporter of N={n} to report every Thing", whole_fleet,
+                       a.ready_timeout, procs, interval=0.5)
+        except BenchError as e:
+            raise BenchError(f"{e}\n(things reported, last polls: {reported[-5:]})") from None
+        identity, _ = body_sizes(url)
+        out = {"body_identity_bytes": identity}
+        if abs(identity - idle_identity_bytes) > 0.05 * idle_identity_bytes:
+            warn(f"N={n}: busy body {identity} B differs from idle body {idle_identity_bytes} B")
+        for name, gzip in (("identity", False), ("gzip", True)):
+            out[name] = scrape_load(url + "/metrics", a.clients, a.duration, gzip, procs,
+                                    sim_url, math.ceil(n / BATCH), exp.log_path)
+            if out[name].get("refreshing_share", 0) < 0.8:
+                warn(f"N={n}: a refresh overlapped only "
+                     f"{out[name].get('refreshing_share', 0):.0%} of the busy {name} run; "
+                     "its figures mix idle and busy scrapes")
+        rss, hwm = exp.memory_kib()
+        out["memory"] = {"VmRSS": rss, "VmHWM": hwm}
+        self.stop(exp)
+        return out
+
+
+def list_fleet(sim_url, n):
+    """Every ICCID of the simulated account, from its /things listing."""
+    iccids, offset = [], 0
+    while True:
+        status, _, body = http_get(
+            f"{sim_url}/things?limit={THINGS_PAGE}&offset={offset}",
+            {"Authorization": "Bearer " + TOKEN}, timeout=30,
+        )
+        if status != 200:
+            raise BenchError(f"simulator /things answered {status}")
+        page = json.loads(body)
+        if isinstance(page, dict):  # tolerate an envelope
+            page = page.get("Data") or page.get("data") or []
+        for thing in page:
+            thing_id = thing.get("ThingId", "")
+            iccid = thing_id.removeprefix("ThingId_ICCID_") if thing_id else ""
+            iccids.append(iccid or thing["ExternalUniqueId"])
+        if len(page) < THINGS_PAGE:
+            break
+        offset += len(page)
+    if len(set(iccids)) != n:
+        raise BenchError(f"the simulator listed {len(set(iccids))} Things, expected {n}")
+    return iccids
+
+
+# --------------------------------------------------------------------------
+# Output
+
+
+def fmt_pair(w):
+    return f"{fmt_ms(w['p50_ms'])} / {fmt_ms(w['p99_ms'])}"
+
+
+def fmt_ms(v):
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:.0f}"
+
+
+def share(w):
+    """How much of a wrk run overlapped a refresh, as a percentage."""
+    value = w.get("refreshing_share")
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def fmt_mb(b):
+    v = b / MB
+    return f"{v:.3f}" if v < 1 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def tables(results):
+    head = ("| N | status req/refresh | discovery req | refresh wall (s) first / steady "
+            "| CPU/refresh (s), stat / schedstat | /metrics p50 / p99 identity idle (ms) "
+            "| p50 / p99 gzip idle (ms) | p99 identity busy (ms), busy/idle "
+            "| p99 gzip busy (ms), busy/idle | body identity (MB) | body gzip (MB) "
+            "| peak RSS (MB) |")
+    lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
+    for r in results:
+        idle, busy = r["idle"], r["busy"]
+        ratio_i = busy["identity"]["p99_ms"] / idle["identity"]["p99_ms"]
+        ratio_g = busy["gzip"]["p99_ms"] / idle["gzip"]["p99_ms"]
+        steady = r["cycle"]["status_requests"]
+        status = str(r["first_refresh"]["status_requests"])
+        if any(s != r["first_refresh"]["status_requests"] for s in steady):
+            status += " (steady: " + ", ".join(map(str, steady)) + ")"
+        lines.append(
+            f"| {r['things']:,} | {status} | {r['first_refresh']['discovery_requests']} "
+            f"| {r['first_refresh']['wall_s']:.2f} / {r['cycle']['wall_s']:.2f} "
+            f"| {r['cycle']['cpu_per_refresh_s']:.3f} / {r['cycle']['schedstat_cpu_per_refresh_s']:.3f} "
+            f"| {fmt_pair(idle['identity'])} | {fmt_pair(idle['gzip'])} "
+            f"| {fmt_ms(busy['identity']['p99_ms'])}, {ratio_i:.1f}x "
+            f"| {fmt_ms(busy['gzip']['p99_ms'])}, {ratio_g:.1f}x "
+            f"| {fmt_mb(r['body_identity_bytes'])} | {fmt_mb(r['body_gzip_bytes'])} "
+            f"| {r['peak_rss_kib'] * 1024 / MB:.1f} |"
+        )
+    per = ["", "Per Thing:", "",
+           "| N | CPU per refresh per 1k Things (ms, schedstat) | refresh wall per 1k Things (ms) "
+           "| peak RSS per Thing (bytes) | RSS per added Thing vs smallest N (bytes) "
+           "| identity body per Thing (bytes) | gzip body per Thing (bytes) |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    smallest = results[0]
+    for r in results:
+        n, k = r["things"], r["things"] / 1000
+        rss = r["peak_rss_kib"] * 1024
+        if r is smallest:
+            marginal = "n/a"
+        else:
+            marginal = f"{(rss - smallest['peak_rss_kib'] * 1024) / (n - smallest['things']):.0f}"
+        per.append(
+            f"| {n:,} | {r['cycle']['schedstat_cpu_per_refresh_s'] * 1000 / k:.1f} "
+            f"| {r['cycle']['wall_s'] * 1000 / k:.1f} | {rss / n:.0f} | {marginal} "
+            f"| {r['body_identity_bytes'] / n:.0f} | {r['body_gzip_bytes'] / n:.0f} |"
+        )
+    busy = ["", "Busy runs (the exporter refreshing every second while wrk scrapes):", "",
+            "| N | encoding | wrk run with a refresh in flight | with status requests flowing "
+            "| refreshes' wall during the run (s) | status requests/s | p50 / p99 (ms) |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for name in ("identity", "gzip"):
+            w = r["busy"][name]
+            walls = w.get("refresh_walls_during_s") or []
+            wall = f"{min(walls):.2f} to {max(walls):.2f}" if walls else "n/a"
+            ratio = w.get("status_flowing_share")
+            busy.append(
+                f"| {r['things']:,} | {name} | {share(w)} "
+                f"| {'n/a' if ratio is None else f'{ratio:.0%}'} | {wall} "
+                f"| {w.get('status_requests_per_s', 'n/a')} | {fmt_pair(w)} |"
+            )
+    return "\n".join(lines + per + busy)
+
+
+METHOD = """\
+Method: simulator and exporter are separate processes on 127.0.0.1; exporter flags
+--monogoto.rate-limit 0 --poll.concurrency 4 --poll.timeout 30s. "status req/refresh" and
+"discovery req" are the simulator's request counters over the first refresh of a
+--monogoto.discover exporter (expected ceil(N/50); discovery pages until a short page).
+"refresh wall": monogoto_refresh_duration_seconds of the first refresh (discovery
+included) / of a steady refresh (cached list). "CPU/refresh": utime+stime of the exporter
+(/proc/PID/stat) across each of {refreshes} steady refreshes of an exporter nobody
+scrapes, from the quiet gap before to the quiet gap after (refreshes told apart by the
+simulator's status counter), minus its idle CPU rate; mean (10 ms clock ticks; the
+schedstat figure sums the threads' ns run time over the same span). Latency: wrk -t2 -c{clients}
+-d{duration}s --latency on /metrics, plain and with Accept-Encoding: gzip; "idle" against an
+exporter whose only refresh is over (--poll.interval 3600s), "busy" against one that is
+refreshing every second (--poll.interval 1s, a refresh longer than that is cut at its
+deadline and continued by the next at once; --poll.stale-after 1h; ICCIDs from a file).
+"a refresh in flight": share of the wrk run covered by refreshes, from the exporter's
+own "refresh finished" debug lines (end time and duration); busy figures at a low share
+are mostly idle ones. "status requests flowing": share of 50 ms slots in which the
+simulator's status counter moved (low when scrapes starve the refresh). Body sizes: raw bytes, not
+decompressed. MB = 10^6 bytes. Peak RSS: the largest VmHWM of the three exporters,
+read just before each was stopped."""
+
+
+def machine_info(binary):
+    info = {"nproc": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    info["mem_total_kib"] = int(line.split()[1])
+    except OSError:
+        pass
+    for key, argv in (("exporter_version", [binary, "--version"]),
+                      ("rustc", ["rustc", "--version"]),
+                      ("wrk", ["wrk", "--version"])):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+            info[key] = (done.stdout or done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            info[key] = None
+    return info
+
+
+# --------------------------------------------------------------------------
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fleet_sizes(text):
+    try:
+        sizes = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,N,... got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected positive fleet sizes, got {text!r}")
+    return sizes
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description="End-to-end benchmark of monogoto-exporter against its simulator.",
+        epilog=METHOD.format(refreshes="N", clients="C", duration="D"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--things", type=fleet_sizes, required=True,
+                        help="fleet sizes, comma separated, e.g. 1000,10000,100000")
+    parser.add_argument("--bin", default=DEFAULT_BIN,
+                        help=f"exporter binary (default {DEFAULT_BIN}, built with "
+                             "cargo build --release --locked when missing)")
+    parser.add_argument("--clients", type=positive_int, default=4,
+                        help="concurrent wrk connections (default 4)")
+    parser.add_argument("--duration", type=positive_int, default=10,
+                        help="seconds of each wrk run (default 10)")
+    parser.add_argument("--refreshes", type=positive_int, default=3,
+                        help="steady refreshes whose CPU is averaged (default 3)")
+    parser.add_argument("--ready-timeout", type=float, default=600,
+                        help="seconds to wait for a process or a refresh (default 600)")
+    parser.add_argument("--json", metavar="PATH", help="write the raw figures here")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the temporary directory with the processes' logs")
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is needed: apt-get install wrk")
+    if not os.path.isabs(args.bin):
+        args.bin = os.path.abspath(os.path.join(REPO, args.bin) if args.bin == DEFAULT_BIN
+                                   else args.bin)
+    if not os.path.exists(args.bin):
+        if args.bin != os.path.join(REPO, DEFAULT_BIN):
+            raise BenchError(f"no exporter binary at {args.bin}")
+        log(f"{args.bin} is missing: cargo build --release --locked")
+        if subprocess.run(["cargo", "build", "--release", "--locked"], cwd=REPO,
+                          check=False).returncode != 0:
+            raise BenchError("cargo build --release --locked failed")
+    if not os.access(args.bin, os.X_OK):
+        raise BenchError(f"{args.bin} is not executable")
+
+    logdir = tempfile.mkdtemp(prefix="fleet-bench-")
+    bench = Bench(args, logdir)
+    ok = False
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        info = machine_info(args.bin)
+        log(f"machine: {info}")
+        results = []
+        for n in args.things:
+            results.append(bench.run_one(n))
+            bench.stop_all()
+        method = METHOD.format(refreshes=args.refreshes, clients=args.clients,
+                               duration=args.duration)
+        print(f"monogoto-exporter {{{results[0].get('build_info')}}}; {info.get('nproc')} x "
+              f"{info.get('cpu')}, {info.get('mem_total_kib', 0) / 2**20:.0f} GiB, "
+              f"Linux {info.get('kernel')}; CPU used by other processes during the runs: "
+              + ", ".join(f"{r['foreign_cpu_share']:.0%} (N={r['things']:,})" for r in results))
+        print()
+        print(tables(results))
+        print()
+        print(method)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": info, "argv": sys.argv, "method": method,
+                           "results": results}, f, indent=2)
+                f.write("\n")
+        ok = True
+    finally:
+        bench.stop_all()
+        if ok and not args.keep_logs:
+            shutil.rmtree(logdir, ignore_errors=True)
+        else:
+            log(f"logs kept in {logdir}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        print(f"fleet-bench: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("fleet-bench: interrupted", file=sys.stderr)
+        sys.exit(130)
