@@ -1,10 +1,12 @@
 //! A client-side rate limit shared by every request of the process, so the
 //! exporter stays under the account's API limit whatever its concurrency.
 //!
-//! It is a GCRA pacer: a small burst, then one request per emission interval,
-//! chosen so that no window of one period ever holds more than the limit. The
-//! API can also pause it (429 `Retry-After`, `X-RateLimit-Remaining: 0`).
+//! It is a sliding-window log: a request may go once fewer than N requests
+//! went in the last period. Up to N go at once, and no window of one period
+//! ever holds more than N, however the window is placed. The API can also
+//! pause it (429 `Retry-After`, `X-RateLimit-Remaining: 0`).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -20,26 +22,12 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// Requests let through at once before pacing starts: a tenth of the
-    /// limit, between 1 and 10.
-    pub fn burst(&self) -> u32 {
-        (self.requests / 10).clamp(1, 10).min(self.requests)
-    }
-
-    /// Time between paced requests: the burst plus the paced requests of any
-    /// one period stay within the limit.
-    pub fn emission_interval(&self) -> Duration {
-        // Rounded up: a nanosecond short would let one request too many into a period.
-        let slots = u128::from(self.requests - self.burst() + 1);
-        let nanos = self.period.as_nanos().div_ceil(slots);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    }
-
-    /// How long `requests` requests take at best under this limit.
+    /// How long `requests` requests take at best under this limit: the
+    /// first N at once, then N more each period.
     pub fn time_for(&self, requests: usize) -> Duration {
-        let paced = (requests as u64).saturating_sub(u64::from(self.burst()));
-        self.emission_interval()
-            .saturating_mul(u32::try_from(paced).unwrap_or(u32::MAX))
+        let periods = requests.saturating_sub(1) / self.requests as usize;
+        self.period
+            .saturating_mul(u32::try_from(periods).unwrap_or(u32::MAX))
     }
 }
 
@@ -95,8 +83,8 @@ pub struct Limiter {
 }
 
 struct State {
-    /// GCRA's theoretical arrival time of the next request.
-    next: Instant,
+    /// The send times of the last N requests (N = the limit), oldest first.
+    sent: VecDeque<Instant>,
     /// The API asked us to hold off until then.
     paused_until: Option<Instant>,
 }
@@ -110,7 +98,7 @@ impl Limiter {
         Limiter {
             limit,
             state: Mutex::new(State {
-                next: Instant::now(),
+                sent: VecDeque::new(),
                 paused_until: None,
             }),
         }
@@ -135,16 +123,21 @@ impl Limiter {
                     state.paused_until = None;
                 }
             }
-            if let Some(limit) = self.limit {
-                let tolerance = limit.emission_interval() * (limit.burst() - 1);
-                let earliest = state.next.checked_sub(tolerance).unwrap_or(state.next);
-                slot = slot.max(earliest);
+            if let Some(limit) = self.limit
+                && state.sent.len() >= limit.requests as usize
+                && let Some(&oldest) = state.sent.front()
+            {
+                // The N-th last request must have left the window.
+                slot = slot.max(oldest + limit.period);
             }
             if deadline.is_some_and(|d| slot > d) {
                 return Err(PastDeadline);
             }
             if let Some(limit) = self.limit {
-                state.next = state.next.max(slot) + limit.emission_interval();
+                state.sent.push_back(slot);
+                while state.sent.len() > limit.requests as usize {
+                    state.sent.pop_front();
+                }
             }
             slot
         };
@@ -209,44 +202,44 @@ mod tests {
         assert_eq!(limit("60/min").to_string(), "60/min");
     }
 
-    #[test]
-    fn no_window_holds_more_than_the_limit() {
-        for spec in ["60/min", "5/s", "1/s", "1000/h", "7/min"] {
+    #[tokio::test(start_paused = true)]
+    async fn no_window_holds_more_than_the_limit() {
+        for spec in ["5/s", "7/s", "1/s"] {
             let l = limit(spec);
-            // Burst at t=0, then one per interval: count the requests in the first period.
-            let paced_in_period = (l.period.as_nanos() - 1) / l.emission_interval().as_nanos();
-            assert!(
-                u128::from(l.burst()) + paced_in_period <= u128::from(l.requests),
-                "{spec}"
-            );
+            let limiter = Limiter::new(Some(l));
+            let start = Instant::now();
+            let mut times = Vec::new();
+            for _ in 0..40 {
+                limiter.acquire(None).await.expect("no deadline");
+                times.push(start.elapsed());
+            }
+            for (i, t) in times.iter().enumerate() {
+                let in_window = times[i..].iter().filter(|u| **u < *t + l.period).count();
+                assert!(
+                    in_window <= l.requests as usize,
+                    "{spec}: {in_window} in the window from {t:?}"
+                );
+            }
         }
-        assert_eq!(limit("60/min").burst(), 6);
-        assert_eq!(limit("5/s").burst(), 1);
-        assert_eq!(limit("5/s").emission_interval(), Duration::from_millis(200));
+        assert_eq!(limit("5/s").time_for(5), Duration::ZERO);
         assert_eq!(limit("5/s").time_for(11), Duration::from_secs(2));
+        assert_eq!(limit("60/min").time_for(2000), Duration::from_secs(33 * 60));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn paces_after_the_burst() {
+    async fn up_to_the_limit_at_once_then_paced() {
         let limiter = Limiter::new(Some(limit("5/s")));
         let start = Instant::now();
-        for _ in 0..6 {
+        for _ in 0..5 {
             limiter.acquire(None).await.expect("no deadline");
         }
+        assert_eq!(start.elapsed(), Duration::ZERO, "five at once");
+        limiter.acquire(None).await.expect("no deadline");
         assert_eq!(
             start.elapsed(),
             Duration::from_secs(1),
-            "1 at once, then every 200 ms"
+            "the sixth when the first leaves the window"
         );
-
-        let limiter = Limiter::new(Some(limit("60/min")));
-        let start = Instant::now();
-        for _ in 0..6 {
-            limiter.acquire(None).await.expect("no deadline");
-        }
-        assert_eq!(start.elapsed(), Duration::ZERO, "a burst of 6");
-        limiter.acquire(None).await.expect("no deadline");
-        assert!(start.elapsed() > Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
