@@ -578,40 +578,35 @@ mod tests {
         assert_eq!(result, Err("boom"));
     }
 
+    /// Discovers a fleet of `n` from a server answering 50 a page; returns
+    /// what was found and the offsets asked for.
+    fn discover(n: usize) -> (Vec<String>, Vec<String>, Vec<usize>) {
+        let fleet = iccids(n);
+        let calls = RefCell::new(Vec::new());
+        let found = block(discover_all(|offset| {
+            calls.borrow_mut().push(offset);
+            let page: Vec<String> = fleet
+                .iter()
+                .skip(offset)
+                .take(THINGS_PAGE_SIZE)
+                .cloned()
+                .collect();
+            std::future::ready(Ok::<_, ()>((page.len(), page)))
+        }))
+        .expect("ok");
+        (fleet, found, calls.into_inner())
+    }
+
     #[test]
     fn discovery_pages_until_a_short_page() {
-        let fleet = iccids(120);
-        let calls = RefCell::new(Vec::new());
-        let found = block(discover_all(|offset| {
-            calls.borrow_mut().push(offset);
-            let page: Vec<String> = fleet
-                .iter()
-                .skip(offset)
-                .take(THINGS_PAGE_SIZE)
-                .cloned()
-                .collect();
-            std::future::ready(Ok::<_, ()>((page.len(), page)))
-        }))
-        .expect("ok");
+        let (fleet, found, offsets) = discover(120);
         assert_eq!(found, fleet);
-        assert_eq!(*calls.borrow(), vec![0, 50, 100]);
+        assert_eq!(offsets, vec![0, 50, 100]);
 
-        let fleet = iccids(100);
-        let calls = RefCell::new(Vec::new());
-        let found = block(discover_all(|offset| {
-            calls.borrow_mut().push(offset);
-            let page: Vec<String> = fleet
-                .iter()
-                .skip(offset)
-                .take(THINGS_PAGE_SIZE)
-                .cloned()
-                .collect();
-            std::future::ready(Ok::<_, ()>((page.len(), page)))
-        }))
-        .expect("ok");
-        assert_eq!(found.len(), 100);
+        let (fleet, found, offsets) = discover(100);
+        assert_eq!(found, fleet);
         assert_eq!(
-            *calls.borrow(),
+            offsets,
             vec![0, 50, 100],
             "an exact multiple ends on an empty page"
         );
