@@ -33,6 +33,8 @@ const MAX_THINGS_PAGES: usize = 100_000;
 struct Discovery {
     iccids: Vec<String>,
     at: Option<Instant>,
+    /// A listing that has not finished yet.
+    listing: Option<Listing>,
 }
 
 /// What one refresh did.
@@ -328,17 +330,21 @@ impl Poller {
         let due = cache
             .at
             .is_none_or(|at| at.elapsed() >= self.discover_interval);
-        if due {
-            let mut pages = 0;
-            let listing = discover_all(|offset| {
-                pages += 1;
-                self.client
-                    .list_things(THINGS_PAGE_SIZE, offset, Some(deadline))
-            })
-            .await;
-            match listing {
-                Ok(mut found) => {
-                    let listed = found.len();
+        // A listing too long for one refresh's deadline carries on in the
+        // next refresh instead of starting over, so any fleet gets listed.
+        if due || cache.listing.is_some() {
+            let listing = cache.listing.get_or_insert_with(Listing::default);
+            let progress = listing
+                .advance(|offset| {
+                    self.client
+                        .list_things(THINGS_PAGE_SIZE, offset, Some(deadline))
+                })
+                .await;
+            match progress {
+                Ok(()) => {
+                    let listing = cache.listing.take().unwrap_or_default();
+                    let (listed, pages) = (listing.found.len(), listing.pages);
+                    let mut found = listing.found;
                     found.retain(|iccid| self.shard.owns(iccid));
                     tracing::debug!(
                         listed,
@@ -350,6 +356,13 @@ impl Poller {
                     cache.at = Some(Instant::now());
                     self.warn_if_too_slow(self.configured.len() + cache.iccids.len());
                 }
+                Err(ApiError::DeadlineExceeded { .. }) => {
+                    tracing::info!(
+                        listed = listing.found.len(),
+                        pages = listing.pages,
+                        "the fleet listing did not fit into this refresh; it continues in the next"
+                    );
+                }
                 Err(e) => {
                     report.discovery_failed = true;
                     errors.record(&e);
@@ -357,15 +370,23 @@ impl Poller {
                 }
             }
         }
+        // Until a first listing completes, the part listed so far is polled.
+        let partial: Vec<String>;
+        let listed: &[String] = match (&cache.listing, cache.iccids.is_empty()) {
+            (Some(listing), true) => {
+                partial = listing
+                    .found
+                    .iter()
+                    .filter(|i| self.shard.owns(i))
+                    .cloned()
+                    .collect();
+                &partial
+            }
+            _ => &cache.iccids,
+        };
         let mut all = self.configured.clone();
         let mut seen: HashSet<String> = all.iter().cloned().collect();
-        all.extend(
-            cache
-                .iccids
-                .iter()
-                .filter(|i| seen.insert((*i).clone()))
-                .cloned(),
-        );
+        all.extend(listed.iter().filter(|i| seen.insert((*i).clone())).cloned());
         all
     }
 
@@ -421,26 +442,49 @@ where
     Ok(things)
 }
 
-/// Lists every Thing with `GET /things`, page by page, until a page comes back
-/// shorter than the page size.
-pub async fn discover_all<F, Fut, E>(mut fetch_page: F) -> Result<Vec<String>, E>
+/// A `GET /things` listing, page by page until a page comes back shorter than
+/// the page size. It keeps its progress when a page fails, so it can resume.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub found: Vec<String>,
+    seen: HashSet<String>,
+    offset: usize,
+    pub pages: usize,
+}
+
+impl Listing {
+    /// Fetches pages until the listing is complete, or a page fails (the
+    /// error is returned; what was listed so far stays).
+    pub async fn advance<F, Fut, E>(&mut self, mut fetch_page: F) -> Result<(), E>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<(usize, Vec<String>), E>>,
+    {
+        while self.pages < MAX_THINGS_PAGES {
+            let (returned, iccids) = fetch_page(self.offset).await?;
+            self.pages += 1;
+            let before = self.found.len();
+            let seen = &mut self.seen;
+            self.found
+                .extend(iccids.into_iter().filter(|i| seen.insert(i.clone())));
+            if returned < THINGS_PAGE_SIZE || self.found.len() == before {
+                return Ok(());
+            }
+            self.offset += returned;
+        }
+        Ok(())
+    }
+}
+
+/// Lists every Thing with `GET /things` in one go.
+pub async fn discover_all<F, Fut, E>(fetch_page: F) -> Result<Vec<String>, E>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<(usize, Vec<String>), E>>,
 {
-    let mut seen = HashSet::new();
-    let mut found = Vec::new();
-    let mut offset = 0;
-    for _ in 0..MAX_THINGS_PAGES {
-        let (returned, iccids) = fetch_page(offset).await?;
-        let before = found.len();
-        found.extend(iccids.into_iter().filter(|i| seen.insert(i.clone())));
-        if returned < THINGS_PAGE_SIZE || found.len() == before {
-            break;
-        }
-        offset += returned;
-    }
-    Ok(found)
+    let mut listing = Listing::default();
+    listing.advance(fetch_page).await?;
+    Ok(listing.found)
 }
 
 /// Status requests a refresh of `things` Things costs when the API answers
@@ -595,6 +639,43 @@ mod tests {
         }))
         .expect("ok");
         (fleet, found, calls.into_inner())
+    }
+
+    #[test]
+    fn a_listing_resumes_where_a_failed_page_left_it() {
+        let fleet = iccids(120);
+        let page = |offset: usize| -> (usize, Vec<String>) {
+            let p: Vec<String> = fleet
+                .iter()
+                .skip(offset)
+                .take(THINGS_PAGE_SIZE)
+                .cloned()
+                .collect();
+            (p.len(), p)
+        };
+        let mut listing = Listing::default();
+        let mut calls = Vec::new();
+        let first = block(listing.advance(|offset| {
+            calls.push(offset);
+            std::future::ready(if offset == 50 {
+                Err("deadline")
+            } else {
+                Ok(page(offset))
+            })
+        }));
+        assert_eq!(first, Err("deadline"));
+        assert_eq!(listing.found.len(), 50);
+        block(listing.advance(|offset| {
+            calls.push(offset);
+            std::future::ready(Ok::<_, &str>(page(offset)))
+        }))
+        .expect("completes");
+        assert_eq!(listing.found, fleet);
+        assert_eq!(
+            calls,
+            vec![0, 50, 50, 100],
+            "the failed page is asked again, nothing before it"
+        );
     }
 
     #[test]

@@ -485,3 +485,30 @@ async fn a_fleet_too_large_for_one_interval_is_covered_in_turns() {
     );
     exporter.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_listing_too_long_for_one_refresh_resumes_in_the_next() {
+    let sim = simulator(600).await;
+    let mut cfg = config(&sim);
+    cfg.iccids.clear();
+    cfg.discover = true;
+    cfg.poll.interval = Duration::from_secs(1);
+    // 13 pages of /things and 12 status requests at 5/s: several refreshes' worth.
+    cfg.rate_limit = "5/s"
+        .parse::<monogoto_exporter::monogoto::rate_limit::RateLimitSpec>()
+        .expect("valid")
+        .0;
+    let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
+    wait_until(
+        "the whole fleet, listed and polled over several refreshes",
+        || exporter.health.things_reported.get() == 600,
+    )
+    .await;
+    assert_eq!(exporter.health.things_configured.get(), 600);
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Things),
+        13,
+        "each page listed once: the listing resumed, it did not start over"
+    );
+    exporter.shutdown().await;
+}
