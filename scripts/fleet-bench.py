@@ -3,6 +3,7 @@
 
     scripts/fleet-bench.py --things 1000,10000,100000 [--bin target/release/monogoto-exporter]
                            [--clients 4] [--duration 10] [--refreshes 3] [--json PATH]
+                           [--wait-quiet SECONDS] [--retries K] [--keep-logs]
 
 For each fleet size N it starts `monogoto-exporter simulate` on a free loopback
 port, then three exporters against it, one after the other (never two at once,
@@ -17,15 +18,21 @@ so they do not compete for the CPU):
            before and after each refresh. Refreshes are detected with the
            simulator's /_sim/stats request counters, so no scrape adds CPU time.
   busy     --poll.interval 1s --poll.stale-after 1h, the fleet given as an
-           --monogoto.iccids-file: every refresh is cut at its 1 s deadline and
-           the next one continues at once, so a refresh is (nearly) always
-           running. Gives the /metrics latency while refreshing. (Discovery is
-           bounded by the refresh deadline, which at 1 s does not leave time to
-           list a large fleet page by page, hence the ICCID file.)
+           --monogoto.iccids-file. At 100k a refresh outlasts its 1 s deadline,
+           is cut, and the next one continues at once, so one is always in
+           flight; at small N a refresh fills only part of each second, and the
+           output says which share of the wrk run overlapped one. Gives the
+           /metrics latency while refreshing. (Discovery is bounded by the
+           refresh deadline: at 1 s it cannot list a large fleet page by page
+           and never completes, hence the ICCID file.)
 
 Latency comes from wrk (-t2 -c CLIENTS -d DURATION --latency --timeout 60s),
 once plain and once with Accept-Encoding: gzip. Peak RSS is the largest VmHWM
 of the three exporters, read from /proc/PID/status just before each is stopped.
+
+The machine's CPU time (/proc/stat) minus this script's and its children's
+says how much other processes used meanwhile; over 5 % of the CPUs, the
+figures of that N are flagged (and measured again with --retries).
 
 Never talks to anything but 127.0.0.1. Python 3 standard library only; needs wrk.
 """
@@ -43,6 +50,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import urllib.error
@@ -1009,8 +1017,8 @@ def main():
                     log(f"[N={n}] other processes used {result['foreign_cpu_share']:.0%} "
                         "of the CPUs: measuring again")
             results.append(best)
-        method = METHOD.format(refreshes=args.refreshes, clients=args.clients,
-                               duration=args.duration)
+        method = textwrap.fill(" ".join(METHOD.format(
+            refreshes=args.refreshes, clients=args.clients, duration=args.duration).split()), 92)
         print(f"monogoto-exporter {{{results[0].get('build_info')}}}; {info.get('nproc')} x "
               f"{info.get('cpu')}, {info.get('mem_total_kib', 0) / 2**20:.0f} GiB, "
               f"Linux {info.get('kernel')}; CPU used by other processes during the runs: "
