@@ -75,17 +75,22 @@ fn deflate(input: &[u8], flush: FlushCompress) -> Vec<u8> {
 }
 
 /// The encoded body: segments in order, then a tail rendered per scrape.
-pub fn identity_body(segments: &[Arc<Segment>], tail: Vec<u8>) -> Vec<Bytes> {
-    let mut parts: Vec<Bytes> = segments.iter().map(|s| s.text.clone()).collect();
+pub fn identity_body<'a>(
+    segments: impl IntoIterator<Item = &'a Arc<Segment>>,
+    tail: Vec<u8>,
+) -> Vec<Bytes> {
+    let mut parts: Vec<Bytes> = segments.into_iter().map(|s| s.text.clone()).collect();
     parts.push(Bytes::from(tail));
     parts
 }
 
 /// The same body as one gzip member.
-pub fn gzip_body(segments: &[Arc<Segment>], tail: &[u8]) -> Vec<Bytes> {
+pub fn gzip_body<'a>(
+    segments: impl IntoIterator<Item = &'a Arc<Segment>>,
+    tail: &[u8],
+) -> Vec<Bytes> {
     let mut crc = Crc::new();
-    let mut parts = Vec::with_capacity(segments.len() + 3);
-    parts.push(Bytes::from_static(&GZIP_HEADER));
+    let mut parts = vec![Bytes::from_static(&GZIP_HEADER)];
     for segment in segments {
         crc.combine(&segment.crc);
         parts.push(segment.deflated.clone());
@@ -138,8 +143,8 @@ mod tests {
             .flat_map(|b| b.to_vec())
             .collect();
         assert_eq!(identity, expected);
-        assert_eq!(gunzip(&gzip_body(&[], b"")), b"");
-        assert_eq!(gunzip(&gzip_body(&[], &tail)), tail);
+        assert_eq!(gunzip(&gzip_body([], b"")), b"");
+        assert_eq!(gunzip(&gzip_body([], &tail)), tail);
     }
 
     #[test]
@@ -155,6 +160,6 @@ mod tests {
             segment.deflated.len(),
             text.len()
         );
-        assert_eq!(gunzip(&gzip_body(&[segment], b"")), text);
+        assert_eq!(gunzip(&gzip_body([&segment], b"")), text);
     }
 }

@@ -6,6 +6,7 @@ pub mod exposition;
 pub mod metrics;
 pub mod monogoto;
 pub mod poller;
+pub mod record;
 pub mod server;
 pub mod shard;
 pub mod simulator;

@@ -4,14 +4,14 @@
 //! a Thing that leaves the snapshot leaves /metrics with no bookkeeping. The
 //! exporter's own health is ordinary registered metrics.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
-use crate::monogoto::model::ThingStatus;
+use crate::record::Record;
 
 /// The API endpoints, as the `endpoint` label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +258,7 @@ const FRESHNESS: &str = "Data come from the last successful poll of this Thing."
 struct Family {
     name: &'static str,
     help: &'static str,
-    value: fn(&ThingStatus) -> Option<f64>,
+    value: fn(&Record) -> Option<f64>,
 }
 
 const FAMILIES: &[Family] = &[
@@ -320,104 +320,108 @@ pub fn render_family_header(family: usize, out: &mut Vec<u8>) {
 /// The sample lines of per-Thing family `family` for `things`, in order.
 pub fn render_family_lines<'a>(
     family: usize,
-    things: impl Iterator<Item = &'a ThingStatus>,
+    things: impl Iterator<Item = &'a Record>,
     out: &mut Vec<u8>,
 ) {
-    let mut text = String::with_capacity(4096);
     match FAMILIES.get(family) {
         Some(f) => {
             for thing in things {
                 if let Some(value) = (f.value)(thing) {
-                    text.push_str(f.name);
-                    text.push_str("{iccid=\"");
-                    escape_label_value(&thing.iccid, &mut text);
-                    text.push_str("\"} ");
-                    write_value(value, &mut text);
-                    text.push('\n');
+                    out.extend_from_slice(f.name.as_bytes());
+                    out.extend_from_slice(b"{iccid=\"");
+                    escape_label_value(thing.iccid(), out);
+                    out.extend_from_slice(b"\"} ");
+                    write_value(value, out);
+                    out.push(b'\n');
                 }
             }
         }
         None => {
             for thing in things {
-                text.push_str("monogoto_thing_info{");
+                out.extend_from_slice(b"monogoto_thing_info{");
                 for (i, (label, value)) in [
-                    ("iccid", &thing.iccid),
-                    ("thing_name", &thing.thing_name),
-                    ("imsi", &thing.imsi),
-                    ("msisdn", &thing.msisdn),
-                    ("provision_status", &thing.provision_status),
+                    ("iccid", thing.iccid()),
+                    ("thing_name", thing.thing_name()),
+                    ("imsi", thing.imsi()),
+                    ("msisdn", thing.msisdn()),
+                    ("provision_status", thing.provision_status()),
                 ]
                 .into_iter()
                 .enumerate()
                 {
                     if i > 0 {
-                        text.push(',');
+                        out.push(b',');
                     }
-                    text.push_str(label);
-                    text.push_str("=\"");
-                    escape_label_value(value, &mut text);
-                    text.push('"');
+                    out.extend_from_slice(label.as_bytes());
+                    out.extend_from_slice(b"=\"");
+                    escape_label_value(value, out);
+                    out.push(b'"');
                 }
-                text.push_str("} 1\n");
+                out.extend_from_slice(b"} 1\n");
             }
         }
     }
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// Renders the per-Thing series of `things` (in the order given) in the text
 /// exposition format 0.0.4, family by family.
-pub fn render_things<'a>(things: impl Iterator<Item = &'a ThingStatus> + Clone, out: &mut Vec<u8>) {
+pub fn render_things<'a>(things: impl Iterator<Item = &'a Record> + Clone, out: &mut Vec<u8>) {
     for family in 0..THING_FAMILIES {
         render_family_header(family, out);
         render_family_lines(family, things.clone(), out);
     }
 }
 
-/// The oldest data the snapshot still serves; absent when it serves none.
-/// Rendered with the snapshot rather than registered, because it is a
-/// property of the snapshot, and one series instead of a per-Thing one.
-pub fn render_oldest_refresh(oldest: Option<std::time::SystemTime>, out: &mut Vec<u8>) {
-    let Some(oldest) = oldest else { return };
+/// The oldest data the snapshot still serves. Rendered with the snapshot
+/// rather than registered, because it is a property of the snapshot, and one
+/// series instead of a per-Thing one.
+pub fn render_oldest_refresh(oldest: std::time::SystemTime, out: &mut Vec<u8>) {
     let seconds = oldest
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    let mut text = String::with_capacity(256);
-    text.push_str(
-        "# HELP monogoto_snapshot_oldest_refresh_timestamp_seconds Unix time of the last successful poll of the least recently refreshed Thing still served.\n",
+    out.extend_from_slice(
+        b"# HELP monogoto_snapshot_oldest_refresh_timestamp_seconds Unix time of the last successful poll of the least recently refreshed Thing still served.\n",
     );
-    text.push_str("# TYPE monogoto_snapshot_oldest_refresh_timestamp_seconds gauge\n");
-    text.push_str("monogoto_snapshot_oldest_refresh_timestamp_seconds ");
-    write_value(seconds, &mut text);
-    text.push('\n');
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"# TYPE monogoto_snapshot_oldest_refresh_timestamp_seconds gauge\n");
+    out.extend_from_slice(b"monogoto_snapshot_oldest_refresh_timestamp_seconds ");
+    write_value(seconds, out);
+    out.push(b'\n');
 }
 
 /// Escapes a label value as the text format requires: backslash, double quote
 /// and line feed. Everything else, any Unicode included, passes as is.
-pub fn escape_label_value(value: &str, out: &mut String) {
+pub fn escape_label_value(value: &str, out: &mut Vec<u8>) {
     // Nearly every value needs no escaping: copy it whole.
     if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        out.push_str(value);
+        out.extend_from_slice(value.as_bytes());
         return;
     }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+    for byte in value.bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            // UTF-8 continuation bytes never equal the three above.
+            byte => out.push(byte),
         }
     }
 }
 
-fn write_value(value: f64, out: &mut String) {
+/// Whole numbers below this print exactly as integers.
+const EXACT_INTEGER: f64 = 1e15;
+
+fn write_value(value: f64, out: &mut Vec<u8>) {
     if value.is_nan() {
-        out.push_str("NaN");
+        out.extend_from_slice(b"NaN");
     } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+        out.extend_from_slice(if value > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < EXACT_INTEGER {
+        // Most values (flags, counts, Unix times) are whole: the integer
+        // formatter writes the same digits as `f64`'s, several times faster.
+        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
     } else {
+        // Writing into a Vec cannot fail.
         let _ = write!(out, "{value}");
     }
 }
@@ -425,6 +429,8 @@ fn write_value(value: f64, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::monogoto::ThingStatus;
 
     fn thing(iccid: &str) -> ThingStatus {
         ThingStatus {
@@ -435,7 +441,8 @@ mod tests {
 
     fn render(things: &[ThingStatus]) -> String {
         let mut out = Vec::new();
-        render_things(things.iter(), &mut out);
+        let records: Vec<Record> = things.iter().cloned().map(Record::from).collect();
+        render_things(records.iter(), &mut out);
         String::from_utf8(out).expect("utf-8")
     }
 

@@ -16,6 +16,7 @@ use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
 use crate::metrics::HealthMetrics;
 use crate::monogoto::model::StatusPage;
 use crate::monogoto::{ApiError, Client, ThingStatus};
+use crate::record::Record;
 use crate::shard::Shard;
 use crate::snapshot::Fleet;
 
@@ -198,7 +199,7 @@ impl Poller {
         report.batches = batch_count;
         let first_batch = self.next_batch.load(Ordering::Relaxed) % batch_count.max(1);
         let auth_failed = AtomicBool::new(false);
-        let mut fresh = Vec::with_capacity(iccids.len());
+        let mut fresh: Vec<Record> = Vec::with_capacity(iccids.len());
         let mut finished = vec![false; batch_count];
         let mut first_cut: Option<usize> = None;
         let mut failed = 0;
@@ -227,7 +228,8 @@ impl Poller {
                 while let Some((position, index, result)) = results.next().await {
                     finished[index] = true;
                     match result {
-                        Some(Ok(things)) => fresh.extend(things),
+                        // Compact at once: a large fleet's answers add up while the refresh runs.
+                        Some(Ok(things)) => fresh.extend(things.into_iter().map(Record::from)),
                         Some(Err(e)) => {
                             failed += 1;
                             if matches!(e, ApiError::DeadlineExceeded { .. }) {
@@ -262,13 +264,10 @@ impl Poller {
         let now = SystemTime::now();
         // Rendering a large fleet takes a while: off the async workers, so
         // scrapes keep being answered meanwhile.
-        let previous = self.fleet.snapshot();
+        let fleet = self.fleet.clone();
         let stale_after = self.poll.stale_after;
-        match tokio::task::spawn_blocking(move || previous.next(fresh, now, stale_after)).await {
-            Ok(snapshot) => {
-                self.health.things_reported.set(snapshot.len() as i64);
-                self.fleet.publish(snapshot);
-            }
+        match tokio::task::spawn_blocking(move || fleet.advance(fresh, now, stale_after)).await {
+            Ok(things) => self.health.things_reported.set(things as i64),
             Err(e) => {
                 tracing::error!(error = %e, "building the snapshot failed; serving the previous one")
             }

@@ -1,11 +1,17 @@
-//! The fleet state one refresh produced: immutable, swapped in whole.
+//! The fleet state one refresh produced.
 //!
 //! The Things are spread over buckets by a hash of their ICCID, and each
 //! bucket keeps its rendered (and compressed) exposition segments. A refresh
 //! renders only the buckets whose Things changed; the others share their
 //! segments with the previous snapshot. So a refresh costs in proportion to
-//! what changed, two snapshots alive at once share most of their memory, and
-//! a scrape only references bytes that already exist.
+//! what changed, and a scrape only references bytes that already exist.
+//!
+//! A snapshot never changes once made. While a refresh builds the next one
+//! it publishes its progress every few buckets: each of those snapshots
+//! holds the buckets done so far and the previous refresh's others, so the
+//! previous rendering is released as the new one grows instead of both being
+//! held whole, which halves the memory peak of a large fleet. A scrape sees
+//! every Thing whole, with its values of either refresh.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -15,42 +21,46 @@ use arc_swap::ArcSwap;
 
 use crate::exposition::Segment;
 use crate::metrics;
-use crate::monogoto::ThingStatus;
+use crate::record::Record;
 use crate::shard::iccid_hash;
 
 /// About this many Things share a bucket: large enough that segments
 /// compress well, small enough that one change re-renders little.
 const THINGS_PER_BUCKET: usize = 256;
 const MAX_BUCKETS: usize = 4096;
+/// A refresh publishes its progress every this many buckets: often enough
+/// that little of two renderings is alive at once, rarely enough that
+/// assembling those snapshots costs nothing to speak of.
+const BUCKETS_PER_STEP: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    status: Arc<ThingStatus>,
+    record: Record,
     refreshed_at: SystemTime,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Bucket {
     /// Sorted by ICCID.
     things: Vec<Entry>,
     /// One segment per per-Thing metric family.
     families: Vec<Arc<Segment>>,
+    oldest: Option<SystemTime>,
 }
 
 impl Bucket {
-    fn render(things: Vec<Entry>) -> Bucket {
-        let families = (0..metrics::THING_FAMILIES)
-            .map(|family| {
-                let mut text = Vec::with_capacity(things.len() * 96);
-                metrics::render_family_lines(
-                    family,
-                    things.iter().map(|e| e.status.as_ref()),
-                    &mut text,
-                );
-                Segment::new(text)
-            })
-            .collect();
-        Bucket { things, families }
+    /// A bucket of `things`, sharing the rendering of `previous` when it
+    /// would come out the same.
+    fn new(things: Vec<Entry>, previous: Option<&Bucket>) -> Bucket {
+        let families = match previous {
+            Some(previous) if previous.renders_like(&things) => previous.families.clone(),
+            _ => render(&things),
+        };
+        Bucket {
+            oldest: things.iter().map(|e| e.refreshed_at).min(),
+            things,
+            families,
+        }
     }
 
     /// Same Things with the same values: the rendered text would not change.
@@ -60,17 +70,28 @@ impl Bucket {
                 .things
                 .iter()
                 .zip(things)
-                .all(|(a, b)| Arc::ptr_eq(&a.status, &b.status) || a.status == b.status)
+                .all(|(a, b)| a.record == b.record)
     }
 }
 
-#[derive(Debug, Default)]
+fn render(things: &[Entry]) -> Vec<Arc<Segment>> {
+    (0..metrics::THING_FAMILIES)
+        .map(|family| {
+            let mut text = Vec::with_capacity(things.len() * 96);
+            metrics::render_family_lines(family, things.iter().map(|e| &e.record), &mut text);
+            Segment::new(text)
+        })
+        .collect()
+}
+
+/// Cloning copies the bucket handles, not the Things or their rendering.
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    buckets: Vec<Bucket>,
+    buckets: Vec<Arc<Bucket>>,
     len: usize,
     oldest: Option<SystemTime>,
-    /// The whole per-Thing exposition, in order.
-    segments: Vec<Arc<Segment>>,
+    /// The `monogoto_snapshot_oldest_refresh_timestamp_seconds` family.
+    oldest_line: Option<Arc<Segment>>,
 }
 
 fn bucket_count(things: usize) -> usize {
@@ -81,8 +102,16 @@ fn bucket_count(things: usize) -> usize {
 }
 
 fn bucket_of(iccid: &str, buckets: usize) -> usize {
-    // The high half: the low bits already decide the shard.
-    ((iccid_hash(iccid) >> 32) as usize) % buckets
+    // FNV-1a leaves some of its bits all but unchanged by the last digits,
+    // and ICCIDs come in runs: mixed (MurmurHash3's finalizer), they spread
+    // evenly, within one shard too.
+    let mut h = iccid_hash(iccid);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    ((h >> 32) as usize) % buckets
 }
 
 /// The `# HELP`/`# TYPE` lines of each family, rendered once per process.
@@ -104,83 +133,95 @@ impl Snapshot {
         Snapshot::default()
     }
 
-    /// The next snapshot: `fresh` replaces what it names (keeping the last
-    /// good value of anything it could not understand), Things not refreshed
-    /// keep their last values, and Things not refreshed for longer than
-    /// `stale_after` are dropped.
-    pub fn next(
-        &self,
-        fresh: Vec<ThingStatus>,
-        now: SystemTime,
-        stale_after: Duration,
-    ) -> Snapshot {
-        let is_current =
-            |e: &Entry| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after;
-        let previous_count = self.buckets.len().max(1);
-        let mut fresh_by_bucket: Vec<Vec<ThingStatus>> =
-            (0..previous_count).map(|_| Vec::new()).collect();
-        for status in fresh {
-            fresh_by_bucket[bucket_of(&status.iccid, previous_count)].push(status);
-        }
-
-        // Merge bucket by bucket, as the previous snapshot was laid out.
-        let mut merged: Vec<Vec<Entry>> = Vec::with_capacity(previous_count);
-        for (index, mut fresh) in fresh_by_bucket.into_iter().enumerate() {
-            fresh.sort_unstable_by(|a, b| a.iccid.cmp(&b.iccid));
-            fresh.dedup_by(|a, b| a.iccid == b.iccid);
-            let old = self.buckets.get(index).map_or(&[][..], |b| &b.things[..]);
-            merged.push(merge(old, fresh, now, &is_current));
-        }
-        let len: usize = merged.iter().map(Vec::len).sum();
-
-        let count = bucket_count(len);
-        let buckets: Vec<Bucket> = if count == previous_count {
-            merged
-                .into_iter()
-                .enumerate()
-                .map(|(index, things)| match self.buckets.get(index) {
-                    Some(old) if old.renders_like(&things) => Bucket {
-                        things,
-                        families: old.families.clone(),
-                    },
-                    _ => Bucket::render(things),
-                })
-                .collect()
-        } else {
-            // The fleet grew or shrank past a bucket boundary: lay it out anew.
-            let mut regrouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
-            for entry in merged.into_iter().flatten() {
-                regrouped[bucket_of(&entry.status.iccid, count)].push(entry);
-            }
-            regrouped
-                .into_iter()
-                .map(|mut things| {
-                    things.sort_unstable_by(|a, b| a.status.iccid.cmp(&b.status.iccid));
-                    Bucket::render(things)
-                })
-                .collect()
-        };
-
-        let oldest = buckets
-            .iter()
-            .flat_map(|b| &b.things)
-            .map(|e| e.refreshed_at)
-            .min();
-        let headers = family_headers();
-        let mut segments = Vec::with_capacity(metrics::THING_FAMILIES * (buckets.len() + 1) + 1);
-        for (family, header) in headers.iter().enumerate() {
-            segments.push(header.clone());
-            segments.extend(buckets.iter().map(|b| b.families[family].clone()));
-        }
-        let mut oldest_text = Vec::new();
-        metrics::render_oldest_refresh(oldest, &mut oldest_text);
-        segments.push(Segment::new(oldest_text));
+    fn assemble(buckets: Vec<Arc<Bucket>>) -> Snapshot {
+        let len = buckets.iter().map(|b| b.things.len()).sum();
+        let oldest = buckets.iter().filter_map(|b| b.oldest).min();
+        let oldest_line = oldest.map(|oldest| {
+            let mut text = Vec::new();
+            metrics::render_oldest_refresh(oldest, &mut text);
+            Segment::new(text)
+        });
         Snapshot {
             buckets,
             len,
             oldest,
-            segments,
+            oldest_line,
         }
+    }
+
+    /// The next snapshot: `fresh` replaces what it names (keeping the last
+    /// good value of anything it could not understand), Things not refreshed
+    /// keep their last values, and Things not refreshed for longer than
+    /// `stale_after` are dropped.
+    pub fn next(&self, fresh: Vec<Record>, now: SystemTime, stale_after: Duration) -> Snapshot {
+        self.clone().advance(fresh, now, stale_after, |_| {})
+    }
+
+    /// [`Snapshot::next`], handing `publish` a snapshot of the progress every
+    /// few buckets. Progress is published only while the bucket layout stays
+    /// as it was; a fleet that grew or shrank past a bucket boundary is laid
+    /// out anew and comes out whole.
+    pub fn advance(
+        self,
+        mut fresh: Vec<Record>,
+        now: SystemTime,
+        stale_after: Duration,
+        mut publish: impl FnMut(Snapshot),
+    ) -> Snapshot {
+        let is_current =
+            |e: &Entry| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after;
+        fresh.sort_unstable_by(|a, b| a.iccid().cmp(b.iccid()));
+        fresh.dedup_by(|a, b| a.iccid() == b.iccid());
+        let previous_count = self.buckets.len().max(1);
+        let mut fresh_by_bucket: Vec<Vec<Record>> =
+            (0..previous_count).map(|_| Vec::new()).collect();
+        for record in fresh {
+            fresh_by_bucket[bucket_of(record.iccid(), previous_count)].push(record);
+        }
+
+        // Merge bucket by bucket, as the previous snapshot was laid out.
+        let merged: Vec<Vec<Entry>> = fresh_by_bucket
+            .into_iter()
+            .enumerate()
+            .map(|(index, fresh)| {
+                let old = self.buckets.get(index).map_or(&[][..], |b| &b.things[..]);
+                merge(old, fresh, now, &is_current)
+            })
+            .collect();
+        let len: usize = merged.iter().map(Vec::len).sum();
+        let count = bucket_count(len);
+
+        if count != self.buckets.len() {
+            let mut regrouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
+            for entry in merged.into_iter().flatten() {
+                regrouped[bucket_of(entry.record.iccid(), count)].push(entry);
+            }
+            let buckets = regrouped
+                .into_iter()
+                .map(|mut things| {
+                    things.sort_unstable_by(|a, b| a.record.iccid().cmp(b.record.iccid()));
+                    Arc::new(Bucket::new(things, None))
+                })
+                .collect();
+            return Snapshot::assemble(buckets);
+        }
+
+        let mut previous: Vec<Option<Arc<Bucket>>> = self.buckets.into_iter().map(Some).collect();
+        let mut done: Vec<Arc<Bucket>> = Vec::with_capacity(count);
+        for (index, things) in merged.into_iter().enumerate() {
+            // Taken, so that only the published snapshot still holds it.
+            let old = previous[index].take();
+            done.push(Arc::new(Bucket::new(things, old.as_deref())));
+            drop(old);
+            let finished = index + 1;
+            if finished % BUCKETS_PER_STEP == 0 && finished < count {
+                let rest = previous[finished..].iter().flatten().cloned();
+                publish(Snapshot::assemble(
+                    done.iter().cloned().chain(rest).collect(),
+                ));
+            }
+        }
+        Snapshot::assemble(done)
     }
 
     pub fn len(&self) -> usize {
@@ -191,15 +232,15 @@ impl Snapshot {
         self.len == 0
     }
 
-    pub fn get(&self, iccid: &str) -> Option<&ThingStatus> {
+    pub fn get(&self, iccid: &str) -> Option<&Record> {
         let bucket = self
             .buckets
             .get(bucket_of(iccid, self.buckets.len().max(1)))?;
         let at = bucket
             .things
-            .binary_search_by(|e| e.status.iccid.as_str().cmp(iccid))
+            .binary_search_by(|e| e.record.iccid().cmp(iccid))
             .ok()?;
-        Some(bucket.things[at].status.as_ref())
+        Some(&bucket.things[at].record)
     }
 
     /// When the least recently refreshed Thing still served was refreshed.
@@ -207,56 +248,57 @@ impl Snapshot {
         self.oldest
     }
 
-    /// The per-Thing exposition, as segments to send in order.
-    pub fn segments(&self) -> &[Arc<Segment>] {
-        &self.segments
+    /// The per-Thing exposition, as segments to send in order: family by
+    /// family, its header and then its lines from every bucket.
+    pub fn segments(&self) -> impl Iterator<Item = &Arc<Segment>> + '_ {
+        family_headers()
+            .iter()
+            .enumerate()
+            .flat_map(move |(family, header)| {
+                std::iter::once(header).chain(
+                    self.buckets
+                        .iter()
+                        .filter_map(move |b| b.families.get(family)),
+                )
+            })
+            .chain(self.oldest_line.iter())
     }
 
     /// The per-Thing exposition as one text (for tests and tools; scrapes use the segments).
     pub fn exposition(&self) -> Vec<u8> {
-        self.segments
-            .iter()
+        self.segments()
             .flat_map(|s| s.text().iter().copied())
             .collect()
     }
 }
 
 /// Merges a bucket's previous Things (sorted, stale ones dropped) with its
-/// fresh statuses (sorted), the fresh winning.
+/// fresh records (sorted), the fresh winning.
 fn merge(
     old: &[Entry],
-    fresh: Vec<ThingStatus>,
+    fresh: Vec<Record>,
     now: SystemTime,
     is_current: &impl Fn(&Entry) -> bool,
 ) -> Vec<Entry> {
     let mut out = Vec::with_capacity(old.len().max(fresh.len()));
     let mut old = old.iter().peekable();
-    for mut status in fresh {
-        while let Some(previous) = old.next_if(|e| e.status.iccid < status.iccid) {
+    for mut record in fresh {
+        while let Some(previous) = old.next_if(|e| e.record.iccid() < record.iccid()) {
             if is_current(previous) {
                 out.push(previous.clone());
             }
         }
-        if let Some(previous) = old.next_if(|e| e.status.iccid == status.iccid) {
-            if !status.unparsed.is_empty() {
-                status.keep_last_good(&previous.status);
-            }
+        if let Some(previous) = old.next_if(|e| e.record.iccid() == record.iccid()) {
+            record.keep_last_good(&previous.record);
             // Unchanged values keep sharing the previous allocation.
-            let status = if *previous.status == status {
-                previous.status.clone()
-            } else {
-                Arc::new(status)
-            };
-            out.push(Entry {
-                status,
-                refreshed_at: now,
-            });
-        } else {
-            out.push(Entry {
-                status: Arc::new(status),
-                refreshed_at: now,
-            });
+            if previous.record == record {
+                record = previous.record.clone();
+            }
         }
+        out.push(Entry {
+            record,
+            refreshed_at: now,
+        });
     }
     out.extend(old.filter(|e| is_current(e)).cloned());
     out
@@ -286,6 +328,16 @@ impl Fleet {
         self.current.store(Arc::new(snapshot));
     }
 
+    /// Builds and publishes the next snapshot (see [`Snapshot::next`]),
+    /// publishing its progress on the way; returns the number of Things.
+    pub fn advance(&self, fresh: Vec<Record>, now: SystemTime, stale_after: Duration) -> usize {
+        let previous = Snapshot::clone(&self.current.load());
+        let next = previous.advance(fresh, now, stale_after, |partial| self.publish(partial));
+        let len = next.len();
+        self.publish(next);
+        len
+    }
+
     /// True once the first refresh has finished, successful or not.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -300,12 +352,18 @@ impl Fleet {
 mod tests {
     use super::*;
 
-    fn thing(iccid: &str, connected: bool) -> ThingStatus {
+    use crate::monogoto::ThingStatus;
+
+    fn status(iccid: &str, connected: bool) -> ThingStatus {
         ThingStatus {
             iccid: iccid.into(),
             connected: Some(connected),
             ..ThingStatus::default()
         }
+    }
+
+    fn thing(iccid: &str, connected: bool) -> Record {
+        Record::from(status(iccid, connected))
     }
 
     #[test]
@@ -346,19 +404,23 @@ mod tests {
         use crate::monogoto::model::Unparsed;
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let stale = Duration::from_secs(180);
-        let mut good = thing("a", true);
+        let mut good = status("a", true);
         good.thing_name = "meter".into();
         good.uplink_throughput = Some(5.0);
         good.last_connection = Some(100.0);
-        let s1 = Snapshot::empty().next(vec![good], t0, stale);
+        let s1 = Snapshot::empty().next(vec![Record::from(good)], t0, stale);
 
-        let mut garbled = thing("a", false);
+        let mut garbled = status("a", false);
         garbled.uplink_throughput = None;
         garbled.last_connection = None;
         garbled.unparsed = Unparsed(Unparsed::THING_NAME | Unparsed::UPLINK);
-        let s2 = s1.next(vec![garbled], t0 + Duration::from_secs(60), stale);
+        let s2 = s1.next(
+            vec![Record::from(garbled)],
+            t0 + Duration::from_secs(60),
+            stale,
+        );
         let a = s2.get("a").expect("present");
-        assert_eq!(a.thing_name, "meter");
+        assert_eq!(a.thing_name(), "meter");
         assert_eq!(a.uplink_throughput, Some(5.0));
         assert_eq!(a.connected, Some(false), "understood values are fresh");
         assert_eq!(
@@ -367,7 +429,7 @@ mod tests {
         );
     }
 
-    fn fleet(n: usize, connected: bool) -> Vec<ThingStatus> {
+    fn fleet(n: usize, connected: bool) -> Vec<Record> {
         (0..n)
             .map(|i| thing(&format!("8988{i:015}"), connected))
             .collect()
@@ -381,19 +443,17 @@ mod tests {
         let s2 = s1.next(fleet(5000, true), t0 + Duration::from_secs(60), stale);
         let shared = s1
             .segments()
-            .iter()
             .zip(s2.segments())
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
         // All but the oldest-refresh line, which moved.
-        assert_eq!(shared, s1.segments().len() - 1);
+        assert_eq!(shared, s1.segments().count() - 1);
 
         let mut changed = fleet(5000, true);
-        changed[42].connected = Some(false);
+        changed[42] = thing(&format!("8988{:015}", 42), false);
         let s3 = s2.next(changed, t0 + Duration::from_secs(120), stale);
         let rerendered = s2
             .segments()
-            .iter()
             .zip(s3.segments())
             .filter(|(a, b)| !Arc::ptr_eq(a, b))
             .count();
@@ -431,6 +491,75 @@ mod tests {
                 1
             );
             assert!(snapshot.get(&format!("8988{:015}", n - 1)).is_some());
+        }
+    }
+
+    #[test]
+    fn progress_is_published_and_the_previous_rendering_released_on_the_way() {
+        use std::sync::Weak;
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(180);
+        let n = 5000;
+        let first = Snapshot::empty().next(fleet(n, true), t0, stale);
+        let buckets = first.buckets.len();
+        assert_eq!(buckets, 32);
+        let old_segments: Vec<Weak<Segment>> = first
+            .buckets
+            .iter()
+            .flat_map(|b| b.families.iter().map(Arc::downgrade))
+            .collect();
+
+        // Stands for the Fleet: holds what was published last, and only that.
+        let mut current = first.clone();
+        drop(first);
+        let mut steps = 0;
+        let last = current.clone().advance(
+            fleet(n, false),
+            t0 + Duration::from_secs(60),
+            stale,
+            |partial| {
+                current = partial;
+                steps += 1;
+                let done = steps * BUCKETS_PER_STEP;
+                let alive = old_segments.iter().filter(|w| w.strong_count() > 0).count();
+                assert_eq!(
+                    alive,
+                    (buckets - done) * metrics::THING_FAMILIES,
+                    "step {steps}"
+                );
+                assert_eq!(current.len(), n);
+                let text = String::from_utf8(current.exposition()).expect("utf-8");
+                assert_eq!(text.matches("monogoto_thing_info{").count(), n);
+                let disconnected = text.matches("\"} 0\n").count();
+                assert!(disconnected > 0 && disconnected < n, "{disconnected}");
+                for i in [0, 1234, n - 1] {
+                    assert!(current.get(&format!("8988{i:015}")).is_some());
+                }
+            },
+        );
+        assert_eq!(steps, buckets / BUCKETS_PER_STEP - 1);
+        current = last;
+        assert!(old_segments.iter().all(|w| w.strong_count() == 0));
+        let text = String::from_utf8(current.exposition()).expect("utf-8");
+        assert_eq!(text.matches("\"} 0\n").count(), n, "all disconnected now");
+    }
+
+    #[test]
+    fn runs_of_iccids_spread_evenly_over_the_buckets() {
+        use crate::shard::Shard;
+        let shard = Shard { index: 1, count: 3 };
+        for (count, owner) in [(64, Shard::default()), (16, shard)] {
+            let mut sizes = vec![0usize; count];
+            let iccids = (0..200_000u64).map(|i| format!("8988280666{i:010}"));
+            let mut owned = 0;
+            for iccid in iccids.filter(|i| owner.owns(i)) {
+                sizes[bucket_of(&iccid, count)] += 1;
+                owned += 1;
+            }
+            let mean = owned / count;
+            for size in sizes {
+                assert!(size.abs_diff(mean) * 10 < mean, "{size} against {mean}");
+            }
         }
     }
 
