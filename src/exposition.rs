@@ -25,18 +25,20 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn new(mut text: Vec<u8>) -> Arc<Segment> {
-        let mut crc = Crc::new();
-        crc.update(&text);
-        let mut deflated = deflate(&text, FlushCompress::Sync);
-        // Segments live as long as their snapshot: no spare capacity kept.
-        text.shrink_to_fit();
-        deflated.shrink_to_fit();
-        Arc::new(Segment {
-            text: Bytes::from(text),
-            deflated: Bytes::from(deflated),
-            crc,
-        })
+    pub fn new(text: Vec<u8>) -> Arc<Segment> {
+        let end = text.len();
+        Deflater::default()
+            .segments(&text, &[end])
+            .pop()
+            .unwrap_or_else(|| Arc::new(Segment::empty()))
+    }
+
+    fn empty() -> Segment {
+        Segment {
+            text: Bytes::new(),
+            deflated: Bytes::new(),
+            crc: Crc::new(),
+        }
     }
 
     pub fn text(&self) -> &Bytes {
@@ -44,32 +46,88 @@ impl Segment {
     }
 }
 
-/// Compresses `input` as raw deflate, ending with `flush`.
-fn deflate(input: &[u8], flush: FlushCompress) -> Vec<u8> {
-    // Fast: a refresh renders a whole fleet; the size gain of more effort is small.
-    let mut compress = Compress::new(Compression::fast(), false);
-    let mut out = Vec::with_capacity(input.len() / 4 + 64);
+/// Makes segments with one compressor and one scratch buffer, however many,
+/// so that each batch of segments costs two exact allocations and nothing
+/// that is grown, shrunk or thrown away: a refresh of a large fleet makes
+/// thousands, and churn would leave the allocator holding memory.
+pub struct Deflater {
+    compress: Compress,
+    scratch: Vec<u8>,
+}
+
+impl Default for Deflater {
+    fn default() -> Self {
+        Deflater {
+            // Fast: a refresh renders a whole fleet; the size gain of more effort is small.
+            compress: Compress::new(Compression::fast(), false),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl Deflater {
+    /// One segment for each piece of `text`, the pieces ending at `ends`.
+    /// They share one allocation for their text and one for their deflate.
+    pub fn segments(&mut self, text: &[u8], ends: &[usize]) -> Vec<Arc<Segment>> {
+        let text = Bytes::copy_from_slice(text);
+        self.scratch.clear();
+        let mut pieces = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for &end in ends {
+            let end = end.clamp(start, text.len());
+            let from = self.scratch.len();
+            // Each piece is a stream of its own: it follows other text in other bodies.
+            self.compress.reset();
+            deflate_into(
+                &mut self.compress,
+                &text[start..end],
+                FlushCompress::Sync,
+                &mut self.scratch,
+            );
+            pieces.push((start..end, from..self.scratch.len()));
+            start = end;
+        }
+        let deflated = Bytes::copy_from_slice(&self.scratch);
+        pieces
+            .into_iter()
+            .map(|(plain, packed)| {
+                let mut crc = Crc::new();
+                crc.update(&text[plain.clone()]);
+                Arc::new(Segment {
+                    text: text.slice(plain),
+                    deflated: deflated.slice(packed),
+                    crc,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends `input` as raw deflate to `out`, ending with `flush`.
+fn deflate_into(compress: &mut Compress, input: &[u8], flush: FlushCompress, out: &mut Vec<u8>) {
+    let start_in = compress.total_in();
+    out.reserve(input.len() / 4 + 64);
     loop {
-        let consumed = compress.total_in() as usize;
+        let consumed = (compress.total_in() - start_in) as usize;
         if out.capacity() - out.len() < 64 {
             out.reserve(out.capacity().max(4096));
         }
-        let status = compress.compress_vec(&input[consumed..], &mut out, flush);
-        let done_input = compress.total_in() as usize == input.len();
+        let status = compress.compress_vec(&input[consumed..], out, flush);
+        let done_input = (compress.total_in() - start_in) as usize == input.len();
         match status {
-            Ok(Status::StreamEnd) => return out,
+            Ok(Status::StreamEnd) => return,
             // A sync flush is complete once all input is in and the output had room to spare.
             Ok(_)
                 if done_input
                     && !matches!(flush, FlushCompress::Finish)
                     && out.capacity() > out.len() =>
             {
-                return out;
+                return;
             }
             Ok(_) => {}
             // Compressing from memory to memory cannot fail but for a bug;
             // an empty member is still a valid (if short) body.
-            Err(_) => return out,
+            Err(_) => return,
         }
     }
 }
@@ -96,7 +154,13 @@ pub fn gzip_body<'a>(
         parts.push(segment.deflated.clone());
     }
     crc.update(tail);
-    let mut end = deflate(tail, FlushCompress::Finish);
+    let mut end = Vec::new();
+    deflate_into(
+        &mut Compress::new(Compression::fast(), false),
+        tail,
+        FlushCompress::Finish,
+        &mut end,
+    );
     end.extend_from_slice(&crc.sum().to_le_bytes());
     end.extend_from_slice(&crc.amount().to_le_bytes());
     parts.push(Bytes::from(end));

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::exposition::Segment;
+use crate::exposition::{Deflater, Segment};
 use crate::metrics;
 use crate::record::Record;
 use crate::shard::iccid_hash;
@@ -51,10 +51,10 @@ struct Bucket {
 impl Bucket {
     /// A bucket of `things`, sharing the rendering of `previous` when it
     /// would come out the same.
-    fn new(things: Vec<Entry>, previous: Option<&Bucket>) -> Bucket {
+    fn new(things: Vec<Entry>, previous: Option<&Bucket>, renderer: &mut Renderer) -> Bucket {
         let families = match previous {
             Some(previous) if previous.renders_like(&things) => previous.families.clone(),
-            _ => render(&things),
+            _ => renderer.render(&things),
         };
         Bucket {
             oldest: things.iter().map(|e| e.refreshed_at).min(),
@@ -74,14 +74,24 @@ impl Bucket {
     }
 }
 
-fn render(things: &[Entry]) -> Vec<Arc<Segment>> {
-    (0..metrics::THING_FAMILIES)
-        .map(|family| {
-            let mut text = Vec::with_capacity(things.len() * 96);
-            metrics::render_family_lines(family, things.iter().map(|e| &e.record), &mut text);
-            Segment::new(text)
-        })
-        .collect()
+/// Renders buckets, keeping its buffers from one bucket to the next.
+#[derive(Default)]
+struct Renderer {
+    deflater: Deflater,
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Renderer {
+    fn render(&mut self, things: &[Entry]) -> Vec<Arc<Segment>> {
+        self.text.clear();
+        self.ends.clear();
+        for family in 0..metrics::THING_FAMILIES {
+            metrics::render_family_lines(family, things.iter().map(|e| &e.record), &mut self.text);
+            self.ends.push(self.text.len());
+        }
+        self.deflater.segments(&self.text, &self.ends)
+    }
 }
 
 /// Cloning copies the bucket handles, not the Things or their rendering.
@@ -190,6 +200,7 @@ impl Snapshot {
             .collect();
         let len: usize = merged.iter().map(Vec::len).sum();
         let count = bucket_count(len);
+        let mut renderer = Renderer::default();
 
         if count != self.buckets.len() {
             let mut regrouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
@@ -200,7 +211,7 @@ impl Snapshot {
                 .into_iter()
                 .map(|mut things| {
                     things.sort_unstable_by(|a, b| a.record.iccid().cmp(b.record.iccid()));
-                    Arc::new(Bucket::new(things, None))
+                    Arc::new(Bucket::new(things, None, &mut renderer))
                 })
                 .collect();
             return Snapshot::assemble(buckets);
@@ -211,7 +222,7 @@ impl Snapshot {
         for (index, things) in merged.into_iter().enumerate() {
             // Taken, so that only the published snapshot still holds it.
             let old = previous[index].take();
-            done.push(Arc::new(Bucket::new(things, old.as_deref())));
+            done.push(Arc::new(Bucket::new(things, old.as_deref(), &mut renderer)));
             drop(old);
             let finished = index + 1;
             if finished % BUCKETS_PER_STEP == 0 && finished < count {
