@@ -32,7 +32,8 @@ const MAX_THINGS_PAGES: usize = 100_000;
 /// The fleet as `GET /things` last listed it.
 #[derive(Default)]
 struct Discovery {
-    iccids: Vec<String>,
+    /// Shared with the refreshes that poll it, so that none copies it.
+    iccids: Arc<Vec<String>>,
     at: Option<Instant>,
     /// A listing that has not finished yet.
     listing: Option<Listing>,
@@ -96,7 +97,7 @@ impl ErrorLog {
 pub struct Poller {
     client: Client,
     poll: PollConfig,
-    configured: Vec<String>,
+    configured: Arc<Vec<String>>,
     discover: bool,
     fleet: Arc<Fleet>,
     health: Arc<HealthMetrics>,
@@ -128,7 +129,7 @@ impl Poller {
         Poller {
             client,
             poll,
-            configured,
+            configured: Arc::new(configured),
             discover,
             fleet,
             health,
@@ -300,7 +301,7 @@ impl Poller {
     /// Keeps only this shard's ICCIDs, configured and discovered.
     pub fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = shard;
-        self.configured.retain(|iccid| shard.owns(iccid));
+        Arc::make_mut(&mut self.configured).retain(|iccid| shard.owns(iccid));
         self.health
             .things_configured
             .set(self.configured.len() as i64);
@@ -319,7 +320,7 @@ impl Poller {
         deadline: Instant,
         report: &mut RefreshReport,
         errors: &mut ErrorLog,
-    ) -> Vec<String> {
+    ) -> Arc<Vec<String>> {
         if !self.discover {
             return self.configured.clone();
         }
@@ -351,7 +352,7 @@ impl Poller {
                         pages,
                         "discovered the fleet"
                     );
-                    cache.iccids = found;
+                    cache.iccids = Arc::new(found);
                     cache.at = Some(Instant::now());
                     self.warn_if_too_slow(self.configured.len() + cache.iccids.len());
                 }
@@ -370,23 +371,24 @@ impl Poller {
             }
         }
         // Until a first listing completes, the part listed so far is polled.
-        let partial: Vec<String>;
-        let listed: &[String] = match (&cache.listing, cache.iccids.is_empty()) {
-            (Some(listing), true) => {
-                partial = listing
+        let listed = match (&cache.listing, cache.iccids.is_empty()) {
+            (Some(listing), true) => Arc::new(
+                listing
                     .found
                     .iter()
                     .filter(|i| self.shard.owns(i))
                     .cloned()
-                    .collect();
-                &partial
-            }
-            _ => &cache.iccids,
+                    .collect(),
+            ),
+            _ => cache.iccids.clone(),
         };
-        let mut all = self.configured.clone();
-        let mut seen: HashSet<String> = all.iter().cloned().collect();
-        all.extend(listed.iter().filter(|i| seen.insert((*i).clone())).cloned());
-        all
+        if self.configured.is_empty() {
+            return listed;
+        }
+        let mut seen: HashSet<&str> = self.configured.iter().map(String::as_str).collect();
+        let mut all = Vec::clone(&self.configured);
+        all.extend(listed.iter().filter(|i| seen.insert(i)).cloned());
+        Arc::new(all)
     }
 
     async fn read_batch(
