@@ -111,6 +111,13 @@ fn bucket_count(things: usize) -> usize {
         .clamp(1, MAX_BUCKETS)
 }
 
+/// A layout is kept while the fleet is within a factor of two of the size it
+/// suits, so that a fleet near a boundary is not laid out anew every refresh.
+fn keeps_layout(count: usize, len: usize) -> bool {
+    let suited = bucket_count(len);
+    suited <= count * 2 && count <= suited * 2
+}
+
 fn bucket_of(iccid: &str, buckets: usize) -> usize {
     // FNV-1a leaves some of its bits all but unchanged by the last digits,
     // and ICCIDs come in runs: mixed (MurmurHash3's finalizer), they spread
@@ -168,9 +175,9 @@ impl Snapshot {
     }
 
     /// [`Snapshot::next`], handing `publish` a snapshot of the progress every
-    /// few buckets. Progress is published only while the bucket layout stays
-    /// as it was; a fleet that grew or shrank past a bucket boundary is laid
-    /// out anew and comes out whole.
+    /// few buckets. The previous layout of buckets is kept while the fleet
+    /// stays within a factor of two of the size it suits; past that, the
+    /// fleet is laid out anew at the end (rendered a second time, once).
     pub fn advance(
         self,
         mut fresh: Vec<Record>,
@@ -182,46 +189,36 @@ impl Snapshot {
             |e: &Entry| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after;
         fresh.sort_unstable_by(|a, b| a.iccid().cmp(b.iccid()));
         fresh.dedup_by(|a, b| a.iccid() == b.iccid());
-        let previous_count = self.buckets.len().max(1);
-        let mut fresh_by_bucket: Vec<Vec<Record>> =
-            (0..previous_count).map(|_| Vec::new()).collect();
-        for record in fresh {
-            fresh_by_bucket[bucket_of(record.iccid(), previous_count)].push(record);
+        if self.buckets.is_empty() {
+            let len = fresh.len();
+            let entries = fresh.into_iter().map(|record| Entry {
+                record,
+                refreshed_at: now,
+            });
+            return Snapshot::laid_out(entries, len);
         }
 
-        // Merge bucket by bucket, as the previous snapshot was laid out.
-        let merged: Vec<Vec<Entry>> = fresh_by_bucket
-            .into_iter()
-            .enumerate()
-            .map(|(index, fresh)| {
-                let old = self.buckets.get(index).map_or(&[][..], |b| &b.things[..]);
-                merge(old, fresh, now, &is_current)
-            })
+        let count = self.buckets.len();
+        // Positions grouped by bucket, in ICCID order within each: sorting
+        // them moves less than sorting the records.
+        let mut order: Vec<(u32, u32)> = (0u32..)
+            .zip(&fresh)
+            .map(|(at, r)| (bucket_of(r.iccid(), count) as u32, at))
             .collect();
-        let len: usize = merged.iter().map(Vec::len).sum();
-        let count = bucket_count(len);
-        let mut renderer = Renderer::default();
-
-        if count != self.buckets.len() {
-            let mut regrouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
-            for entry in merged.into_iter().flatten() {
-                regrouped[bucket_of(entry.record.iccid(), count)].push(entry);
-            }
-            let buckets = regrouped
-                .into_iter()
-                .map(|mut things| {
-                    things.sort_unstable_by(|a, b| a.record.iccid().cmp(b.record.iccid()));
-                    Arc::new(Bucket::new(things, None, &mut renderer))
-                })
-                .collect();
-            return Snapshot::assemble(buckets);
-        }
+        order.sort_unstable();
+        let mut order = order.into_iter().peekable();
+        let mut fresh: Vec<Option<Record>> = fresh.into_iter().map(Some).collect();
 
         let mut previous: Vec<Option<Arc<Bucket>>> = self.buckets.into_iter().map(Some).collect();
         let mut done: Vec<Arc<Bucket>> = Vec::with_capacity(count);
-        for (index, things) in merged.into_iter().enumerate() {
+        let mut renderer = Renderer::default();
+        for index in 0..count {
+            let bucket_fresh = std::iter::from_fn(|| order.next_if(|(b, _)| *b as usize == index))
+                .filter_map(|(_, at)| fresh.get_mut(at as usize).and_then(Option::take));
             // Taken, so that only the published snapshot still holds it.
             let old = previous[index].take();
+            let old_things = old.as_deref().map_or(&[][..], |b| &b.things[..]);
+            let things = merge(old_things, bucket_fresh, now, &is_current);
             done.push(Arc::new(Bucket::new(things, old.as_deref(), &mut renderer)));
             drop(old);
             let finished = index + 1;
@@ -232,7 +229,31 @@ impl Snapshot {
                 ));
             }
         }
-        Snapshot::assemble(done)
+        let next = Snapshot::assemble(done);
+        if keeps_layout(count, next.len) {
+            return next;
+        }
+        let len = next.len;
+        let entries = next.buckets.iter().flat_map(|b| b.things.iter().cloned());
+        Snapshot::laid_out(entries, len)
+    }
+
+    /// A snapshot of `len` entries in the layout that suits that many.
+    fn laid_out(entries: impl Iterator<Item = Entry>, len: usize) -> Snapshot {
+        let count = bucket_count(len);
+        let mut grouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
+        for entry in entries {
+            grouped[bucket_of(entry.record.iccid(), count)].push(entry);
+        }
+        let mut renderer = Renderer::default();
+        let buckets = grouped
+            .into_iter()
+            .map(|mut things| {
+                things.sort_unstable_by(|a, b| a.record.iccid().cmp(b.record.iccid()));
+                Arc::new(Bucket::new(things, None, &mut renderer))
+            })
+            .collect();
+        Snapshot::assemble(buckets)
     }
 
     pub fn len(&self) -> usize {
@@ -287,11 +308,11 @@ impl Snapshot {
 /// fresh records (sorted), the fresh winning.
 fn merge(
     old: &[Entry],
-    fresh: Vec<Record>,
+    fresh: impl Iterator<Item = Record>,
     now: SystemTime,
     is_current: &impl Fn(&Entry) -> bool,
 ) -> Vec<Entry> {
-    let mut out = Vec::with_capacity(old.len().max(fresh.len()));
+    let mut out = Vec::with_capacity(old.len().max(fresh.size_hint().0));
     let mut old = old.iter().peekable();
     for mut record in fresh {
         while let Some(previous) = old.next_if(|e| e.record.iccid() < record.iccid()) {
@@ -571,6 +592,24 @@ mod tests {
             for size in sizes {
                 assert!(size.abs_diff(mean) * 10 < mean, "{size} against {mean}");
             }
+        }
+    }
+
+    #[test]
+    fn the_layout_changes_only_past_a_factor_of_two() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // Each step's fleet is all there is: the previous one is stale by then.
+        let stale = Duration::from_secs(5);
+        let mut snapshot = Snapshot::empty();
+        for (step, (n, buckets)) in [(3000, 16), (5000, 16), (9000, 64), (5000, 64), (2000, 8)]
+            .into_iter()
+            .enumerate()
+        {
+            let at = t0 + Duration::from_secs(10 * step as u64);
+            snapshot = snapshot.next(fleet(n, true), at, stale);
+            assert_eq!(snapshot.buckets.len(), buckets, "{n} Things");
+            assert_eq!(snapshot.len(), n);
+            assert!(snapshot.get(&format!("8988{:015}", n - 1)).is_some());
         }
     }
 
