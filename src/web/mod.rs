@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -103,7 +104,7 @@ impl Server {
             web,
         } = self;
         let Some(web) = web else {
-            return axum::serve(listener, router)
+            return axum::serve(listener.tap_io(no_delay), router)
                 .with_graceful_shutdown(shutdown)
                 .await;
         };
@@ -117,10 +118,19 @@ impl Server {
         if web.live.load().tls.is_some() {
             serve_tls(listener, router, web.live, shutdown).await
         } else {
-            axum::serve(listener, router)
+            axum::serve(listener.tap_io(no_delay), router)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
+    }
+}
+
+/// Sends the end of a response at once: with Nagle's algorithm a body's last
+/// short write waits for the client's delayed ACK, which cost a gzip scrape
+/// of 10,000 Things 15 ms. Go's servers, Prometheus' among them, do the same.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
 }
 
@@ -157,7 +167,7 @@ async fn serve_tls(
     let handshakes = CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -170,6 +180,7 @@ async fn serve_tls(
                 }
             },
         };
+        no_delay(&mut tcp);
         let config = live.load_full();
         let Some(tls) = config.tls.clone() else {
             // A reload never switches TLS off (see `compatible`); be safe anyway.
