@@ -6,7 +6,8 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use monogoto_exporter::exposition;
+use monogoto_exporter::exposition::{self, Deflater};
+use monogoto_exporter::metrics;
 use monogoto_exporter::monogoto::model::parse_status_page;
 use monogoto_exporter::snapshot::Snapshot;
 
@@ -54,6 +55,40 @@ fn snapshots(c: &mut Criterion) {
     group.finish();
 }
 
+/// The per-Thing exposition from records: the text alone, and the text with
+/// its deflate, as a refresh renders a changed bucket.
+fn rendering(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    let records = fleet_in_round(10_000, 0);
+    let mut text = Vec::new();
+    metrics::render_things(records.iter(), &mut text);
+    let series = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .count();
+    group.throughput(Throughput::Elements(series as u64));
+    group.bench_function("10000 Things, series/s", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(text.len());
+            metrics::render_things(black_box(&records).iter(), &mut out);
+            out
+        })
+    });
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("10000 Things, bytes/s", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(text.len());
+            metrics::render_things(black_box(&records).iter(), &mut out);
+            out
+        })
+    });
+    let mut deflater = Deflater::default();
+    group.bench_function("10000 Things deflated, bytes/s", |b| {
+        b.iter(|| deflater.segments(black_box(&text), &[text.len()]))
+    });
+    group.finish();
+}
+
 fn scrapes(c: &mut Criterion) {
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut group = c.benchmark_group("scrape body");
@@ -72,5 +107,5 @@ fn scrapes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsing, snapshots, scrapes);
+criterion_group!(benches, parsing, snapshots, rendering, scrapes);
 criterion_main!(benches);

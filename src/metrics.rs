@@ -265,37 +265,37 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "monogoto_thing_connected",
         help: "1 if the SIM has an open data session (CONNECTED), else 0.",
-        value: |t| t.connected.map(|c| if c { 1.0 } else { 0.0 }),
+        value: |t| t.connected().map(|c| if c { 1.0 } else { 0.0 }),
     },
     Family {
         name: "monogoto_thing_active_sessions",
         help: "Number of active data sessions of the SIM.",
-        value: |t| t.active_sessions.map(f64::from),
+        value: |t| t.active_sessions().map(f64::from),
     },
     Family {
         name: "monogoto_thing_uplink_throughput",
         help: "Sum of UplinkThroughput over the active sessions, in the unit Monogoto reports it in.",
-        value: |t| t.uplink_throughput,
+        value: |t| t.uplink_throughput(),
     },
     Family {
         name: "monogoto_thing_downlink_throughput",
         help: "Sum of DownlinkThroughput over the active sessions, in the unit Monogoto reports it in.",
-        value: |t| t.downlink_throughput,
+        value: |t| t.downlink_throughput(),
     },
     Family {
         name: "monogoto_thing_last_connection_timestamp_seconds",
         help: "Unix time of the SIM's last connection (LastConnectionTime).",
-        value: |t| t.last_connection,
+        value: |t| t.last_connection(),
     },
     Family {
         name: "monogoto_thing_last_disconnection_timestamp_seconds",
         help: "Unix time of the SIM's last disconnection (LastDisconnectionTime).",
-        value: |t| t.last_disconnection,
+        value: |t| t.last_disconnection(),
     },
     Family {
         name: "monogoto_thing_session_start_timestamp_seconds",
         help: "Unix time at which the earliest active data session started (LastConnectedTime).",
-        value: |t| t.session_start,
+        value: |t| t.session_start(),
     },
 ];
 

@@ -51,7 +51,9 @@ struct Bucket {
 impl Bucket {
     /// A bucket of `things`, sharing the rendering of `previous` when it
     /// would come out the same.
-    fn new(things: Vec<Entry>, previous: Option<&Bucket>, renderer: &mut Renderer) -> Bucket {
+    fn new(mut things: Vec<Entry>, previous: Option<&Bucket>, renderer: &mut Renderer) -> Bucket {
+        // Kept until the next refresh: no room to grow is needed.
+        things.shrink_to_fit();
         let families = match previous {
             Some(previous) if previous.renders_like(&things) => previous.families.clone(),
             _ => renderer.render(&things),
@@ -407,9 +409,9 @@ mod tests {
 
         let t1 = t0 + Duration::from_secs(60);
         let s2 = s1.next(vec![thing("a", false)], t1, stale);
-        assert_eq!(s2.get("a").and_then(|t| t.connected), Some(false));
+        assert_eq!(s2.get("a").and_then(|t| t.connected()), Some(false));
         assert_eq!(
-            s2.get("b").and_then(|t| t.connected),
+            s2.get("b").and_then(|t| t.connected()),
             Some(true),
             "last known value kept"
         );
@@ -453,10 +455,11 @@ mod tests {
         );
         let a = s2.get("a").expect("present");
         assert_eq!(a.thing_name(), "meter");
-        assert_eq!(a.uplink_throughput, Some(5.0));
-        assert_eq!(a.connected, Some(false), "understood values are fresh");
+        assert_eq!(a.uplink_throughput(), Some(5.0));
+        assert_eq!(a.connected(), Some(false), "understood values are fresh");
         assert_eq!(
-            a.last_connection, None,
+            a.last_connection(),
+            None,
             "absent is absent, not a parse error"
         );
     }
@@ -495,7 +498,8 @@ mod tests {
             "one bucket's families and the oldest line"
         );
         assert_eq!(
-            s3.get(&format!("8988{:015}", 42)).and_then(|t| t.connected),
+            s3.get(&format!("8988{:015}", 42))
+                .and_then(|t| t.connected()),
             Some(false)
         );
         assert_eq!(s3.exposition().len(), s2.exposition().len());
