@@ -182,15 +182,13 @@ impl Snapshot {
     /// fleet is laid out anew at the end (rendered a second time, once).
     pub fn advance(
         self,
-        mut fresh: Vec<Record>,
+        fresh: Vec<Record>,
         now: SystemTime,
         stale_after: Duration,
         mut publish: impl FnMut(Snapshot),
     ) -> Snapshot {
         let is_current =
             |e: &Entry| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after;
-        fresh.sort_unstable_by(|a, b| a.iccid().cmp(b.iccid()));
-        fresh.dedup_by(|a, b| a.iccid() == b.iccid());
         if self.buckets.is_empty() {
             let len = fresh.len();
             let entries = fresh.into_iter().map(|record| Entry {
@@ -201,13 +199,16 @@ impl Snapshot {
         }
 
         let count = self.buckets.len();
-        // Positions grouped by bucket, in ICCID order within each: sorting
-        // them moves less than sorting the records.
+        // Positions grouped by bucket, in ICCID order within each, once each:
+        // sorting them moves less than sorting the records, and ICCIDs are
+        // compared only within a bucket.
         let mut order: Vec<(u32, u32)> = (0u32..)
             .zip(&fresh)
             .map(|(at, r)| (bucket_of(r.iccid(), count) as u32, at))
             .collect();
-        order.sort_unstable();
+        let iccid = |at: u32| fresh[at as usize].iccid();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| iccid(a.1).cmp(iccid(b.1))));
+        order.dedup_by(|a, b| a.0 == b.0 && iccid(a.1) == iccid(b.1));
         let mut order = order.into_iter().peekable();
         let mut fresh: Vec<Option<Record>> = fresh.into_iter().map(Some).collect();
 
@@ -240,7 +241,8 @@ impl Snapshot {
         Snapshot::laid_out(entries, len)
     }
 
-    /// A snapshot of `len` entries in the layout that suits that many.
+    /// A snapshot of `len` entries (fewer if some share an ICCID) in the
+    /// layout that suits that many.
     fn laid_out(entries: impl Iterator<Item = Entry>, len: usize) -> Snapshot {
         let count = bucket_count(len);
         let mut grouped: Vec<Vec<Entry>> = (0..count).map(|_| Vec::new()).collect();
@@ -252,6 +254,7 @@ impl Snapshot {
             .into_iter()
             .map(|mut things| {
                 things.sort_unstable_by(|a, b| a.record.iccid().cmp(b.record.iccid()));
+                things.dedup_by(|a, b| a.record.iccid() == b.record.iccid());
                 Arc::new(Bucket::new(things, None, &mut renderer))
             })
             .collect();
@@ -614,6 +617,24 @@ mod tests {
             assert_eq!(snapshot.buckets.len(), buckets, "{n} Things");
             assert_eq!(snapshot.len(), n);
             assert!(snapshot.get(&format!("8988{:015}", n - 1)).is_some());
+        }
+    }
+
+    #[test]
+    fn an_iccid_answered_twice_appears_once() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(180);
+        let twice = |n| {
+            let mut things = fleet(n, true);
+            things.extend(fleet(n, true));
+            things
+        };
+        let first = Snapshot::empty().next(twice(3000), t0, stale);
+        let second = first.next(twice(3000), t0 + Duration::from_secs(60), stale);
+        for snapshot in [first, second] {
+            assert_eq!(snapshot.len(), 3000);
+            let text = String::from_utf8(snapshot.exposition()).expect("utf-8");
+            assert_eq!(text.matches("monogoto_thing_info{").count(), 3000);
         }
     }
 
