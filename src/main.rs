@@ -35,7 +35,14 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Things: 176 MB resident for 94 MB live; purged at once: 126 MB). An
 /// operator's own `MIMALLOC_PURGE_DELAY` is left as it is.
 fn return_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    // mimalloc reads its variables in any case, and the old name too.
+    let set_by_operator = std::env::vars_os().any(|(name, _)| {
+        name.to_str().is_some_and(|name| {
+            name.eq_ignore_ascii_case("MIMALLOC_PURGE_DELAY")
+                || name.eq_ignore_ascii_case("MIMALLOC_RESET_DELAY")
+        })
+    });
+    if set_by_operator {
         return;
     }
     // SAFETY: sets a process-wide option while no other thread runs.

@@ -485,6 +485,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_sum_renders_as_zero() {
+        // Summing no sessions gives -0.
+        let mut t = thing("898800000000000001");
+        t.uplink_throughput = Some(std::iter::empty::<f64>().sum());
+        t.downlink_throughput = Some(0.25);
+        let text = render(&[t]);
+        assert!(
+            text.contains("monogoto_thing_uplink_throughput{iccid=\"898800000000000001\"} 0\n")
+        );
+        assert!(
+            text.contains(
+                "monogoto_thing_downlink_throughput{iccid=\"898800000000000001\"} 0.25\n"
+            )
+        );
+    }
+
+    #[test]
     fn health_metrics_render() {
         let health = HealthMetrics::new();
         health.observe_request(Endpoint::Status, "200", 0.1);

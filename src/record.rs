@@ -74,7 +74,8 @@ impl From<ThingStatus> for Record {
                 status.last_disconnection,
                 status.session_start,
             ]
-            .map(|n| n.unwrap_or(f64::NAN)),
+            // `+ 0.0` makes -0 (what an empty sum gives) the 0 it renders as.
+            .map(|n| n.map_or(f64::NAN, |n| n + 0.0)),
             connected: status.connected,
             active_sessions: status.active_sessions,
             unparsed: status.unparsed,
@@ -214,6 +215,11 @@ mod tests {
         let mut other = status();
         other.uplink_throughput = Some(1.25);
         assert_ne!(Record::from(other), Record::from(status()));
+        let mut negative_zero = status();
+        negative_zero.uplink_throughput = Some(-0.0);
+        let mut zero = status();
+        zero.uplink_throughput = Some(0.0);
+        assert_eq!(Record::from(negative_zero), Record::from(zero), "-0 is 0");
     }
 
     #[test]

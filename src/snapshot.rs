@@ -14,7 +14,7 @@
 //! every Thing whole, with its values of either refresh.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -179,7 +179,7 @@ impl Snapshot {
     /// [`Snapshot::next`], handing `publish` a snapshot of the progress every
     /// few buckets. The previous layout of buckets is kept while the fleet
     /// stays within a factor of two of the size it suits; past that, the
-    /// fleet is laid out anew at the end (rendered a second time, once).
+    /// fleet is laid out anew and comes out whole.
     pub fn advance(
         self,
         fresh: Vec<Record>,
@@ -209,10 +209,23 @@ impl Snapshot {
         let iccid = |at: u32| fresh[at as usize].iccid();
         order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| iccid(a.1).cmp(iccid(b.1))));
         order.dedup_by(|a, b| a.0 == b.0 && iccid(a.1) == iccid(b.1));
+        // The layout is decided before anything is rendered, so that it is rendered once.
+        let mut runs = order.chunk_by(|a, b| a.0 == b.0).peekable();
+        let len: usize = (0..count)
+            .map(|index| {
+                let run = runs
+                    .next_if(|run| run[0].0 as usize == index)
+                    .unwrap_or(&[]);
+                let fresh_iccids = run.iter().map(|(_, at)| iccid(*at));
+                merged_len(&self.buckets[index].things, fresh_iccids, &is_current)
+            })
+            .sum();
+        let relayout = !keeps_layout(count, len);
+
         let mut order = order.into_iter().peekable();
         let mut fresh: Vec<Option<Record>> = fresh.into_iter().map(Some).collect();
-
         let mut previous: Vec<Option<Arc<Bucket>>> = self.buckets.into_iter().map(Some).collect();
+        let mut merged_all = Vec::with_capacity(if relayout { len } else { 0 });
         let mut done: Vec<Arc<Bucket>> = Vec::with_capacity(count);
         let mut renderer = Renderer::default();
         for index in 0..count {
@@ -222,6 +235,10 @@ impl Snapshot {
             let old = previous[index].take();
             let old_things = old.as_deref().map_or(&[][..], |b| &b.things[..]);
             let things = merge(old_things, bucket_fresh, now, &is_current);
+            if relayout {
+                merged_all.extend(things);
+                continue;
+            }
             done.push(Arc::new(Bucket::new(things, old.as_deref(), &mut renderer)));
             drop(old);
             let finished = index + 1;
@@ -232,13 +249,10 @@ impl Snapshot {
                 ));
             }
         }
-        let next = Snapshot::assemble(done);
-        if keeps_layout(count, next.len) {
-            return next;
+        if relayout {
+            return Snapshot::laid_out(merged_all.into_iter(), len);
         }
-        let len = next.len;
-        let entries = next.buckets.iter().flat_map(|b| b.things.iter().cloned());
-        Snapshot::laid_out(entries, len)
+        Snapshot::assemble(done)
     }
 
     /// A snapshot of `len` entries (fewer if some share an ICCID) in the
@@ -309,6 +323,25 @@ impl Snapshot {
     }
 }
 
+/// How many Things [`merge`] keeps: the fresh ones, and the previous ones
+/// still current that they do not replace.
+fn merged_len<'a>(
+    old: &[Entry],
+    fresh_iccids: impl Iterator<Item = &'a str>,
+    is_current: &impl Fn(&Entry) -> bool,
+) -> usize {
+    let mut len = 0;
+    let mut old = old.iter().peekable();
+    for iccid in fresh_iccids {
+        while let Some(previous) = old.next_if(|e| e.record.iccid() < iccid) {
+            len += usize::from(is_current(previous));
+        }
+        old.next_if(|e| e.record.iccid() == iccid);
+        len += 1;
+    }
+    len + old.filter(|e| is_current(e)).count()
+}
+
 /// Merges a bucket's previous Things (sorted, stale ones dropped) with its
 /// fresh records (sorted), the fresh winning.
 fn merge(
@@ -345,6 +378,10 @@ fn merge(
 pub struct Fleet {
     current: ArcSwap<Snapshot>,
     ready: AtomicBool,
+    /// Held while a snapshot is built from the current one: a refresh whose
+    /// caller gave up on it still finishes its build, and the next one must
+    /// start from that, not interleave its progress with it.
+    building: Mutex<()>,
 }
 
 impl Default for Fleet {
@@ -352,6 +389,7 @@ impl Default for Fleet {
         Fleet {
             current: ArcSwap::from_pointee(Snapshot::empty()),
             ready: AtomicBool::new(false),
+            building: Mutex::new(()),
         }
     }
 }
@@ -368,6 +406,8 @@ impl Fleet {
     /// Builds and publishes the next snapshot (see [`Snapshot::next`]),
     /// publishing its progress on the way; returns the number of Things.
     pub fn advance(&self, fresh: Vec<Record>, now: SystemTime, stale_after: Duration) -> usize {
+        // A build that panicked left no half-made state behind: go on.
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
         let previous = Snapshot::clone(&self.current.load());
         let next = previous.advance(fresh, now, stale_after, |partial| self.publish(partial));
         let len = next.len();
@@ -618,6 +658,24 @@ mod tests {
             assert_eq!(snapshot.len(), n);
             assert!(snapshot.get(&format!("8988{:015}", n - 1)).is_some());
         }
+    }
+
+    #[test]
+    fn a_fleet_after_an_empty_refresh_is_laid_out_at_once() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(180);
+        let empty = Snapshot::empty().next(Vec::new(), t0, stale);
+        assert_eq!(empty.buckets.len(), 1);
+        let mut published = 0;
+        let full = empty.advance(
+            fleet(5000, true),
+            t0 + Duration::from_secs(60),
+            stale,
+            |_| published += 1,
+        );
+        assert_eq!(published, 0, "nothing to release: no progress published");
+        assert_eq!(full.buckets.len(), 32);
+        assert_eq!(full.len(), 5000);
     }
 
     #[test]
