@@ -182,7 +182,7 @@ impl Snapshot {
     /// fleet is laid out anew and comes out whole.
     pub fn advance(
         self,
-        fresh: Vec<Record>,
+        mut fresh: Vec<Record>,
         now: SystemTime,
         stale_after: Duration,
         mut publish: impl FnMut(Snapshot),
@@ -198,17 +198,18 @@ impl Snapshot {
             return Snapshot::laid_out(entries, len);
         }
 
+        // In ICCID order (records near each other in memory stay so), once each.
+        fresh.sort_unstable_by(|a, b| a.iccid().cmp(b.iccid()));
+        fresh.dedup_by(|a, b| a.iccid() == b.iccid());
         let count = self.buckets.len();
-        // Positions grouped by bucket, in ICCID order within each, once each:
-        // sorting them moves less than sorting the records, and ICCIDs are
-        // compared only within a bucket.
+        // Positions grouped by bucket, so in ICCID order within each: sorting
+        // numbers moves less than sorting records, and compares no ICCIDs.
         let mut order: Vec<(u32, u32)> = (0u32..)
             .zip(&fresh)
             .map(|(at, r)| (bucket_of(r.iccid(), count) as u32, at))
             .collect();
+        order.sort_unstable();
         let iccid = |at: u32| fresh[at as usize].iccid();
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| iccid(a.1).cmp(iccid(b.1))));
-        order.dedup_by(|a, b| a.0 == b.0 && iccid(a.1) == iccid(b.1));
         // The layout is decided before anything is rendered, so that it is rendered once.
         let mut runs = order.chunk_by(|a, b| a.0 == b.0).peekable();
         let len: usize = (0..count)
