@@ -212,6 +212,45 @@ mod tests {
     }
 
     #[test]
+    fn pieces_of_one_buffer_concatenate_in_any_order() {
+        // As a snapshot sends them: each bucket's families interleaved with
+        // the other buckets', family by family.
+        let mut deflater = Deflater::default();
+        let buckets: Vec<(Vec<u8>, Vec<Arc<Segment>>)> = (0..3)
+            .map(|bucket| {
+                let families: Vec<String> = (0..4)
+                    .map(|family| {
+                        (0..300)
+                            .map(|i| format!("f{family}{{iccid=\"{bucket}{i:018}\"}} {i}\n"))
+                            .collect()
+                    })
+                    .collect();
+                let mut ends = Vec::new();
+                let mut text = Vec::new();
+                for family in &families {
+                    text.extend_from_slice(family.as_bytes());
+                    ends.push(text.len());
+                }
+                let segments = deflater.segments(&text, &ends);
+                (text, segments)
+            })
+            .collect();
+        let mut order = Vec::new();
+        let mut expected = Vec::new();
+        for family in 0..4 {
+            for (text, segments) in &buckets {
+                let start: usize = segments[..family].iter().map(|s| s.text.len()).sum();
+                expected.extend_from_slice(&text[start..start + segments[family].text.len()]);
+                order.push(&segments[family]);
+            }
+        }
+        assert_eq!(
+            gunzip(&gzip_body(order.iter().copied(), b"tail\n")),
+            [&expected[..], b"tail\n"].concat()
+        );
+    }
+
+    #[test]
     fn large_segments_compress() {
         let text: Vec<u8> = (0..200_000)
             .map(|i| format!("m{{iccid=\"{i:019}\"}} 1\n"))
