@@ -32,7 +32,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// A refresh frees the previous snapshot's memory as it builds the next one;
 /// mimalloc 3 keeps freed pages a second before returning them, which during
 /// such a burst of frees left the resident size twice what was live (100,000
-/// Things: 176 MB resident for 94 MB live; purged at once: 135 MB). An
+/// Things: 181 MB resident for 94 MB live; purged at once: 139 MB). An
 /// operator's own `MIMALLOC_PURGE_DELAY` is left as it is.
 fn return_freed_memory_at_once() {
     // mimalloc reads its variables in any case, and the old name too.
