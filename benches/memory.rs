@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use monogoto_exporter::snapshot::Snapshot;
+use monogoto_exporter::snapshot::{self, Snapshot};
 
 mod common;
 
@@ -84,9 +84,9 @@ fn main() {
         let fresh_bytes = live() - base - snapshot;
         reset_peak();
         let previous = current.clone();
-        let next = previous.advance(fresh, t0 + Duration::from_secs(60), stale, |partial| {
-            current = partial
-        });
+        let at = t0 + Duration::from_secs(60);
+        let keep = snapshot::refreshed_within(at, stale);
+        let next = previous.advance(fresh, at, keep, |partial| current = partial);
         current = next;
         let peak = PEAK.load(Ordering::Relaxed) - base;
         assert_eq!(current.len(), n);

@@ -90,7 +90,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
             timeout: config.poll.timeout,
             max_body_size: config.max_body_size,
             retries: config.poll.retries,
-            rate_limit: config.rate_limit,
+            rate_limit: config.rate_limit.clone(),
         },
         credentials.clone(),
         health.clone(),
@@ -121,7 +121,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         discover = config.discover,
         shard = %config.shard,
         interval = %humantime::format_duration(config.poll.interval),
-        rate_limit = %config.rate_limit.map_or_else(|| "none".to_string(), |l| l.to_string()),
+        rate_limit = %config.rate_limit,
         "monogoto-exporter started"
     );
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-use crate::monogoto::rate_limit::{RateLimit, RateLimitSpec};
+use crate::monogoto::rate_limit::Budget;
 use crate::shard::{self, Shard};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:19540";
@@ -22,7 +22,10 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_CONCURRENCY: usize = 64;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALE_AFTER_INTERVALS: u32 = 3;
-pub const DEFAULT_RATE_LIMIT: &str = "60/min";
+/// The standard plan's budget: both windows bind, the hourly one in the long run.
+pub const DEFAULT_RATE_LIMIT: &str = "60/min,1000/h";
+/// SUSPENDED, RETIRED and unknown SIMs are polled this often.
+pub const DEFAULT_INACTIVE_INTERVAL: Duration = Duration::from_secs(3600);
 pub const MAX_SHARDS: usize = 1024;
 pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RETRIES: u32 = 3;
@@ -98,6 +101,13 @@ pub struct SimulateArgs {
         )
     )]
     pub faults: Vec<crate::simulator::FaultRule>,
+    /// Enforce a request budget as Monogoto does (429 with Retry-After and X-RateLimit-*), e.g. 60/min,1000/h; 0 for none.
+    #[arg(
+        long = "rate-limit",
+        value_name = "N/PERIOD[,N/PERIOD...]",
+        default_value = "0"
+    )]
+    pub rate_limit: Budget,
     /// Log level of the simulator.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
@@ -157,8 +167,8 @@ pub struct ExporterArgs {
     /// How often discovery lists the Things again; refreshes use the list in between [default: 1h].
     #[arg(long = "monogoto.discover-interval", value_name = "DURATION")]
     pub discover_interval: Option<String>,
-    /// Client-side limit of API requests, shared by all of them: 60/min, 5/s, or 0 for none [default: 60/min].
-    #[arg(long = "monogoto.rate-limit", value_name = "N/PERIOD")]
+    /// The account's request budget, windows enforced together and shared by every request: 60/min,1000/h, 300/min,10000/h, 5/s, 20/10s, or 0 for none [default: 60/min,1000/h].
+    #[arg(long = "monogoto.rate-limit", value_name = "N/PERIOD[,N/PERIOD...]")]
     pub rate_limit: Option<String>,
     /// Answers larger than this are refused, not buffered: 16MiB, 512KiB, bytes [default: 16MiB].
     #[arg(long = "monogoto.max-body-size", value_name = "SIZE")]
@@ -178,9 +188,12 @@ pub struct ExporterArgs {
     /// Retries of a request after a timeout, connection error, 429 or 5xx [default: 3].
     #[arg(long = "poll.retries", value_name = "N")]
     pub retries: Option<String>,
-    /// A Thing not refreshed for this long leaves /metrics [default: 3 x poll.interval].
+    /// A Thing asked for but not answered for this long leaves /metrics; raised to the refresh target if shorter [default: 3 x the refresh target].
     #[arg(long = "poll.stale-after", value_name = "DURATION")]
     pub stale_after: Option<String>,
+    /// SUSPENDED, RETIRED and unknown SIMs are polled once per this, the others every refresh; 0 polls every SIM every refresh [default: 1h].
+    #[arg(long = "poll.inactive-interval", value_name = "DURATION")]
+    pub inactive_interval: Option<String>,
     /// Number of exporter replicas the fleet is split across [default: 1].
     #[arg(long = "shard.count", env = "MONOGOTO_SHARD_COUNT", value_name = "N")]
     pub shard_count: Option<String>,
@@ -226,7 +239,7 @@ pub struct Config {
     pub iccids: Vec<String>,
     pub discover: bool,
     pub discover_interval: Duration,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Budget,
     pub max_body_size: usize,
     pub shard: Shard,
     pub poll: PollConfig,
@@ -251,7 +264,11 @@ pub struct PollConfig {
     pub concurrency: usize,
     pub timeout: Duration,
     pub retries: u32,
-    pub stale_after: Duration,
+    /// As configured; the poller derives the one in force from the refresh
+    /// target (see `Plan`), which depends on the fleet.
+    pub stale_after: Option<Duration>,
+    /// Zero: every SIM every refresh.
+    pub inactive_interval: Duration,
 }
 
 impl Default for PollConfig {
@@ -262,7 +279,8 @@ impl Default for PollConfig {
             concurrency: DEFAULT_CONCURRENCY,
             timeout: DEFAULT_TIMEOUT,
             retries: DEFAULT_RETRIES,
-            stale_after: DEFAULT_INTERVAL * STALE_AFTER_INTERVALS,
+            stale_after: None,
+            inactive_interval: DEFAULT_INACTIVE_INTERVAL,
         }
     }
 }
@@ -381,6 +399,8 @@ struct PollFile {
     timeout: Option<String>,
     #[serde(default, alias = "stale-after", deserialize_with = "scalar")]
     stale_after: Option<String>,
+    #[serde(default, alias = "inactive-interval", deserialize_with = "scalar")]
+    inactive_interval: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     retries: Option<String>,
 }
@@ -531,9 +551,8 @@ impl Config {
                 .or(monogoto.rate_limit.clone())
                 .unwrap_or_else(|| DEFAULT_RATE_LIMIT.to_string());
             value
-                .parse::<RateLimitSpec>()
+                .parse::<Budget>()
                 .map_err(|why| ConfigError::value("monogoto.rate-limit", &value, why))?
-                .0
         };
         let max_body_size = match args.max_body_size.clone().or(monogoto.max_body_size.clone()) {
             Some(v) => parse_size(&v).ok_or_else(|| {
@@ -636,22 +655,16 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
         Some(v) => parse_count("poll.retries", &v, 0, MAX_RETRIES)? as u32,
         None => DEFAULT_RETRIES,
     };
+    // Shorter than the refresh target is raised to it by the poller, with a
+    // warning: the target depends on the fleet, which is known only then.
     let stale_after = match args.stale_after.clone().or(file.stale_after) {
-        Some(v) => {
-            let d = parse_duration("poll.stale-after", &v)?;
-            if d < interval {
-                return Err(ConfigError::value(
-                    "poll.stale-after",
-                    &v,
-                    format!(
-                        "must be at least poll.interval ({}), or every Thing would vanish between refreshes",
-                        humantime::format_duration(interval)
-                    ),
-                ));
-            }
-            d
-        }
-        None => interval * STALE_AFTER_INTERVALS,
+        Some(v) => Some(parse_duration("poll.stale-after", &v)?),
+        None => None,
+    };
+    let inactive_interval = match args.inactive_interval.clone().or(file.inactive_interval) {
+        Some(v) if v.trim() == "0" => Duration::ZERO,
+        Some(v) => parse_duration("poll.inactive-interval", &v)?,
+        None => DEFAULT_INACTIVE_INTERVAL,
     };
     Ok(PollConfig {
         interval,
@@ -660,6 +673,7 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
         timeout,
         retries,
         stale_after,
+        inactive_interval,
     })
 }
 
@@ -1005,7 +1019,9 @@ mod tests {
         assert_eq!(c.telemetry_path, "/metrics");
         assert_eq!(c.url, "https://console.monogoto.io");
         assert_eq!(c.poll, PollConfig::default());
-        assert_eq!(c.poll.stale_after, Duration::from_secs(180));
+        assert_eq!(c.poll.stale_after, None, "derived from the refresh target");
+        assert_eq!(c.rate_limit.to_string(), "60/min,1000/h");
+        assert_eq!(c.poll.inactive_interval, Duration::from_secs(3600));
         assert_eq!(
             c.log,
             LogConfig {
@@ -1033,7 +1049,7 @@ mod tests {
         assert_eq!(c.iccids, vec![A.to_string()]);
         assert!(c.discover);
         assert_eq!(c.poll.interval, Duration::from_secs(30));
-        assert_eq!(c.poll.stale_after, Duration::from_secs(90));
+        assert_eq!(c.poll.stale_after, None);
         assert_eq!(c.poll.batch_size, 20);
         assert_eq!(c.poll.concurrency, 2);
         assert_eq!(c.poll.timeout, Duration::from_secs(5));
@@ -1055,7 +1071,7 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(c.poll.interval, Duration::from_secs(120));
-        assert_eq!(c.poll.stale_after, Duration::from_secs(360));
+        assert_eq!(c.poll.stale_after, None);
         assert_eq!(c.poll.batch_size, 7);
         assert_eq!(c.iccids, vec![B.to_string()]);
         assert!(!c.discover);
@@ -1194,8 +1210,16 @@ mod tests {
                 "config: poll.concurrency \"0\"",
             ),
             (
-                &["--poll.stale-after", "30s"],
-                "config: poll.stale-after \"30s\": must be at least poll.interval",
+                &["--poll.stale-after", "soon"],
+                "config: poll.stale-after \"soon\": invalid duration",
+            ),
+            (
+                &["--poll.inactive-interval", "often"],
+                "config: poll.inactive-interval \"often\": invalid duration",
+            ),
+            (
+                &["--monogoto.rate-limit", "60/min,1000"],
+                "config: monogoto.rate-limit \"60/min,1000\"",
             ),
             (
                 &["--web.listen-address", "nowhere"],
@@ -1306,10 +1330,7 @@ mod tests {
     #[test]
     fn resilience_settings() {
         let c = resolve(&["--monogoto.iccid", A]).expect("valid");
-        assert_eq!(
-            c.rate_limit.map(|l| l.to_string()),
-            Some("60/min".to_string())
-        );
+        assert_eq!(c.rate_limit.to_string(), "60/min,1000/h");
         assert_eq!(c.poll.retries, 3);
         assert_eq!(c.max_body_size, 16 * 1024 * 1024);
         let c = resolve(&[
@@ -1323,13 +1344,15 @@ mod tests {
             "512KiB",
         ])
         .expect("valid");
-        assert_eq!(c.rate_limit.map(|l| l.to_string()), Some("5/s".to_string()));
+        assert_eq!(Some(c.rate_limit.to_string()), Some("5/s".to_string()));
         assert_eq!(c.poll.retries, 0);
         assert_eq!(c.max_body_size, 512 * 1024);
         let c = resolve(&["--monogoto.iccid", A, "--monogoto.rate-limit", "0"]).expect("valid");
-        assert_eq!(c.rate_limit, None);
+        assert!(c.rate_limit.is_unlimited());
 
-        let f = yaml("monogoto:\n  rate_limit: 100/h\n  max-body-size: 1MB\npoll:\n  retries: 5\n");
+        let f = yaml(
+            "monogoto:\n  rate_limit: 300/min,10000/h\n  max-body-size: 1MB\npoll:\n  retries: 5\n  inactive-interval: 0\n  stale_after: 10s\n",
+        );
         let c = resolve(&[
             "--config.file",
             f.path().to_str().expect("utf-8"),
@@ -1337,10 +1360,9 @@ mod tests {
             A,
         ])
         .expect("valid");
-        assert_eq!(
-            c.rate_limit.map(|l| l.to_string()),
-            Some("100/h".to_string())
-        );
+        assert_eq!(c.rate_limit.to_string(), "300/min,10000/h");
+        assert_eq!(c.poll.inactive_interval, Duration::ZERO);
+        assert_eq!(c.poll.stale_after, Some(Duration::from_secs(10)));
         assert_eq!(c.max_body_size, 1_000_000);
         assert_eq!(c.poll.retries, 5);
 

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod monogoto;
 pub mod poller;
 pub mod record;
+pub mod schedule;
 pub mod server;
 pub mod shard;
 pub mod simulator;

@@ -169,6 +169,12 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
         page_cap: args.page_cap,
         flap_period: args.flap_period,
         token_lifetime: args.token_lifetime,
+        rate_limit: args
+            .rate_limit
+            .windows()
+            .iter()
+            .map(|w| (w.requests, w.period))
+            .collect(),
         ..SimulatorConfig::default()
     });
     for rule in &args.faults {

@@ -64,6 +64,9 @@ pub struct HealthMetrics {
     pub rate_limited: IntCounter,
     pub refresh_errors: IntCounterVec,
     pub shard_info: IntGaugeVec,
+    pub refresh_target: Gauge,
+    pub things_inactive: IntGauge,
+    pub budget_wait: prometheus::Counter,
 }
 
 impl Default for HealthMetrics {
@@ -77,7 +80,7 @@ impl HealthMetrics {
         let registry = Registry::new();
         let up = IntGauge::new(
             "monogoto_up",
-            "1 if the last refresh reached the Monogoto API and every batch succeeded, else 0.",
+            "1 if the Monogoto API answered the requests of the last refresh (or, in a refresh longer than poll.interval, of its last interval) successfully, 429s aside, else 0.",
         )
         .expect("valid metric");
         let last_refresh_success = Gauge::new(
@@ -87,7 +90,7 @@ impl HealthMetrics {
         .expect("valid metric");
         let refresh_duration = Gauge::new(
             "monogoto_refresh_duration_seconds",
-            "Duration of the last refresh, in seconds.",
+            "Duration of the last complete refresh (one pass over every SIM followed), in seconds.",
         )
         .expect("valid metric");
         let api_requests = IntCounterVec::new(
@@ -154,6 +157,21 @@ impl HealthMetrics {
             &["index", "count"],
         )
         .expect("valid metric");
+        let refresh_target = Gauge::new(
+            "monogoto_refresh_target_seconds",
+            "Time a refresh is planned to take: the longer of poll.interval and what the request budget allows for the active SIMs plus the inactive ones' share, in seconds.",
+        )
+        .expect("valid metric");
+        let things_inactive = IntGauge::new(
+            "monogoto_things_inactive",
+            "SIMs polled once per poll.inactive-interval: SUSPENDED, RETIRED, or not returned by the API.",
+        )
+        .expect("valid metric");
+        let budget_wait = prometheus::Counter::new(
+            "monogoto_api_budget_wait_seconds_total",
+            "Time requests spent waiting for the request budget, in seconds; its rate near 1 means the exporter runs at the budget.",
+        )
+        .expect("valid metric");
         let build_info = prometheus::GaugeVec::new(
             Opts::new(
                 "monogoto_exporter_build_info",
@@ -194,6 +212,9 @@ impl HealthMetrics {
             Box::new(rate_limited.clone()),
             Box::new(refresh_errors.clone()),
             Box::new(shard_info.clone()),
+            Box::new(refresh_target.clone()),
+            Box::new(things_inactive.clone()),
+            Box::new(budget_wait.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -220,6 +241,9 @@ impl HealthMetrics {
             rate_limited,
             refresh_errors,
             shard_info,
+            refresh_target,
+            things_inactive,
+            budget_wait,
         }
     }
 

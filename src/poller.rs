@@ -1,10 +1,11 @@
-//! The refresh loop: discovery, batching, paging, the refresh deadline, and
-//! publishing snapshots.
+//! The refresh loop: discovery, passes over the fleet paced by the request
+//! budget (see [`crate::schedule`]), paging, and publishing snapshots as a
+//! pass progresses.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
@@ -14,15 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
 use crate::metrics::HealthMetrics;
-use crate::monogoto::model::StatusPage;
+use crate::monogoto::model::{ListedThing, StatusPage};
 use crate::monogoto::{ApiError, Client, ThingStatus};
 use crate::record::Record;
+use crate::schedule::{self, Outcome, Pacer, Plan, Schedule};
 use crate::shard::Shard;
 use crate::snapshot::Fleet;
 
-/// Requests end by the refresh deadline themselves; a refresh is cut this
-/// long after it in any case.
-const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// `GET /things` answers at most this many Things a page.
 pub const THINGS_PAGE_SIZE: usize = 50;
 /// A listing longer than this many pages is cut off: a server that never
@@ -37,6 +36,11 @@ struct Discovery {
     at: Option<Instant>,
     /// A listing that has not finished yet.
     listing: Option<Listing>,
+    /// What the last complete listing said of each SIM's state, until a
+    /// refresh has taken it into its tiers.
+    states: Option<HashMap<String, bool>>,
+    /// Pages the last complete listing took.
+    pages: usize,
 }
 
 /// What one refresh did.
@@ -56,34 +60,25 @@ impl RefreshReport {
     }
 }
 
-/// The errors of one refresh, by kind: counted, and logged once per kind.
+/// The errors of one refresh, by kind: counted as they happen, logged once
+/// per kind at the end.
 #[derive(Default)]
 struct ErrorLog {
     by_kind: BTreeMap<&'static str, (usize, String)>,
 }
 
 impl ErrorLog {
-    fn record(&mut self, error: &ApiError) {
-        let entry = self
-            .by_kind
-            .entry(error.kind())
-            .or_insert_with(|| (0, error.to_string()));
-        entry.0 += 1;
+    fn record(&mut self, error: &ApiError, health: &HealthMetrics) {
+        self.record_kind(error.kind(), error.to_string(), health);
     }
 
-    fn record_kind(&mut self, kind: &'static str, count: usize, message: String) {
-        if count > 0 {
-            let entry = self.by_kind.entry(kind).or_insert_with(|| (0, message));
-            entry.0 += count;
-        }
+    fn record_kind(&mut self, kind: &'static str, message: String, health: &HealthMetrics) {
+        health.refresh_errors.with_label_values(&[kind]).inc();
+        self.by_kind.entry(kind).or_insert_with(|| (0, message)).0 += 1;
     }
 
-    fn report(&self, health: &HealthMetrics, report: &mut RefreshReport) {
+    fn report(&self, report: &mut RefreshReport) {
         for (kind, (count, first)) in &self.by_kind {
-            health
-                .refresh_errors
-                .with_label_values(&[*kind])
-                .inc_by(*count as u64);
             report.errors.insert(*kind, *count);
             if *kind == "auth" {
                 tracing::error!(failed = count, error = %first, "the Monogoto API rejected the credentials; serving the last data");
@@ -92,6 +87,15 @@ impl ErrorLog {
             }
         }
     }
+}
+
+/// What happened since the last publication: the answers to publish, and
+/// whether the requests that got an answer succeeded.
+#[derive(Default)]
+struct Slice {
+    fresh: Vec<Record>,
+    succeeded: usize,
+    failed: usize,
 }
 
 pub struct Poller {
@@ -107,13 +111,14 @@ pub struct Poller {
     discover_interval: Duration,
     shard: Shard,
     /// Held for a whole refresh: two refreshes never run at once.
-    running: Mutex<()>,
-    /// The batch a refresh starts with: after a refresh cut short by its
-    /// deadline, the next one begins where it stopped, so that a fleet too
-    /// large for one interval is still refreshed whole, in turns.
-    next_batch: AtomicUsize,
-    /// The "a refresh does not fit the interval" warning is given once.
-    warned_slow: AtomicBool,
+    schedule: Mutex<Schedule>,
+    /// Shared by every refresh, so that a new one does not burst.
+    pacer: Pacer,
+    /// The plan is logged at start, after the first refresh and after each
+    /// discovery; the raised stale-after is warned of once.
+    logged_plan: std::sync::Mutex<Option<Plan>>,
+    warned_stale: AtomicBool,
+    first_refresh_done: AtomicBool,
 }
 
 impl Poller {
@@ -136,158 +141,138 @@ impl Poller {
             discovered: Mutex::new(Discovery::default()),
             discover_interval: DEFAULT_DISCOVER_INTERVAL,
             shard: Shard::default(),
-            running: Mutex::new(()),
-            next_batch: AtomicUsize::new(0),
-            warned_slow: AtomicBool::new(false),
+            schedule: Mutex::new(Schedule::default()),
+            pacer: Pacer::default(),
+            logged_plan: std::sync::Mutex::new(None),
+            warned_stale: AtomicBool::new(false),
+            first_refresh_done: AtomicBool::new(false),
         }
     }
 
-    /// Says once, with figures, when a full refresh cannot fit into one
-    /// interval under the rate limit.
-    fn warn_if_too_slow(&self, things: usize) {
-        let Some(limit) = self.client.rate_limit() else {
-            return;
-        };
-        let requests = batches_for(things, self.poll.batch_size);
-        let needed = limit.time_for(requests);
-        if needed > self.poll.interval && !self.warned_slow.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                things,
-                requests_per_refresh = requests,
-                rate_limit = %limit,
-                refresh_takes = %humantime::format_duration(Duration::from_secs(needed.as_secs())),
-                interval = %humantime::format_duration(self.poll.interval),
-                "a full refresh does not fit into one poll.interval under the rate limit: each refresh covers \
-                 part of the fleet and the next continues; raise --poll.interval or --monogoto.rate-limit"
-            );
-        }
-    }
-
-    /// Refreshes at once, then every interval, until cancelled.
+    /// Refreshes at once, then again as soon as the last refresh is done and
+    /// an interval has passed since it started, until cancelled. A refresh
+    /// the budget makes longer than the interval is followed at once.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        if !self.discover {
-            self.warn_if_too_slow(self.configured.len());
-        }
-        let mut ticker = tokio::time::interval(self.poll.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+            let started = Instant::now();
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.refresh() => {}
             }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(started + self.poll.interval) => {}
+            }
         }
     }
 
-    /// One full refresh, within one interval: resolve the ICCIDs, read every
-    /// batch, publish a new snapshot. What does not finish in time keeps its
-    /// last values.
+    /// One refresh: a whole pass over the SIMs followed (the active tier and
+    /// the rarely polled SIMs that are due), paced so that it fits the
+    /// budget. Snapshots are published at least once per interval as it
+    /// goes, and at its end.
     pub async fn refresh(&self) -> RefreshReport {
-        let _running = self.running.lock().await;
+        let mut schedule = self.schedule.lock().await;
         let started = Instant::now();
-        let deadline = started + self.poll.interval;
         let mut report = RefreshReport::default();
         let mut errors = ErrorLog::default();
 
-        let iccids = self.iccids(deadline, &mut report, &mut errors).await;
-        self.health.things_configured.set(iccids.len() as i64);
+        let (iccids, listed_states, discovered) = self.iccids(&mut report, &mut errors).await;
+        schedule.follow(iccids, listed_states.as_ref(), started);
+        self.health
+            .things_configured
+            .set(schedule.followed().len() as i64);
+        let plan = self.plan(&schedule).await;
+        self.show_plan(&plan, discovered);
 
-        let batch_size = self.poll.batch_size;
-        let batch_count = batches_for(iccids.len(), batch_size);
-        report.batches = batch_count;
-        let first_batch = self.next_batch.load(Ordering::Relaxed) % batch_count.max(1);
+        let inactive_interval = self.poll.inactive_interval;
+        let batches = schedule.batches(
+            started,
+            self.poll.batch_size,
+            inactive_interval,
+            plan.inactive_batches_per_refresh,
+        );
+        report.batches = batches.len();
         let auth_failed = AtomicBool::new(false);
-        let mut fresh: Vec<Record> = Vec::with_capacity(iccids.len());
-        let mut finished = vec![false; batch_count];
-        let mut first_cut: Option<usize> = None;
-        let mut failed = 0;
+        let mut slice = Slice {
+            failed: usize::from(report.discovery_failed),
+            ..Slice::default()
+        };
+        let mut next_publication = later(started, self.poll.interval);
         {
-            let (iccids, auth_failed) = (&iccids, &auth_failed);
-            // Batches by position: a closure over plain numbers keeps the
-            // stream's future `Send` for the spawned refresh loop.
-            let mut results = futures_util::stream::iter(0..batch_count)
-                .map(|position| async move {
-                    let index = (first_batch + position) % batch_count;
-                    let start = index * batch_size;
-                    let batch = &iccids[start..(start + batch_size).min(iccids.len())];
+            let followed = schedule.followed().clone();
+            let requests = batches.into_iter().map(|positions| {
+                let iccids: Vec<String> = positions.iter().map(|&p| followed[p].clone()).collect();
+                (positions, iccids)
+            });
+            let (auth_failed, spacing) = (&auth_failed, plan.spacing);
+            let mut results = futures_util::stream::iter(requests)
+                .map(|(positions, iccids)| async move {
                     // Once the credentials are rejected, the other batches would be too.
                     if auth_failed.load(Ordering::Relaxed) {
-                        return (position, index, None);
+                        return (positions, iccids, None);
                     }
-                    let result = self.read_batch(batch, deadline).await;
+                    let waited = self.pacer.wait(spacing).await;
+                    self.health.budget_wait.inc_by(waited.as_secs_f64());
+                    let result = self.read_batch(&iccids).await;
                     if result.as_ref().is_err_and(ApiError::is_auth) {
                         auth_failed.store(true, Ordering::Relaxed);
                     }
-                    (position, index, Some(result))
+                    (positions, iccids, Some(result))
                 })
                 .buffer_unordered(self.poll.concurrency);
-            // The requests end by the deadline themselves; this bounds the rest.
-            let collect = async {
-                while let Some((position, index, result)) = results.next().await {
-                    finished[index] = true;
-                    match result {
+            while let Some((positions, iccids, result)) = results.next().await {
+                let now = Instant::now();
+                match result {
+                    Some(Ok(things)) => {
+                        slice.succeeded += 1;
+                        let returned: Vec<(usize, &str)> = things
+                            .iter()
+                            .filter_map(|thing| {
+                                let at = iccids.iter().position(|i| *i == thing.iccid)?;
+                                Some((positions[at], thing.provision_status.as_str()))
+                            })
+                            .collect();
+                        schedule.record(
+                            &positions,
+                            Outcome::Answered(&returned),
+                            now,
+                            inactive_interval,
+                        );
+                        report.things_refreshed += things.len();
                         // Compact at once: a large fleet's answers add up while the refresh runs.
-                        Some(Ok(things)) => fresh.extend(things.into_iter().map(Record::from)),
-                        Some(Err(e)) => {
-                            failed += 1;
-                            if matches!(e, ApiError::DeadlineExceeded { .. }) {
-                                first_cut = Some(first_cut.map_or(position, |p| p.min(position)));
-                            }
-                            errors.record(&e);
-                        }
-                        None => {
-                            failed += 1;
-                            errors.record_kind("auth", 1, String::new());
-                        }
+                        slice.fresh.extend(things.into_iter().map(Record::from));
+                    }
+                    // Refused for the budget: not answered, and no sign of a failing API.
+                    Some(Err(e)) if e.is_rate_limited() => {
+                        report.failed_batches += 1;
+                        errors.record(&e, &self.health);
+                    }
+                    Some(Err(e)) => {
+                        report.failed_batches += 1;
+                        slice.failed += 1;
+                        schedule.record(&positions, Outcome::Failed, now, inactive_interval);
+                        errors.record(&e, &self.health);
+                    }
+                    // Not sent: the credentials were rejected meanwhile.
+                    None => {
+                        report.failed_batches += 1;
+                        errors.record_kind("auth", String::new(), &self.health);
                     }
                 }
-            };
-            let _ = tokio::time::timeout_at(deadline + DEADLINE_GRACE, collect).await;
-        }
-        let unfinished = finished.iter().filter(|f| !**f).count();
-        errors.record_kind(
-            "timeout",
-            unfinished,
-            "refresh deadline reached".to_string(),
-        );
-        if let Some(position) = first_cut.or((unfinished > 0).then_some(0)) {
-            self.next_batch.store(
-                (first_batch + position) % batch_count.max(1),
-                Ordering::Relaxed,
-            );
-        }
-        report.failed_batches = failed + unfinished;
-        report.things_refreshed = fresh.len();
-
-        let now = SystemTime::now();
-        // Rendering a large fleet takes a while: off the async workers, so
-        // scrapes keep being answered meanwhile.
-        let fleet = self.fleet.clone();
-        let stale_after = self.poll.stale_after;
-        match tokio::task::spawn_blocking(move || fleet.advance(fresh, now, stale_after)).await {
-            Ok(things) => self.health.things_reported.set(things as i64),
-            Err(e) => {
-                tracing::error!(error = %e, "building the snapshot failed; serving the previous one")
+                if now >= next_publication {
+                    self.publish(&mut schedule, &plan, &mut slice).await;
+                    next_publication = later(now, self.poll.interval);
+                }
             }
         }
+        self.publish(&mut schedule, &plan, &mut slice).await;
 
-        errors.report(&self.health, &mut report);
+        errors.report(&mut report);
         let elapsed = started.elapsed();
         self.health.refresh_duration.set(elapsed.as_secs_f64());
         if report.succeeded() {
-            self.health.up.set(1);
-            self.health.last_refresh_success.set(
-                now.duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-            );
-        } else {
-            self.health.up.set(0);
+            self.health.last_refresh_success.set(unix_now());
         }
-        self.fleet.mark_ready();
         tracing::debug!(
             batches = report.batches,
             failed = report.failed_batches,
@@ -295,7 +280,100 @@ impl Poller {
             seconds = elapsed.as_secs_f64(),
             "refresh finished"
         );
+        // The first refresh sorted the SIMs into tiers: the plan is known now.
+        let plan = self.plan(&schedule).await;
+        let first = !self.first_refresh_done.swap(true, Ordering::Relaxed);
+        self.show_plan(&plan, first);
         report
+    }
+
+    /// Publishes what arrived since the last publication, removes the SIMs
+    /// no longer followed or stale, and sets `monogoto_up` from how the
+    /// requests of the slice went.
+    async fn publish(&self, schedule: &mut Schedule, plan: &Plan, slice: &mut Slice) {
+        let evicted = schedule.evictions(
+            Instant::now(),
+            plan.stale_after,
+            self.poll.inactive_interval,
+        );
+        let fresh = std::mem::take(&mut slice.fresh);
+        let fleet = self.fleet.clone();
+        let now = SystemTime::now();
+        // Rendering a large fleet takes a while: off the async workers, so
+        // scrapes keep being answered meanwhile.
+        let built = tokio::task::spawn_blocking(move || {
+            fleet.advance(fresh, now, |iccid, _| !evicted.contains(iccid))
+        })
+        .await;
+        match built {
+            Ok(things) => self.health.things_reported.set(things as i64),
+            Err(e) => {
+                tracing::error!(error = %e, "building the snapshot failed; serving the previous one")
+            }
+        }
+        if slice.succeeded + slice.failed > 0 {
+            self.health.up.set(i64::from(slice.failed == 0));
+        }
+        slice.succeeded = 0;
+        slice.failed = 0;
+        self.fleet.mark_ready();
+    }
+
+    /// The plan for the fleet as it is followed now.
+    async fn plan(&self, schedule: &Schedule) -> Plan {
+        let (active, inactive) = schedule.tiers(self.poll.inactive_interval);
+        let listing_pages = if self.discover {
+            let discovered = self.discovered.lock().await;
+            Some(discovered.pages.max(1))
+        } else {
+            None
+        };
+        let plan = schedule::plan(
+            schedule::Fleet {
+                active,
+                inactive,
+                listing_pages,
+            },
+            &self.poll,
+            &self.client.budget(),
+            self.discover_interval,
+        );
+        self.health.refresh_target.set(plan.target.as_secs_f64());
+        self.health.things_inactive.set(inactive as i64);
+        plan
+    }
+
+    /// One INFO line with the plan at start, and then when it changed at the
+    /// moments that `due` marks (after the first refresh, when the tiers are
+    /// known, and after each discovery); a warning once when the operator's
+    /// stale-after had to be raised.
+    fn show_plan(&self, plan: &Plan, due: bool) {
+        let mut logged = self.logged_plan.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = logged.as_ref().is_none_or(|last| {
+            (last.active, last.inactive, &last.budget, last.target)
+                != (plan.active, plan.inactive, &plan.budget, plan.target)
+        });
+        if logged.is_none() || (changed && due) {
+            tracing::info!(
+                active = plan.active,
+                inactive = plan.inactive,
+                requests_per_refresh = format!("{:.1}", plan.requests_per_refresh),
+                budget = %plan.budget,
+                refresh_target = %round(plan.target),
+                interval = %round(self.poll.interval),
+                stale_after = %round(plan.stale_after),
+                discover_every = plan.discover_every.map(|d| round(d).to_string()),
+                "polling plan: SIMs per tier, requests per refresh and the time a refresh takes under the budget"
+            );
+            *logged = Some(plan.clone());
+        }
+        if plan.stale_after_raised && !self.warned_stale.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                configured = %round(self.poll.stale_after.unwrap_or_default()),
+                raised_to = %round(plan.stale_after),
+                "--poll.stale-after is shorter than a refresh under the request budget: raised to the refresh target, or SIMs would vanish before their turn"
+            );
+        }
     }
 
     /// Keeps only this shard's ICCIDs, configured and discovered.
@@ -315,37 +393,63 @@ impl Poller {
         self
     }
 
+    /// The ICCIDs to follow, what a listing that just completed said of their
+    /// states, and whether one did.
     async fn iccids(
         &self,
-        deadline: Instant,
         report: &mut RefreshReport,
         errors: &mut ErrorLog,
-    ) -> Arc<Vec<String>> {
+    ) -> (Arc<Vec<String>>, Option<HashMap<String, bool>>, bool) {
         if !self.discover {
-            return self.configured.clone();
+            return (self.configured.clone(), None, false);
         }
         let mut cache = self.discovered.lock().await;
         // Between discoveries the cached list serves, so a refresh spends its
-        // request budget on status, not on listing an unchanged fleet.
-        let due = cache
-            .at
-            .is_none_or(|at| at.elapsed() >= self.discover_interval);
-        // A listing too long for one refresh's deadline carries on in the
-        // next refresh instead of starting over, so any fleet gets listed.
+        // request budget on status, not on listing an unchanged fleet. A
+        // listing too costly for the budget is repeated less often.
+        let every =
+            schedule::discover_every(cache.pages, &self.client.budget(), self.discover_interval);
+        let due = cache.at.is_none_or(|at| at.elapsed() >= every);
+        let mut completed = false;
+        // A listing too long for one interval carries on in the next
+        // refresh instead of starting over, so any fleet gets listed. Each
+        // refresh lists for one interval from its first page, which waits
+        // for the budget however long it takes: status requests that keep the
+        // budget busy must not starve the listing.
         if due || cache.listing.is_some() {
             let listing = cache.listing.get_or_insert_with(Listing::default);
+            let slice_end = std::sync::Mutex::new(None::<Instant>);
             let progress = listing
                 .advance(|offset| {
-                    self.client
-                        .list_things(THINGS_PAGE_SIZE, offset, Some(deadline))
+                    let deadline = *slice_end.lock().unwrap_or_else(|p| p.into_inner());
+                    let slice_end = &slice_end;
+                    async move {
+                        let page = self
+                            .client
+                            .list_things(THINGS_PAGE_SIZE, offset, deadline)
+                            .await;
+                        slice_end
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(|| later(Instant::now(), self.poll.interval));
+                        page
+                    }
                 })
                 .await;
             match progress {
                 Ok(()) => {
                     let listing = cache.listing.take().unwrap_or_default();
                     let (listed, pages) = (listing.found.len(), listing.pages);
-                    let mut found = listing.found;
-                    found.retain(|iccid| self.shard.owns(iccid));
+                    let mut states = HashMap::new();
+                    let mut found = Vec::with_capacity(listed);
+                    for thing in listing.found {
+                        if self.shard.owns(&thing.iccid) {
+                            if let Some(inactive) = thing.inactive {
+                                states.insert(thing.iccid.clone(), inactive);
+                            }
+                            found.push(thing.iccid);
+                        }
+                    }
                     tracing::debug!(
                         listed,
                         this_shard = found.len(),
@@ -354,28 +458,32 @@ impl Poller {
                     );
                     cache.iccids = Arc::new(found);
                     cache.at = Some(Instant::now());
-                    self.warn_if_too_slow(self.configured.len() + cache.iccids.len());
+                    cache.pages = pages;
+                    cache.states = Some(states);
+                    completed = true;
                 }
                 Err(ApiError::DeadlineExceeded { .. }) => {
                     tracing::info!(
                         listed = listing.found.len(),
                         pages = listing.pages,
-                        "the fleet listing did not fit into this refresh; it continues in the next"
+                        "the fleet listing did not fit into this interval; it continues in the next refresh"
                     );
                 }
                 Err(e) => {
                     report.discovery_failed = true;
-                    errors.record(&e);
+                    errors.record(&e, &self.health);
                     tracing::warn!(error = %e, cached = cache.iccids.len(), "discovery failed; using the last list");
                 }
             }
         }
+        let states = cache.states.take();
         // Until a first listing completes, the part listed so far is polled.
         let listed = match (&cache.listing, cache.iccids.is_empty()) {
             (Some(listing), true) => Arc::new(
                 listing
                     .found
                     .iter()
+                    .map(|t| &t.iccid)
                     .filter(|i| self.shard.owns(i))
                     .cloned()
                     .collect(),
@@ -383,26 +491,45 @@ impl Poller {
             _ => cache.iccids.clone(),
         };
         if self.configured.is_empty() {
-            return listed;
+            return (listed, states, completed);
         }
         let mut seen: HashSet<&str> = self.configured.iter().map(String::as_str).collect();
         let mut all = Vec::clone(&self.configured);
         all.extend(listed.iter().filter(|i| seen.insert(i)).cloned());
-        Arc::new(all)
+        (Arc::new(all), states, completed)
     }
 
-    async fn read_batch(
-        &self,
-        batch: &[String],
-        deadline: Instant,
-    ) -> Result<Vec<ThingStatus>, ApiError> {
+    async fn read_batch(&self, batch: &[String]) -> Result<Vec<ThingStatus>, ApiError> {
         let limit = self.poll.batch_size;
         read_batch(batch, |offset| {
-            self.client
-                .thing_status(batch, limit, offset, Some(deadline))
+            self.client.thing_status(batch, limit, offset, None)
         })
         .await
     }
+}
+
+/// `at + d`, or far ahead when that does not fit an `Instant`.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86400)))
+        .unwrap_or(at)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// A duration to whole seconds (at least the millisecond part when shorter), for logs.
+fn round(d: Duration) -> humantime::FormattedDuration {
+    let d = if d >= Duration::from_secs(1) {
+        Duration::from_secs(d.as_secs())
+    } else {
+        Duration::from_millis(d.as_millis() as u64)
+    };
+    humantime::format_duration(d)
 }
 
 /// Reads one batch page by page: `offset` advances by the number of Things
@@ -447,7 +574,7 @@ where
 /// the page size. It keeps its progress when a page fails, so it can resume.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub found: Vec<String>,
+    pub found: Vec<ListedThing>,
     seen: HashSet<String>,
     offset: usize,
     pub pages: usize,
@@ -459,15 +586,15 @@ impl Listing {
     pub async fn advance<F, Fut, E>(&mut self, mut fetch_page: F) -> Result<(), E>
     where
         F: FnMut(usize) -> Fut,
-        Fut: Future<Output = Result<(usize, Vec<String>), E>>,
+        Fut: Future<Output = Result<(usize, Vec<ListedThing>), E>>,
     {
         while self.pages < MAX_THINGS_PAGES {
-            let (returned, iccids) = fetch_page(self.offset).await?;
+            let (returned, things) = fetch_page(self.offset).await?;
             self.pages += 1;
             let before = self.found.len();
             let seen = &mut self.seen;
             self.found
-                .extend(iccids.into_iter().filter(|i| seen.insert(i.clone())));
+                .extend(things.into_iter().filter(|t| seen.insert(t.iccid.clone())));
             if returned < THINGS_PAGE_SIZE || self.found.len() == before {
                 return Ok(());
             }
@@ -478,10 +605,10 @@ impl Listing {
 }
 
 /// Lists every Thing with `GET /things` in one go.
-pub async fn discover_all<F, Fut, E>(fetch_page: F) -> Result<Vec<String>, E>
+pub async fn discover_all<F, Fut, E>(fetch_page: F) -> Result<Vec<ListedThing>, E>
 where
     F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<(usize, Vec<String>), E>>,
+    Fut: Future<Output = Result<(usize, Vec<ListedThing>), E>>,
 {
     let mut listing = Listing::default();
     listing.advance(fetch_page).await?;
@@ -636,23 +763,34 @@ mod tests {
                 .take(THINGS_PAGE_SIZE)
                 .cloned()
                 .collect();
-            std::future::ready(Ok::<_, ()>((page.len(), page)))
+            std::future::ready(Ok::<_, ()>((page.len(), listed(page))))
         }))
         .expect("ok");
+        let found = found.into_iter().map(|t| t.iccid).collect();
         (fleet, found, calls.into_inner())
+    }
+
+    fn listed(iccids: Vec<String>) -> Vec<ListedThing> {
+        iccids
+            .into_iter()
+            .map(|iccid| ListedThing {
+                iccid,
+                inactive: None,
+            })
+            .collect()
     }
 
     #[test]
     fn a_listing_resumes_where_a_failed_page_left_it() {
         let fleet = iccids(120);
-        let page = |offset: usize| -> (usize, Vec<String>) {
+        let page = |offset: usize| -> (usize, Vec<ListedThing>) {
             let p: Vec<String> = fleet
                 .iter()
                 .skip(offset)
                 .take(THINGS_PAGE_SIZE)
                 .cloned()
                 .collect();
-            (p.len(), p)
+            (p.len(), listed(p))
         };
         let mut listing = Listing::default();
         let mut calls = Vec::new();
@@ -671,7 +809,7 @@ mod tests {
             std::future::ready(Ok::<_, &str>(page(offset)))
         }))
         .expect("completes");
-        assert_eq!(listing.found, fleet);
+        assert_eq!(listing.found, listed(fleet));
         assert_eq!(
             calls,
             vec![0, 50, 50, 100],

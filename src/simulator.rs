@@ -35,6 +35,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod budget;
+pub use budget::PollSummary;
+
 /// The service rejects larger pages; so do we.
 const MAX_LIMIT: usize = 50;
 /// How far back the connection history is searched for the last transitions.
@@ -97,6 +100,9 @@ pub struct SimulatorConfig {
     pub token_lifetime: Duration,
     /// Length of one connection epoch.
     pub flap_period: Duration,
+    /// Request budget as `(requests, period)` windows, all enforced at once;
+    /// empty for none. Over-budget requests are answered 429.
+    pub rate_limit: Vec<(u32, Duration)>,
 }
 
 impl Default for SimulatorConfig {
@@ -110,6 +116,7 @@ impl Default for SimulatorConfig {
             static_token: "sim-static-token".to_owned(),
             token_lifetime: Duration::from_secs(4 * 3600),
             flap_period: Duration::from_secs(120),
+            rate_limit: Vec::new(),
         }
     }
 }
@@ -626,6 +633,10 @@ struct Inner {
     by_iccid: HashMap<String, usize>,
     counters: [AtomicU64; 3],
     state: Mutex<MutableState>,
+    budget: Option<budget::ServerBudget>,
+    /// Requests refused with 429 for the budget.
+    budget_refusals: AtomicU64,
+    polls: budget::PollLog,
 }
 
 struct MutableState {
@@ -642,6 +653,8 @@ struct MutableState {
     status_queries: VecDeque<String>,
     faults: Vec<FaultSlot>,
     faults_served: u64,
+    /// Provisioning statuses set through the control API, by fleet index.
+    statuses: HashMap<usize, String>,
 }
 
 impl MutableState {
@@ -734,6 +747,7 @@ impl Simulator {
             status_queries: VecDeque::new(),
             faults: Vec::new(),
             faults_served: 0,
+            statuses: HashMap::new(),
         };
         let inner = Inner {
             seed,
@@ -749,6 +763,9 @@ impl Simulator {
             by_iccid,
             counters: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: Mutex::new(state),
+            budget: budget::ServerBudget::new(&config.rate_limit),
+            budget_refusals: AtomicU64::new(0),
+            polls: budget::PollLog::new(config.things),
         };
         Self {
             inner: Arc::new(inner),
@@ -766,6 +783,7 @@ impl Simulator {
             .route("/_sim/things/{iccid}/connected", post(handle_set_connected))
             .route("/_sim/things/{iccid}", delete(handle_remove))
             .route("/_sim/stats", get(handle_stats))
+            .route("/_sim/polls", get(handle_polls).delete(handle_reset_polls))
             .route(
                 "/_sim/faults",
                 get(handle_list_faults)
@@ -854,6 +872,50 @@ impl Simulator {
 
     /// Zeroes the request counters and [`faults_served`](Self::faults_served), and
     /// forgets the recorded status queries. Fault rules keep their own counts.
+    /// Sets the `ProvisionStatus` a Thing's status answers carry (None: its own).
+    pub fn set_provision_status(&self, iccid: &str, status: Option<&str>) {
+        let Some(&i) = self.inner.by_iccid.get(iccid) else {
+            return;
+        };
+        let mut st = self.lock();
+        match status {
+            Some(s) => st.statuses.insert(i, s.to_owned()),
+            None => st.statuses.remove(&i),
+        };
+    }
+
+    /// Requests refused with 429 because they were over the budget.
+    pub fn budget_refusals(&self) -> u64 {
+        self.inner.budget_refusals.load(Ordering::Relaxed)
+    }
+
+    /// How often Things were answered since the log was last reset; the
+    /// selection is the Things whose status is neither SUSPENDED nor RETIRED.
+    pub fn poll_summary(&self) -> PollSummary {
+        let st = self.lock();
+        let inner = &self.inner;
+        let active = |i: usize| {
+            let status = st
+                .statuses
+                .get(&i)
+                .map_or(inner.fleet[i].status, String::as_str);
+            !matches!(status, "SUSPENDED" | "RETIRED")
+        };
+        inner
+            .polls
+            .summary(std::time::Instant::now(), Some(&active))
+    }
+
+    /// How many times a Thing was answered, and its longest gap between two answers.
+    pub fn polls_of(&self, iccid: &str) -> Option<(u64, Duration)> {
+        let i = *self.inner.by_iccid.get(iccid)?;
+        self.inner.polls.of(i)
+    }
+
+    pub fn reset_polls(&self) {
+        self.inner.polls.reset();
+    }
+
     pub fn reset_counters(&self) {
         for c in &self.inner.counters {
             c.store(0, Ordering::Relaxed);
@@ -1504,7 +1566,11 @@ fn paging(params: &[(String, String)]) -> Result<(usize, usize), String> {
 
 async fn handle_auth(State(sim): State<Simulator>, body: Bytes) -> Response {
     sim.count(SimEndpoint::Auth);
-    with_faults(&sim, SimEndpoint::Auth, || auth_answer(&sim, &body)).await
+    budgeted(
+        &sim,
+        with_faults(&sim, SimEndpoint::Auth, || auth_answer(&sim, &body)),
+    )
+    .await
 }
 
 fn auth_answer(sim: &Simulator, body: &[u8]) -> Response {
@@ -1539,10 +1605,10 @@ async fn handle_things(
     RawQuery(query): RawQuery,
 ) -> Response {
     sim.count(SimEndpoint::Things);
-    with_faults(&sim, SimEndpoint::Things, || {
+    let answer = with_faults(&sim, SimEndpoint::Things, || {
         things_answer(&sim, &headers, query.as_deref())
-    })
-    .await
+    });
+    budgeted(&sim, answer).await
 }
 
 fn things_answer(sim: &Simulator, headers: &HeaderMap, query: Option<&str>) -> Response {
@@ -1597,10 +1663,31 @@ async fn handle_status(
         }
         st.status_queries.push_back(query.clone());
     }
-    with_faults(&sim, SimEndpoint::Status, || {
+    let answer = with_faults(&sim, SimEndpoint::Status, || {
         status_answer(&sim, &headers, &query)
-    })
-    .await
+    });
+    budgeted(&sim, answer).await
+}
+
+/// Answers with `answer` if the request is within the budget (adding the
+/// `X-RateLimit-*` headers), or with 429 without running it.
+async fn budgeted(sim: &Simulator, answer: impl Future<Output = Response>) -> Response {
+    let Some(budget) = &sim.inner.budget else {
+        return answer.await;
+    };
+    match budget.admit(std::time::Instant::now()) {
+        Ok(headers) => {
+            let mut response = answer.await;
+            for (name, value) in &headers {
+                response.headers_mut().entry(name).or_insert(value.clone());
+            }
+            response
+        }
+        Err(refusal) => {
+            sim.inner.budget_refusals.fetch_add(1, Ordering::Relaxed);
+            refusal
+        }
+    }
 }
 
 fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response {
@@ -1648,19 +1735,32 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
         }
         // A cap of 0 would make paging clients loop forever; 1 is the floor.
         let size = st.page_cap.map_or(limit, |cap| limit.min(cap.max(1)));
-        let page: Vec<(usize, Option<Override>)> = requested
+        let page: Vec<(usize, Option<Override>, Option<String>)> = requested
             .into_iter()
             .skip(offset)
             .take(size)
-            .map(|i| (i, st.overrides.get(&i).copied()))
+            .map(|i| {
+                (
+                    i,
+                    st.overrides.get(&i).copied(),
+                    st.statuses.get(&i).cloned(),
+                )
+            })
             .collect();
         (st.now_secs(), page)
     };
+    inner
+        .polls
+        .answered(page.iter().map(|(i, _, _)| *i), std::time::Instant::now());
     let data: Vec<Value> = page
         .into_iter()
-        .map(|(i, ov)| {
+        .map(|(i, ov, status)| {
             let t = &inner.fleet[i];
-            inner.render_status(t, &inner.dynamic(t, now, ov))
+            let mut answer = inner.render_status(t, &inner.dynamic(t, now, ov));
+            if let Some(status) = status {
+                answer["ProvisionStatus"] = json!(status);
+            }
+            answer
         })
         .collect();
     Json(json!({"Success": true, "Message": "Operation succeeded", "Data": data})).into_response()
@@ -2007,6 +2107,18 @@ async fn handle_stats(State(sim): State<Simulator>) -> Response {
         "status": sim.requests(SimEndpoint::Status),
     }))
     .into_response()
+}
+
+/// `GET /_sim/polls`: how often the Things were answered since the last reset.
+async fn handle_polls(State(sim): State<Simulator>) -> Response {
+    let mut summary = json!(sim.poll_summary());
+    summary["budget_refusals"] = json!(sim.budget_refusals());
+    Json(summary).into_response()
+}
+
+async fn handle_reset_polls(State(sim): State<Simulator>) -> Response {
+    sim.reset_polls();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `POST /_sim/faults`: one rule or an array; a rule is JSON or a SPEC string.

@@ -173,22 +173,23 @@ impl Snapshot {
     /// keep their last values, and Things not refreshed for longer than
     /// `stale_after` are dropped.
     pub fn next(&self, fresh: Vec<Record>, now: SystemTime, stale_after: Duration) -> Snapshot {
-        self.clone().advance(fresh, now, stale_after, |_| {})
+        self.clone()
+            .advance(fresh, now, refreshed_within(now, stale_after), |_| {})
     }
 
-    /// [`Snapshot::next`], handing `publish` a snapshot of the progress every
-    /// few buckets. The previous layout of buckets is kept while the fleet
+    /// [`Snapshot::next`] with the Things kept decided by `keep` (given the
+    /// ICCID and when it was last refreshed), handing `publish` a snapshot of
+    /// the progress every few buckets. The previous layout of buckets is kept while the fleet
     /// stays within a factor of two of the size it suits; past that, the
     /// fleet is laid out anew and comes out whole.
     pub fn advance(
         self,
         mut fresh: Vec<Record>,
         now: SystemTime,
-        stale_after: Duration,
+        keep: impl Fn(&str, SystemTime) -> bool,
         mut publish: impl FnMut(Snapshot),
     ) -> Snapshot {
-        let is_current =
-            |e: &Entry| now.duration_since(e.refreshed_at).unwrap_or_default() <= stale_after;
+        let is_current = |e: &Entry| keep(e.record.iccid(), e.refreshed_at);
         if self.buckets.is_empty() {
             let len = fresh.len();
             let entries = fresh.into_iter().map(|record| Entry {
@@ -375,6 +376,14 @@ fn merge(
     out
 }
 
+/// A `keep` for [`Snapshot::advance`]: Things refreshed at most `stale_after` before `now`.
+pub fn refreshed_within(
+    now: SystemTime,
+    stale_after: Duration,
+) -> impl Fn(&str, SystemTime) -> bool {
+    move |_, refreshed_at| now.duration_since(refreshed_at).unwrap_or_default() <= stale_after
+}
+
 /// What the poller writes and the HTTP server reads.
 pub struct Fleet {
     current: ArcSwap<Snapshot>,
@@ -404,13 +413,18 @@ impl Fleet {
         self.current.store(Arc::new(snapshot));
     }
 
-    /// Builds and publishes the next snapshot (see [`Snapshot::next`]),
+    /// Builds and publishes the next snapshot (see [`Snapshot::advance`]),
     /// publishing its progress on the way; returns the number of Things.
-    pub fn advance(&self, fresh: Vec<Record>, now: SystemTime, stale_after: Duration) -> usize {
+    pub fn advance(
+        &self,
+        fresh: Vec<Record>,
+        now: SystemTime,
+        keep: impl Fn(&str, SystemTime) -> bool,
+    ) -> usize {
         // A build that panicked left no half-made state behind: go on.
         let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
         let previous = Snapshot::clone(&self.current.load());
-        let next = previous.advance(fresh, now, stale_after, |partial| self.publish(partial));
+        let next = previous.advance(fresh, now, keep, |partial| self.publish(partial));
         let len = next.len();
         self.publish(next);
         len
@@ -596,7 +610,7 @@ mod tests {
         let last = current.clone().advance(
             fleet(n, false),
             t0 + Duration::from_secs(60),
-            stale,
+            refreshed_within(t0 + Duration::from_secs(60), stale),
             |partial| {
                 current = partial;
                 steps += 1;
@@ -671,7 +685,7 @@ mod tests {
         let full = empty.advance(
             fleet(5000, true),
             t0 + Duration::from_secs(60),
-            stale,
+            refreshed_within(t0 + Duration::from_secs(60), stale),
             |_| published += 1,
         );
         assert_eq!(published, 0, "nothing to release: no progress published");

@@ -237,7 +237,17 @@ async fn persistent_429s_give_up_within_the_budget() {
         .add_fault(rule("rate_limited=retry_after:0,endpoint=status"));
     let report = case.exporter.poller.refresh().await;
     assert_eq!(report.failed_batches, BATCHES as usize);
-    let s = case.assert_failed_and_stale("status").await;
+    let s = case.metrics().await;
+    assert_eq!(
+        value(&s, "monogoto_up"),
+        Some(1.0),
+        "429s say nothing of whether the API works"
+    );
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(THINGS as f64));
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"status\"}"),
+        Some(BATCHES as f64)
+    );
     assert_eq!(case.status_requests(), BATCHES * 3);
     assert_budget(case.status_requests(), 2);
     assert_eq!(
@@ -433,10 +443,10 @@ async fn the_rate_limit_paces_every_request() {
     let sim = simulator(20).await;
     let mut cfg = config(&sim);
     cfg.poll.batch_size = 1;
+    cfg.poll.inactive_interval = Duration::ZERO;
     cfg.rate_limit = "10/s"
-        .parse::<monogoto_exporter::monogoto::rate_limit::RateLimitSpec>()
-        .expect("valid")
-        .0;
+        .parse::<monogoto_exporter::monogoto::rate_limit::Budget>()
+        .expect("valid");
     let exporter = start_exporter(&cfg).await;
     sim.simulator.reset_counters();
     let started = Instant::now();
@@ -452,36 +462,46 @@ async fn the_rate_limit_paces_every_request() {
 }
 
 #[tokio::test]
-async fn a_fleet_too_large_for_one_interval_is_covered_in_turns() {
+async fn a_fleet_larger_than_the_interval_allows_is_paced_not_failed() {
     let sim = simulator(20).await;
     let mut cfg = config(&sim);
     cfg.poll.batch_size = 1;
     cfg.poll.interval = Duration::from_secs(1);
     cfg.rate_limit = "8/s"
-        .parse::<monogoto_exporter::monogoto::rate_limit::RateLimitSpec>()
-        .expect("valid")
-        .0;
+        .parse::<monogoto_exporter::monogoto::rate_limit::Budget>()
+        .expect("valid");
+    let started = Instant::now();
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
-    wait_until("the first refresh", || exporter.fleet.is_ready()).await;
-    let s = samples(&scrape(&exporter).await);
-    assert_eq!(
-        value(&s, "monogoto_up"),
-        Some(0.0),
-        "the first refresh was cut by its deadline"
-    );
-    assert!(value(&s, "monogoto_refresh_errors_total{kind=\"timeout\"}").is_some_and(|e| e > 0.0));
-    let partial = value(&s, "monogoto_things_reported").expect("reported");
-    assert!(
-        partial > 0.0 && partial < 20.0,
-        "{partial} of 20 in the first turn"
-    );
-    wait_until("every Thing, over several refreshes", || {
+    wait_until("every Thing, in one paced refresh", || {
         exporter.health.things_reported.get() == 20
     })
     .await;
+    // 20 requests at 8/s, evenly: about 2.4 s, not 20 at once.
     assert!(
-        sim.simulator.requests(SimEndpoint::Status) < 40,
-        "no batch was read twice before all were read once"
+        started.elapsed() >= Duration::from_secs(2),
+        "paced: {:?}",
+        started.elapsed()
+    );
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(
+        value(&s, "monogoto_up"),
+        Some(1.0),
+        "waiting is not failing"
+    );
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"timeout\"}"),
+        Some(0.0)
+    );
+    // 20 requests at 8/s, less the share of the SUSPENDED and RETIRED ones.
+    assert!(
+        value(&s, "monogoto_refresh_target_seconds").is_some_and(|t| t > 1.5 && t <= 2.5),
+        "target {:?}",
+        value(&s, "monogoto_refresh_target_seconds")
+    );
+    assert!(value(&s, "monogoto_api_budget_wait_seconds_total").is_some_and(|w| w > 1.0));
+    assert!(
+        sim.simulator.requests(SimEndpoint::Status) <= 22,
+        "each SIM once per refresh"
     );
     exporter.shutdown().await;
 }
@@ -495,9 +515,8 @@ async fn a_listing_too_long_for_one_refresh_resumes_in_the_next() {
     cfg.poll.interval = Duration::from_secs(1);
     // 13 pages of /things and 12 status requests at 5/s: several refreshes' worth.
     cfg.rate_limit = "5/s"
-        .parse::<monogoto_exporter::monogoto::rate_limit::RateLimitSpec>()
-        .expect("valid")
-        .0;
+        .parse::<monogoto_exporter::monogoto::rate_limit::Budget>()
+        .expect("valid");
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
     wait_until(
         "the whole fleet, listed and polled over several refreshes",

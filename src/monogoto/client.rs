@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::auth::{self, LoginState, Token};
 use super::model::{self, DecodeError, StatusPage, THING_ID_PREFIX};
-use super::rate_limit::{Limiter, RateLimit};
+use super::rate_limit::{Budget, Limiter};
 use super::retry;
 use crate::config::Credentials;
 use crate::metrics::{Endpoint, HealthMetrics};
@@ -75,6 +75,12 @@ impl ApiError {
     pub fn is_auth(&self) -> bool {
         self.kind() == "auth"
     }
+
+    /// The API refused the request for the budget (429 to the last retry):
+    /// it was not answered, but says nothing of whether the API works.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, ApiError::Status { code: 429, .. })
+    }
 }
 
 /// The kinds of [`ApiError::kind`], for counting from zero.
@@ -102,7 +108,7 @@ pub struct ClientOptions {
     pub timeout: Duration,
     pub max_body_size: usize,
     pub retries: u32,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Budget,
 }
 
 impl ClientOptions {
@@ -112,7 +118,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(10),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             retries: DEFAULT_RETRIES,
-            rate_limit: None,
+            rate_limit: Budget::unlimited(),
         }
     }
 }
@@ -155,15 +161,16 @@ impl Client {
             timeout: options.timeout,
             max_body_size: options.max_body_size,
             retries: options.retries,
-            limiter: Limiter::new(options.rate_limit),
+            limiter: Limiter::new(&options.rate_limit),
             auth,
             login: Mutex::new(LoginState::default()),
             health,
         })
     }
 
-    pub fn rate_limit(&self) -> Option<RateLimit> {
-        self.limiter.limit()
+    /// The request budget in force (lower than configured once the API announced less).
+    pub fn budget(&self) -> Budget {
+        self.limiter.budget()
     }
 
     /// One page of `GET /thing/status` for `iccids`.
@@ -194,16 +201,16 @@ impl Client {
         Ok(page)
     }
 
-    /// One page of `GET /things`: the number of entries and the ICCIDs found.
+    /// One page of `GET /things`: the number of entries and the Things found.
     pub async fn list_things(
         &self,
         limit: usize,
         offset: usize,
         deadline: Option<Instant>,
-    ) -> Result<(usize, Vec<String>), ApiError> {
+    ) -> Result<(usize, Vec<model::ListedThing>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
         let body = self.get(Endpoint::Things, &url, deadline).await?;
-        model::parse_things_page(&body).map_err(|source| ApiError::Decode {
+        model::parse_things_listing(&body).map_err(|source| ApiError::Decode {
             endpoint: Endpoint::Things.label(),
             source,
         })
@@ -339,11 +346,12 @@ impl Client {
         request: reqwest::RequestBuilder,
         deadline: Option<Instant>,
     ) -> Result<reqwest::Response, Failure> {
-        self.limiter.acquire(deadline).await.map_err(|_| {
+        let waited = self.limiter.acquire(deadline).await.map_err(|_| {
             Failure::Final(ApiError::DeadlineExceeded {
                 endpoint: endpoint.label(),
             })
         })?;
+        self.health.budget_wait.inc_by(waited.as_secs_f64());
         let timeout = match deadline {
             Some(d) => self
                 .timeout
@@ -376,8 +384,22 @@ impl Client {
     }
 
     /// `X-RateLimit-Remaining: 0` means the window is spent: hold every request
-    /// back until it resets.
+    /// back until it resets. An `X-RateLimit-Limit` below the configured budget
+    /// is followed from then on.
     fn note_rate_limit_headers(&self, headers: &HeaderMap) {
+        let announced = headers
+            .get("x-ratelimit-limit")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        if let Some(announced) = announced
+            && let Some(budget) = self.limiter.follow_announced_limit(announced)
+        {
+            tracing::warn!(
+                announced,
+                budget = %budget,
+                "the API announces a lower rate limit than --monogoto.rate-limit; following the API's"
+            );
+        }
         let remaining = headers
             .get("x-ratelimit-remaining")
             .and_then(|v| v.to_str().ok())

@@ -209,7 +209,28 @@ pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
 /// Decodes a `GET /things` body (a bare array; an enveloped `Data` array is
 /// accepted too) into the ICCIDs it lists, in order.
 pub fn parse_things_page(body: &[u8]) -> Result<(usize, Vec<String>), DecodeError> {
+    let (returned, listed) = parse_things_listing(body)?;
+    Ok((returned, listed.into_iter().map(|l| l.iccid).collect()))
+}
+
+/// A Thing as a `GET /things` listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedThing {
+    pub iccid: String,
+    /// What its `State` says: inactive (SUSPENDED, RETIRED) or not; `None`
+    /// when the listing does not say.
+    pub inactive: Option<bool>,
+}
+
+/// [`parse_things_page`] with what the listing says of each Thing's state.
+pub fn parse_things_listing(body: &[u8]) -> Result<(usize, Vec<ListedThing>), DecodeError> {
     decode(body, Any(ThingsRoot))?.ok_or(DecodeError::NotAList)
+}
+
+/// A provisioning status whose SIM cannot connect, so that it is polled rarely.
+pub fn is_inactive_status(status: &str) -> bool {
+    let status = status.trim();
+    status.eq_ignore_ascii_case("SUSPENDED") || status.eq_ignore_ascii_case("RETIRED")
 }
 
 /// Decodes the whole body, which must be exactly one JSON value.
@@ -469,6 +490,7 @@ field_names!(ThingField {
     ConnectionStatus = "ConnectionStatus",
     LastConnectionTime = "LastConnectionTime",
     LastDisconnectionTime = "LastDisconnectionTime",
+    State = "State",
 });
 
 field_names!(SessionField {
@@ -647,7 +669,7 @@ impl<'de> ThingFields<'de> {
                     thing.sessions = Some(map.next_value_seed(Any(Sessions))?);
                     continue;
                 }
-                ThingField::Other => {
+                ThingField::State | ThingField::Other => {
                     map.next_value::<Skip>()?;
                     continue;
                 }
@@ -920,7 +942,7 @@ fn earliest(
 struct ThingsRoot;
 
 impl<'de> Decode<'de> for ThingsRoot {
-    type Value = Option<(usize, Vec<String>)>;
+    type Value = Option<(usize, Vec<ListedThing>)>;
 
     fn other(self) -> Self::Value {
         None
@@ -951,7 +973,7 @@ impl<'de> Decode<'de> for ThingsRoot {
 struct ThingsList;
 
 impl<'de> Decode<'de> for ThingsList {
-    type Value = Option<(usize, Vec<String>)>;
+    type Value = Option<(usize, Vec<ListedThing>)>;
 
     fn other(self) -> Self::Value {
         None
@@ -960,7 +982,7 @@ impl<'de> Decode<'de> for ThingsList {
     fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut returned = 0;
         let mut iccids = Vec::new();
-        while let Some(iccid) = seq.next_element_seed(Any(ListedThing))? {
+        while let Some(iccid) = seq.next_element_seed(Any(ListedEntry))? {
             returned += 1;
             iccids.extend(iccid);
         }
@@ -969,10 +991,10 @@ impl<'de> Decode<'de> for ThingsList {
 }
 
 /// An entry of a listing: its ICCID, if it is an object that has one.
-struct ListedThing;
+struct ListedEntry;
 
-impl<'de> Decode<'de> for ListedThing {
-    type Value = Option<String>;
+impl<'de> Decode<'de> for ListedEntry {
+    type Value = Option<ListedThing>;
 
     fn other(self) -> Self::Value {
         None
@@ -980,12 +1002,14 @@ impl<'de> Decode<'de> for ListedThing {
 
     fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut ids = ThingIds::default();
+        let mut state: Option<Scalar> = None;
         while let Some(field) = map.next_key()? {
             let slot = match field {
                 ThingField::ThingId => &mut ids.thing_id,
                 ThingField::ExternalUniqueId => &mut ids.external_unique_id,
                 ThingField::Iccid => &mut ids.iccid,
                 ThingField::IccidCamel => &mut ids.iccid_camel,
+                ThingField::State => &mut state,
                 _ => {
                     map.next_value::<Skip>()?;
                     continue;
@@ -993,7 +1017,11 @@ impl<'de> Decode<'de> for ListedThing {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok(ids.iccid())
+        let inactive = match state {
+            Some(Scalar::Str(s)) if !s.trim().is_empty() => Some(is_inactive_status(&s)),
+            _ => None,
+        };
+        Ok(ids.iccid().map(|iccid| ListedThing { iccid, inactive }))
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use monogoto_exporter::app::{self, RunningExporter};
 use monogoto_exporter::config::{Config, Credentials, LogConfig, LogFormat, PollConfig};
+use monogoto_exporter::monogoto::rate_limit::Budget;
 use monogoto_exporter::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use secrecy::SecretString;
 
@@ -44,7 +45,7 @@ pub fn config(sim: &RunningSimulator) -> Config {
         iccids: sim.simulator.iccids(),
         discover: false,
         discover_interval: Duration::from_secs(3600),
-        rate_limit: None,
+        rate_limit: Budget::unlimited(),
         max_body_size: 16 * 1024 * 1024,
         shard: Default::default(),
         poll: PollConfig {
@@ -53,7 +54,8 @@ pub fn config(sim: &RunningSimulator) -> Config {
             concurrency: 4,
             timeout: Duration::from_secs(5),
             retries: 3,
-            stale_after: Duration::from_secs(3 * 3600),
+            stale_after: Some(Duration::from_secs(3 * 3600)),
+            inactive_interval: Duration::from_secs(3600),
         },
         log: LogConfig {
             filter: "info".into(),
