@@ -1685,7 +1685,7 @@ async fn budgeted(sim: &Simulator, answer: impl Future<Output = Response>) -> Re
         }
         Err(refusal) => {
             sim.inner.budget_refusals.fetch_add(1, Ordering::Relaxed);
-            refusal
+            *refusal
         }
     }
 }

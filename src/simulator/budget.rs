@@ -50,7 +50,7 @@ impl ServerBudget {
 
     /// Admits a request arriving at `now` (Ok, with the headers its answer
     /// carries) or refuses it with a 429. Refused requests do not count.
-    pub(super) fn admit(&self, now: Instant) -> Result<HeaderMap, Response> {
+    pub(super) fn admit(&self, now: Instant) -> Result<HeaderMap, Box<Response>> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         for w in windows.iter_mut() {
             while w
@@ -69,7 +69,7 @@ impl ServerBudget {
             .max();
         if let Some(wait) = wait {
             let standing = standing(&windows, now);
-            return Err(too_many_requests(wait, &standing));
+            return Err(Box::new(too_many_requests(wait, &standing)));
         }
         for w in windows.iter_mut() {
             w.arrived.push_back(now);
