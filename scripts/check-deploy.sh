@@ -100,9 +100,9 @@ yamllint_config='{extends: default, rules: {document-start: disable, comments: {
 mapfile -t yaml_files < <(find deploy/compose deploy/grafana deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 rendered="$tools/kubernetes-base.yaml"
 rendered_sharded="$tools/kubernetes-sharded.yaml"
-# Monogoto's documented limit per account, which the shards of
-# deploy/kubernetes/sharded share.
-ACCOUNT_RATE_LIMIT_PER_MIN=60
+# Monogoto's documented budget per account (the standard plan), which the
+# shards of deploy/kubernetes/sharded share: every window of it.
+ACCOUNT_BUDGET="60/min,1000/h"
 
 # render_kustomize DIR OUT
 render_kustomize() {
@@ -136,10 +136,19 @@ EOF
     promtool check rules "$rules"
 }
 sharded_consistent() {
-    "$venv/bin/python" - "$rendered_sharded" "$ACCOUNT_RATE_LIMIT_PER_MIN" <<'EOF'
+    "$venv/bin/python" - "$rendered_sharded" "$ACCOUNT_BUDGET" <<'EOF'
 import re, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-account = int(sys.argv[2])
+SECONDS = {"s": 1, "min": 60, "h": 3600}
+def windows(budget):
+    """{period in seconds: count} of a budget such as 60/min,1000/h."""
+    out = {}
+    for window in budget.split(","):
+        m = re.fullmatch(r"(\d+)/(s|min|h)", window.strip())
+        assert m, f"{window!r}: expected N/s, N/min or N/h (not unlimited)"
+        out[SECONDS[m.group(2)]] = int(m.group(1))
+    return out
+account = windows(sys.argv[2])
 by_kind = {}
 for d in docs:
     by_kind.setdefault(d["kind"], []).append(d)
@@ -159,11 +168,12 @@ source = env["MONOGOTO_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
 assert source in ("metadata.name", "metadata.labels['apps.kubernetes.io/pod-index']"), \
     f"MONOGOTO_SHARD_INDEX comes from {source}, not from the pod's ordinal"
 limits = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--monogoto.rate-limit=")]
-assert len(limits) == 1, "each shard needs --monogoto.rate-limit=N/PERIOD: the account's divided by the count"
-m = re.fullmatch(r"(\d+)/(s|min|h)", limits[0])
-assert m, f"--monogoto.rate-limit={limits[0]}: expected N/s, N/min or N/h (not unlimited)"
-per_min = int(m.group(1)) * {"s": 60, "min": 1, "h": 1 / 60}[m.group(2)]
-assert per_min * count <= account, f"{count} shards at {limits[0]} each exceed the account's {account}/min"
+assert len(limits) == 1, "each shard needs --monogoto.rate-limit: the account's budget divided by the count"
+shard = windows(limits[0])
+for period, allowed in account.items():
+    assert period in shard, f"--monogoto.rate-limit={limits[0]} has no window of {period} s, which the account's {sys.argv[2]} has"
+    assert shard[period] * count <= allowed, \
+        f"{count} shards at {limits[0]} each exceed the account's {allowed} per {period} s"
 EOF
 }
 python_syntax() {

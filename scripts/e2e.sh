@@ -192,12 +192,18 @@ am="http://127.0.0.1:$am_port"
 helper fast-rules "$rules" "$tmp/rules.yml" 3s MonogotoExporterDown=20s >/dev/null
 promtool check rules "$tmp/rules.yml" >/dev/null || fail "the test copy of the rules does not load"
 
-start simulator "$bin" simulate --listen "127.0.0.1:$sim_port" --things 20 --seed 1 --flap-period 1h
+# The API enforces a budget (429 over it), and the exporter follows a fleet
+# that needs longer than its interval under that budget: 10 requests a refresh
+# (batches of 2) at 4/s sustained is 2.5 s against a 2 s interval. No exporter
+# alert may fire for that, and the API must never have to refuse a request.
+budget="5/s,40/10s"
+start simulator "$bin" simulate --listen "127.0.0.1:$sim_port" --things 20 --seed 1 --flap-period 1h \
+    --rate-limit "$budget"
 wait_until "simulator at $sim" http_ok "$sim/_sim/stats"
 
 start exporter env MONOGOTO_TOKEN=sim-static-token "$bin" \
-    --monogoto.url "$sim" --monogoto.discover --poll.interval 2s \
-    --web.listen-address "127.0.0.1:$exp_port"
+    --monogoto.url "$sim" --monogoto.discover --poll.interval 2s --poll.batch-size 2 \
+    --monogoto.rate-limit "$budget" --web.listen-address "127.0.0.1:$exp_port"
 wait_until "exporter ready at $exporter" http_ok "$exporter/readyz"
 
 start webhook python3 "$repo/scripts/e2e/webhook_receiver.py" \
@@ -304,6 +310,11 @@ helper never-notified "$tmp/notifications.jsonl" \
     --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow' ||
     fail "an exporter or fleet alert fired although everything was healthy"
 log "ok: no exporter or fleet alert fired"
+helper query "$prom" 'monogoto_refresh_target_seconds > 2 and on () monogoto_up == 1' ||
+    fail "the exporter is not paced by the budget, or not healthy while it is"
+refusals=$(curl -fsS --max-time 5 "$sim/_sim/polls" | python3 -c 'import json, sys; print(json.load(sys.stdin)["budget_refusals"])')
+[ "$refusals" = 0 ] || fail "the API refused $refusals requests over its budget"
+log "ok: paced by the budget ($budget), healthy, and no 429 from the API"
 
 if [ -f scripts/e2e/check_dashboards.py ]; then
     log "checking every dashboard query against $prom"

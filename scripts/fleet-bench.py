@@ -4,6 +4,9 @@
     scripts/fleet-bench.py --things 1000,10000,100000 [--bin target/release/monogoto-exporter]
                            [--clients 4] [--duration 10] [--refreshes 3] [--json PATH]
                            [--wait-quiet SECONDS] [--retries K] [--keep-logs]
+    scripts/fleet-bench.py --things 1000,10000,100000 --budget 60/s,1000/min
+                           [--budget-interval 1s] [--budget-inactive-interval 60s]
+                           [--refreshes 3] [--json PATH]
 
 For each fleet size N it starts `monogoto-exporter simulate` on a free loopback
 port, then three exporters against it, one after the other (never two at once,
@@ -25,6 +28,23 @@ so they do not compete for the CPU):
            /metrics latency while refreshing. (Discovery is bounded by the
            refresh deadline: at 1 s it cannot list a large fleet page by page
            and never completes, hence the ICCID file.)
+
+With --budget SPEC (the budget scenario), the simulator enforces that request
+budget (429 over it) and one exporter keeps to the same budget, twice per N:
+
+  all      --poll.inactive-interval 0: every SIM every refresh. After the first
+           refresh, the simulator's log of when each Thing was answered gives
+           each SIM's longest gap between two answers over REFRESHES refreshes:
+           the worst data age it reached. The worst and the median over SIMs
+           are set against the physical limit N / (50 x sustained requests per
+           second), the freshest any client can keep N SIMs within the budget.
+  tiered   the default tiers (SUSPENDED, RETIRED and unknown SIMs once per
+           --budget-inactive-interval): the ACTIVE tier's worst age against
+           N_active / (50 x the rate left after the inactive tier's share).
+
+The budget is given scaled to seconds: 60/s,1000/min is the standard plan's
+60/min,1000/h run 60 times faster, with --budget-interval 1s for 60s and
+--budget-inactive-interval 60s for 1h. No wrk is needed for it.
 
 Latency comes from wrk (-t2 -c CLIENTS -d DURATION --latency --timeout 60s),
 once plain and once with Accept-Encoding: gzip. Peak RSS is the largest VmHWM
@@ -247,6 +267,9 @@ WANTED = (
     "monogoto_things_configured",
     "monogoto_up",
     "monogoto_last_refresh_success_timestamp_seconds",
+    "monogoto_refresh_target_seconds",
+    "monogoto_things_inactive",
+    "monogoto_api_budget_wait_seconds_total",
 )
 
 
@@ -616,6 +639,75 @@ class Bench:
                  "the figures are skewed; run again on a quiet machine")
         return r
 
+    def run_budget(self, n):
+        """The budget scenario: data age per SIM against the physical limit."""
+        a = self.args
+        rate = sustained_rate(a.budget)
+        # The fleet is fixed by seed and size: list it from an unlimited twin,
+        # so that listing spends nothing of the budgeted simulator's.
+        port = free_port()
+        twin = self.start(f"twin-{n}", [a.bin, "simulate", "--listen", f"127.0.0.1:{port}",
+                                        "--things", str(n), "--seed", "1", "--log.level", "warn"])
+        twin_url = f"http://127.0.0.1:{port}"
+        wait_until("the twin simulator", lambda: sim_stats(twin_url) is not None,
+                   a.ready_timeout, [twin])
+        iccids_file = os.path.join(self.logdir, f"iccids-{n}.txt")
+        with open(iccids_file, "w") as f:
+            f.write("\n".join(list_fleet(twin_url, n)) + "\n")
+        self.stop(twin)
+        r = {"things": n, "budget": a.budget, "sustained_rps": rate,
+             "limit_s": n / (BATCH * rate)}
+        for scenario, inactive in (("all", "0"), ("tiered", a.budget_inactive_interval)):
+            sim_port = free_port()
+            sim_url = f"http://127.0.0.1:{sim_port}"
+            sim = self.start(f"sim-{scenario}-{n}", [
+                a.bin, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--things", str(n),
+                "--seed", "1", "--rate-limit", a.budget, "--log.level", "warn"])
+            wait_until("the simulator's /_sim/stats", lambda: sim_stats(sim_url) is not None,
+                       a.ready_timeout, [sim])
+            exp, url = self.start_exporter(f"{scenario}-{n}", sim_url, a.budget_interval, [
+                "--monogoto.rate-limit", a.budget, "--poll.inactive-interval", inactive,
+                "--monogoto.iccids-file", iccids_file])
+            # The first refresh asks every SIM (no tier is known yet).
+            wait_until(f"[N={n}] {scenario}: the first refresh",
+                       lambda: scrape_health(url).get("monogoto_things_reported") == n,
+                       a.ready_timeout + 2 * r["limit_s"], [sim, exp], interval=2)
+            health = scrape_health(url)
+            target = health.get("monogoto_refresh_target_seconds") or r["limit_s"]
+            http_delete(sim_url + "/_sim/polls")
+            wait0 = health.get("monogoto_api_budget_wait_seconds_total") or 0.0
+            started = time.monotonic()
+            period = a.refreshes * target + 1
+            log(f"[N={n}] {scenario}: target {target:.1f} s; measuring for {period:.0f} s")
+            time.sleep(period)
+            _, _, body = http_get(sim_url + "/_sim/polls", timeout=30)
+            polls = json.loads(body)
+            health = scrape_health(url)
+            elapsed = time.monotonic() - started
+            inactive_n = health.get("monogoto_things_inactive") or 0
+            inactive_rate = math.ceil(inactive_n / BATCH) / parse_seconds(a.budget_inactive_interval) \
+                if scenario == "tiered" else 0.0
+            active_limit = (n - inactive_n) / (BATCH * max(1e-9, rate - inactive_rate))
+            r[scenario] = {
+                "target_s": target,
+                "refresh_s": health.get("monogoto_refresh_duration_seconds"),
+                "up": health.get("monogoto_up"),
+                "inactive": inactive_n,
+                "budget_wait_per_s": round(((health.get("monogoto_api_budget_wait_seconds_total")
+                                             or 0.0) - wait0) / elapsed, 3),
+                "refusals_429": polls["budget_refusals"],
+                "measured": polls["measured"],
+                "worst_age_s": polls["worst_gap_seconds"],
+                "median_age_s": polls["median_gap_seconds"],
+                "active_worst_age_s": polls["worst_gap_seconds_of_selection"],
+                "active_limit_s": active_limit,
+                "peak_rss_kib": exp.memory_kib()[1],
+            }
+            log(f"[N={n}] {scenario}: {r[scenario]}")
+            self.stop(exp)
+            self.stop(sim)
+        return r
+
     def measure_cpu(self, n, sim, sim_url, interval):
         """CPU of steady refreshes, from quiet gap to quiet gap, never scraping."""
         a = self.args
@@ -739,6 +831,49 @@ def mean_or_none(values):
     """Mean of the values that are not None; None when there is none."""
     valid = [v for v in values if v is not None]
     return sum(valid) / len(valid) if valid else None
+
+
+def http_delete(url):
+    request = urllib.request.Request(url, method="DELETE")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def parse_seconds(text):
+    """A duration such as 60s, 1m, 1h or 500ms, in seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)", text.strip())
+    if not m:
+        raise BenchError(f"{text!r}: expected a duration such as 60s, 1m or 1h")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+
+
+def sustained_rate(budget):
+    """Requests per second a budget such as 60/s,1000/min sustains: its tightest window."""
+    rates = []
+    for window in budget.split(","):
+        count, _, period = window.strip().partition("/")
+        period = period.strip()
+        seconds = parse_seconds(period if period[:1].isdigit() else "1" + period)
+        rates.append(int(count) / seconds)
+    return min(rates)
+
+
+def budget_table(results):
+    rows = ["| N | limit | refresh target | steady refresh | worst age | median age | worst / limit "
+            "| ACTIVE worst / its limit | 429s | budget wait /s | peak RSS |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        a, t = r["all"], r["tiered"]
+        active = t["active_worst_age_s"]
+        rows.append(
+            f"| {r['things']:,} | {r['limit_s']:.1f} s | {a['target_s']:.1f} s | "
+            f"{fmt_opt(a['refresh_s'], 1)} s | {a['worst_age_s']:.1f} s | {a['median_age_s']:.1f} s | "
+            f"{a['worst_age_s'] / r['limit_s']:.2f}x | "
+            + (f"{active:.1f} s / {t['active_limit_s']:.1f} s = {active / t['active_limit_s']:.2f}x "
+               f"({r['things'] - t['inactive']:,} ACTIVE)" if active else "n/a")
+            + f" | {a['refusals_429'] + t['refusals_429']} | {a['budget_wait_per_s']} | "
+            f"{max(a['peak_rss_kib'], t['peak_rss_kib']) * 1024 / MB:.1f} MB |")
+    return "\n".join(rows)
 
 
 def list_fleet(sim_url, n):
@@ -969,11 +1104,18 @@ def main():
                         help="measure a fleet size again, up to this many times, when other "
                              f"processes used over {NOISY * 100:.0f}%% of the CPUs meanwhile; the "
                              "quietest attempt is reported (default 0)")
+    parser.add_argument("--budget", metavar="SPEC",
+                        help="the budget scenario: the simulator enforces this budget (scaled to "
+                             "seconds, e.g. 60/s,1000/min) and the exporter keeps to it")
+    parser.add_argument("--budget-interval", default="1s",
+                        help="--poll.interval of the budget scenario (default 1s)")
+    parser.add_argument("--budget-inactive-interval", default="60s",
+                        help="--poll.inactive-interval of its tiered run (default 60s)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the temporary directory with the processes' logs")
     args = parser.parse_args()
 
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.budget:
         raise BenchError("wrk is needed: apt-get install wrk")
     if not os.path.isabs(args.bin):
         args.bin = os.path.abspath(os.path.join(REPO, args.bin) if args.bin == DEFAULT_BIN
@@ -1000,6 +1142,22 @@ def main():
     try:
         info = machine_info(args.bin)
         log(f"machine: {info}")
+        if args.budget:
+            results = []
+            for n in args.things:
+                results.append(bench.run_budget(n))
+                bench.stop_all()
+            print(f"budget {args.budget}, interval {args.budget_interval}, inactive interval "
+                  f"{args.budget_inactive_interval}, {args.refreshes} refreshes measured; "
+                  f"{info.get('nproc')} x {info.get('cpu')}")
+            print()
+            print(budget_table(results))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"machine": info, "argv": sys.argv, "results": results}, f, indent=2)
+                    f.write("\n")
+            ok = True
+            return
         results = []
         for n in args.things:
             best = None
