@@ -44,6 +44,10 @@ pub struct RunningExporter {
     cancel: CancellationToken,
     server: JoinHandle<()>,
     polling: JoinHandle<()>,
+    /// Aborts the polling task itself (the supervisor in `polling` watches it).
+    polling_task: tokio::task::AbortHandle,
+    /// Cancelled when polling stopped for another reason than shutdown.
+    polling_failed: CancellationToken,
 }
 
 impl RunningExporter {
@@ -57,6 +61,18 @@ impl RunningExporter {
             tracing::warn!("scrapes still running after the grace period; closing them");
             abort.abort();
         }
+    }
+
+    /// Completes if polling stops for any reason other than shutdown (the
+    /// task panicked or ended): the process should then exit non-zero, so
+    /// that its supervisor restarts it, rather than serve ageing data as healthy.
+    pub async fn polling_failed(&self) {
+        self.polling_failed.cancelled().await;
+    }
+
+    /// Stops the polling task as a crash would; for tests of what follows.
+    pub fn abort_polling(&self) {
+        self.polling_task.abort();
     }
 
     pub fn url(&self) -> String {
@@ -91,6 +107,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
             max_body_size: config.max_body_size,
             retries: config.poll.retries,
             rate_limit: config.rate_limit.clone(),
+            thing_ids_format: config.thing_ids_format,
         },
         credentials.clone(),
         health.clone(),
@@ -135,7 +152,15 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
     let tls = web_server.is_tls();
 
     let cancel = CancellationToken::new();
-    let polling = tokio::spawn(poller.clone().run(cancel.clone()));
+    let polling_failed = CancellationToken::new();
+    let task = tokio::spawn(poller.clone().run(cancel.clone()));
+    let polling_task = task.abort_handle();
+    let polling = tokio::spawn(supervise_polling(
+        task,
+        cancel.clone(),
+        polling_failed.clone(),
+        fleet.clone(),
+    ));
     let server_cancel = cancel.clone();
     let server = tokio::spawn(async move {
         if let Err(e) = web_server.serve(server_cancel.cancelled_owned()).await {
@@ -152,7 +177,31 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         cancel,
         server,
         polling,
+        polling_task,
+        polling_failed,
     })
+}
+
+/// Waits for the polling task; if it ends while no shutdown was asked for,
+/// says so and marks the exporter unhealthy.
+async fn supervise_polling(
+    task: JoinHandle<()>,
+    cancel: CancellationToken,
+    failed: CancellationToken,
+    fleet: Arc<Fleet>,
+) {
+    let outcome = task.await;
+    if cancel.is_cancelled() {
+        return;
+    }
+    let why = match outcome {
+        Ok(()) => "it ended".to_string(),
+        Err(e) if e.is_panic() => "it panicked".to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(reason = %why, "the polling task stopped unexpectedly; exiting so that the process is restarted");
+    fleet.mark_polling_stopped();
+    failed.cancel();
 }
 
 /// Completes on SIGTERM or SIGINT.

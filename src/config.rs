@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
+use crate::monogoto::ThingIdsFormat;
 use crate::monogoto::rate_limit::Budget;
 use crate::shard::{self, Shard};
 
@@ -108,6 +109,9 @@ pub struct SimulateArgs {
         default_value = "0"
     )]
     pub rate_limit: Budget,
+    /// Which form of several ThingIds the status endpoint understands.
+    #[arg(long = "thing-ids-format", value_enum, default_value = "both")]
+    pub thing_ids_format: crate::simulator::ThingIdsForm,
     /// Log level of the simulator.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
@@ -173,6 +177,9 @@ pub struct ExporterArgs {
     /// Answers larger than this are refused, not buffered: 16MiB, 512KiB, bytes [default: 16MiB].
     #[arg(long = "monogoto.max-body-size", value_name = "SIZE")]
     pub max_body_size: Option<String>,
+    /// How several ThingIds go in one status request: comma (ThingIds=a,b), repeat (ThingIds=a&ThingIds=b), or auto (found from the API's answers) [default: auto].
+    #[arg(long = "monogoto.thing-ids-format", value_name = "FORMAT")]
+    pub thing_ids_format: Option<String>,
     /// Time between refreshes, e.g. 30s, 5m [default: 60s].
     #[arg(long = "poll.interval", value_name = "DURATION")]
     pub interval: Option<String>,
@@ -241,6 +248,7 @@ pub struct Config {
     pub discover_interval: Duration,
     pub rate_limit: Budget,
     pub max_body_size: usize,
+    pub thing_ids_format: ThingIdsFormat,
     pub shard: Shard,
     pub poll: PollConfig,
     pub log: LogConfig,
@@ -384,6 +392,8 @@ struct MonogotoFile {
     rate_limit: Option<String>,
     #[serde(default, alias = "max-body-size", deserialize_with = "scalar")]
     max_body_size: Option<String>,
+    #[serde(default, alias = "thing-ids-format", deserialize_with = "scalar")]
+    thing_ids_format: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -560,6 +570,16 @@ impl Config {
             })?,
             None => DEFAULT_MAX_BODY_SIZE,
         };
+        let thing_ids_format = match args
+            .thing_ids_format
+            .clone()
+            .or(monogoto.thing_ids_format.clone())
+        {
+            Some(v) => v
+                .parse()
+                .map_err(|why| ConfigError::value("monogoto.thing-ids-format", &v, why))?,
+            None => ThingIdsFormat::Auto,
+        };
         let shard = resolve_shard(args, shard)?;
         let mut warnings = Vec::new();
         for (key, path) in [
@@ -612,6 +632,7 @@ impl Config {
             discover_interval,
             rate_limit,
             max_body_size,
+            thing_ids_format,
             shard,
             poll,
             log: LogConfig {
@@ -1212,6 +1233,10 @@ mod tests {
             (
                 &["--poll.stale-after", "soon"],
                 "config: poll.stale-after \"soon\": invalid duration",
+            ),
+            (
+                &["--monogoto.thing-ids-format", "semicolon"],
+                "config: monogoto.thing-ids-format \"semicolon\": must be comma, repeat or auto",
             ),
             (
                 &["--poll.inactive-interval", "often"],

@@ -90,9 +90,18 @@ async fn run_exporter(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    app::shutdown_signal().await;
+    run_until_stopped(exporter).await
+}
+
+/// Serves until SIGTERM or SIGINT (exit 0), or until polling stops
+/// unexpectedly (exit 1, so that systemd or Kubernetes restarts the process).
+async fn run_until_stopped(exporter: app::RunningExporter) -> ExitCode {
+    let code = tokio::select! {
+        _ = app::shutdown_signal() => ExitCode::SUCCESS,
+        _ = exporter.polling_failed() => ExitCode::FAILURE,
+    };
     exporter.shutdown().await;
-    ExitCode::SUCCESS
+    code
 }
 
 async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
@@ -145,10 +154,9 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
         browsable(exporter.addr, exporter.tls),
         config.telemetry_path
     );
-    app::shutdown_signal().await;
-    exporter.shutdown().await;
+    let code = run_until_stopped(exporter).await;
     drop(running);
-    ExitCode::SUCCESS
+    code
 }
 
 async fn run_simulator(args: SimulateArgs) -> ExitCode {
@@ -175,6 +183,7 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
             .iter()
             .map(|w| (w.requests, w.period))
             .collect(),
+        thing_ids_format: args.thing_ids_format,
         ..SimulatorConfig::default()
     });
     for rule in &args.faults {

@@ -66,6 +66,7 @@ pub struct HealthMetrics {
     pub shard_info: IntGaugeVec,
     pub refresh_target: Gauge,
     pub things_inactive: IntGauge,
+    pub things_missing: IntGauge,
     pub budget_wait: prometheus::Counter,
 }
 
@@ -167,6 +168,11 @@ impl HealthMetrics {
             "SIMs polled once per poll.inactive-interval: SUSPENDED, RETIRED, or not returned by the API.",
         )
         .expect("valid metric");
+        let things_missing = IntGauge::new(
+            "monogoto_things_missing",
+            "SIMs this exporter asked for whose status the last answers did not contain (unknown to the account, or refused with 400).",
+        )
+        .expect("valid metric");
         let budget_wait = prometheus::Counter::new(
             "monogoto_api_budget_wait_seconds_total",
             "Time requests spent waiting for the request budget, in seconds; its rate near 1 means the exporter runs at the budget.",
@@ -214,6 +220,7 @@ impl HealthMetrics {
             Box::new(shard_info.clone()),
             Box::new(refresh_target.clone()),
             Box::new(things_inactive.clone()),
+            Box::new(things_missing.clone()),
             Box::new(budget_wait.clone()),
             Box::new(build_info),
         ];
@@ -243,6 +250,7 @@ impl HealthMetrics {
             shard_info,
             refresh_target,
             things_inactive,
+            things_missing,
             budget_wait,
         }
     }

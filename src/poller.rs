@@ -119,6 +119,10 @@ pub struct Poller {
     logged_plan: std::sync::Mutex<Option<Plan>>,
     warned_stale: AtomicBool,
     first_refresh_done: AtomicBool,
+    /// Splitting batches answered 400 proved useless: every SIM was refused.
+    bisect_futile: AtomicBool,
+    /// Refused ICCIDs are logged by name once.
+    logged_rejections: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Poller {
@@ -146,6 +150,8 @@ impl Poller {
             logged_plan: std::sync::Mutex::new(None),
             warned_stale: AtomicBool::new(false),
             first_refresh_done: AtomicBool::new(false),
+            bisect_futile: AtomicBool::new(false),
+            logged_rejections: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -223,21 +229,39 @@ impl Poller {
             while let Some((positions, iccids, result)) = results.next().await {
                 let now = Instant::now();
                 match result {
-                    Some(Ok(things)) => {
+                    Some(Ok(BatchAnswer {
+                        things,
+                        strangers,
+                        rejected,
+                    })) => {
                         slice.succeeded += 1;
+                        let position_of = |iccid: &str| {
+                            iccids
+                                .iter()
+                                .position(|i| i == iccid)
+                                .map(|at| positions[at])
+                        };
                         let returned: Vec<(usize, &str)> = things
                             .iter()
                             .filter_map(|thing| {
-                                let at = iccids.iter().position(|i| *i == thing.iccid)?;
-                                Some((positions[at], thing.provision_status.as_str()))
+                                Some((position_of(&thing.iccid)?, thing.provision_status.as_str()))
                             })
                             .collect();
+                        let refused: Vec<usize> =
+                            rejected.iter().filter_map(|i| position_of(i)).collect();
+                        self.log_rejections(&rejected);
                         schedule.record(
                             &positions,
-                            Outcome::Answered(&returned),
+                            Outcome::Answered {
+                                returned: &returned,
+                                rejected: &refused,
+                            },
                             now,
                             inactive_interval,
                         );
+                        for _ in 0..strangers {
+                            self.health.count_parse_error("ThingId");
+                        }
                         report.things_refreshed += things.len();
                         // Compact at once: a large fleet's answers add up while the refresh runs.
                         slice.fresh.extend(things.into_iter().map(Record::from));
@@ -268,6 +292,14 @@ impl Poller {
         self.publish(&mut schedule, &plan, &mut slice).await;
 
         errors.report(&mut report);
+        let (missing, named) = schedule.missing(5);
+        if missing > 0 {
+            tracing::warn!(
+                missing,
+                first = named.join(", "),
+                "SIMs asked for were not in the API's answers (unknown to the account, or refused); see monogoto_things_missing"
+            );
+        }
         let elapsed = started.elapsed();
         self.health.refresh_duration.set(elapsed.as_secs_f64());
         if report.succeeded() {
@@ -314,9 +346,34 @@ impl Poller {
         if slice.succeeded + slice.failed > 0 {
             self.health.up.set(i64::from(slice.failed == 0));
         }
+        self.health.things_missing.set(schedule.missing(0).0 as i64);
         slice.succeeded = 0;
         slice.failed = 0;
         self.fleet.mark_ready();
+    }
+
+    /// Names each ICCID the API refused, once.
+    fn log_rejections(&self, rejected: &[String]) {
+        if rejected.is_empty() {
+            return;
+        }
+        let mut logged = self
+            .logged_rejections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for iccid in rejected {
+            if logged.insert(iccid.clone()) {
+                tracing::warn!(
+                    iccid = %iccid,
+                    retry_in = %round(if self.poll.inactive_interval.is_zero() {
+                        Duration::from_secs(3600)
+                    } else {
+                        self.poll.inactive_interval
+                    }),
+                    "the API refuses this ICCID (400 Invalid Input Data); the rest of its batch is polled as usual"
+                );
+            }
+        }
     }
 
     /// The plan for the fleet as it is followed now.
@@ -499,13 +556,49 @@ impl Poller {
         (Arc::new(all), states, completed)
     }
 
-    async fn read_batch(&self, batch: &[String]) -> Result<Vec<ThingStatus>, ApiError> {
+    /// Reads a batch; a batch of several SIMs answered 400 ("Invalid Input
+    /// Data") is split in halves until the SIMs the API refuses are alone,
+    /// so that one bad ICCID does not cost the others their data.
+    async fn read_batch(&self, batch: &[String]) -> Result<BatchAnswer, ApiError> {
         let limit = self.poll.batch_size;
-        read_batch(batch, |offset| {
+        let result = read_batch(batch, |offset| {
             self.client.thing_status(batch, limit, offset, None)
         })
-        .await
+        .await;
+        match result {
+            Err(e) if is_invalid_input(&e) && !self.bisect_futile.load(Ordering::Relaxed) => {
+                if let [iccid] = batch {
+                    return Ok(BatchAnswer {
+                        rejected: vec![iccid.clone()],
+                        ..BatchAnswer::default()
+                    });
+                }
+                let (left, right) = batch.split_at(batch.len() / 2);
+                let mut answer = Box::pin(self.read_batch(left)).await?;
+                let more = Box::pin(self.read_batch(right)).await?;
+                answer.things.extend(more.things);
+                answer.strangers += more.strangers;
+                answer.rejected.extend(more.rejected);
+                if answer.rejected.len() == batch.len() {
+                    // Every SIM refused: the request, not an ICCID, is what the
+                    // API rejects. Splitting again would only spend the budget.
+                    self.bisect_futile.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        sims = batch.len(),
+                        "the API refused every SIM of a batch one by one: the request itself is invalid, not an ICCID; not splitting batches any more"
+                    );
+                    return Err(e);
+                }
+                Ok(answer)
+            }
+            other => other,
+        }
     }
+}
+
+/// The API's documented answer to a request it cannot take ("Invalid Input Data").
+fn is_invalid_input(e: &ApiError) -> bool {
+    matches!(e, ApiError::Status { code: 400, .. })
 }
 
 /// `at + d`, or far ahead when that does not fit an `Instant`.
@@ -536,17 +629,17 @@ fn round(d: Duration) -> humantime::FormattedDuration {
 /// returned, until every requested Thing was seen, a page is empty, or a page
 /// brings no new Thing. A batch answered whole costs one request; a server that
 /// caps its pages below `limit` is still read to the end.
-pub async fn read_batch<F, Fut, E>(
-    iccids: &[String],
-    mut fetch_page: F,
-) -> Result<Vec<ThingStatus>, E>
+pub async fn read_batch<F, Fut, E>(iccids: &[String], mut fetch_page: F) -> Result<BatchAnswer, E>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<StatusPage, E>>,
 {
     let wanted: HashSet<&str> = iccids.iter().map(String::as_str).collect();
     let mut seen: HashSet<String> = HashSet::with_capacity(wanted.len());
-    let mut things = Vec::with_capacity(wanted.len());
+    let mut answer = BatchAnswer {
+        things: Vec::with_capacity(wanted.len()),
+        ..BatchAnswer::default()
+    };
     let mut offset = 0;
     // Each page that continues the loop brings at least one new Thing, so
     // this bound is never reached by a well-behaved server.
@@ -557,9 +650,11 @@ where
         }
         let before = seen.len();
         for thing in page.things {
-            // Things not asked for are not ours (another shard's, say).
-            if wanted.contains(thing.iccid.as_str()) && seen.insert(thing.iccid.clone()) {
-                things.push(thing);
+            if !wanted.contains(thing.iccid.as_str()) {
+                // Not asked for: not ours to export (another shard's, say).
+                answer.strangers += 1;
+            } else if seen.insert(thing.iccid.clone()) {
+                answer.things.push(thing);
             }
         }
         if seen.len() == wanted.len() || seen.len() == before {
@@ -567,7 +662,18 @@ where
         }
         offset += page.returned;
     }
-    Ok(things)
+    Ok(answer)
+}
+
+/// What the API answered for one batch.
+#[derive(Debug, Default)]
+pub struct BatchAnswer {
+    /// The SIMs asked for that it returned, each once.
+    pub things: Vec<ThingStatus>,
+    /// Entries for SIMs not asked for, which are ignored.
+    pub strangers: usize,
+    /// SIMs the API refused to be asked for (400 for them alone).
+    pub rejected: Vec<String>,
 }
 
 /// A `GET /things` listing, page by page until a page comes back shorter than
@@ -681,7 +787,9 @@ mod tests {
     fn a_batch_answered_whole_costs_one_request() {
         let ids = iccids(50);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, server(&ids, 50, &calls))).expect("ok");
+        let things = block(read_batch(&ids, server(&ids, 50, &calls)))
+            .expect("ok")
+            .things;
         assert_eq!(things.len(), 50);
         assert_eq!(*calls.borrow(), vec![0]);
     }
@@ -690,7 +798,9 @@ mod tests {
     fn a_capped_server_is_read_to_the_end() {
         let ids = iccids(50);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, server(&ids, 20, &calls))).expect("ok");
+        let things = block(read_batch(&ids, server(&ids, 20, &calls)))
+            .expect("ok")
+            .things;
         assert_eq!(things.len(), 50);
         assert_eq!(*calls.borrow(), vec![0, 20, 40]);
     }
@@ -700,7 +810,9 @@ mod tests {
         let ids = iccids(10);
         let present = iccids(4);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, server(&present, 3, &calls))).expect("ok");
+        let things = block(read_batch(&ids, server(&present, 3, &calls)))
+            .expect("ok")
+            .things;
         assert_eq!(things.len(), 4, "missing Things are simply not there");
         assert_eq!(*calls.borrow(), vec![0, 3, 4]);
     }
@@ -718,7 +830,8 @@ mod tests {
                 field_errors: Vec::new(),
             }))
         }))
-        .expect("ok");
+        .expect("ok")
+        .things;
         assert_eq!(things.len(), 2);
         assert_eq!(calls, 2);
     }
@@ -735,6 +848,8 @@ mod tests {
             }))
         }))
         .expect("ok");
+        assert_eq!(things.strangers, 1, "counted, to be reported");
+        let things = things.things;
         assert_eq!(
             things.iter().map(|t| t.iccid.as_str()).collect::<Vec<_>>(),
             vec![ids[0].as_str(), ids[1].as_str()]
@@ -747,7 +862,7 @@ mod tests {
         let result = block(read_batch(&ids, |_| {
             std::future::ready(Err::<StatusPage, _>("boom"))
         }));
-        assert_eq!(result, Err("boom"));
+        assert_eq!(result.map(|a| a.things.len()), Err("boom"));
     }
 
     /// Discovers a fleet of `n` from a server answering 50 a page; returns

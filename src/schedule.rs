@@ -154,17 +154,29 @@ struct SimState {
     unanswered: bool,
     /// Its series are on /metrics (answered, not evicted since).
     exported: bool,
+    /// The last answer that could have named it did not.
+    missing: bool,
+    /// The API refused a request for it alone (400): asked for again only
+    /// when due, whatever the tier.
+    rejected: bool,
     /// For the rarely polled tiers: when it is asked for next.
     due_at: Option<Instant>,
 }
 
 /// How a batch went, for the SIMs in it.
 pub enum Outcome<'a> {
-    /// Answered; the SIMs it returned with their provisioning status.
-    Answered(&'a [(usize, &'a str)]),
+    /// Answered; the SIMs it returned with their provisioning status, and
+    /// those the API refused to be asked for (400 for them alone).
+    Answered {
+        returned: &'a [(usize, &'a str)],
+        rejected: &'a [usize],
+    },
     /// Sent, and failed.
     Failed,
 }
+
+/// Rejected SIMs are asked for again this often when the inactive tier is off.
+const REJECTED_RETRY: Duration = Duration::from_secs(3600);
 
 /// The SIMs followed and what is known of each.
 #[derive(Default)]
@@ -228,6 +240,22 @@ impl Schedule {
         }
     }
 
+    /// The SIMs asked for whose status the last answers did not contain (or
+    /// that the API refused to be asked for): how many, and up to `names` of them.
+    pub fn missing(&self, names: usize) -> (usize, Vec<&str>) {
+        let mut count = 0;
+        let mut named = Vec::new();
+        for (iccid, sim) in self.followed.iter().zip(&self.sims) {
+            if sim.missing {
+                count += 1;
+                if named.len() < names {
+                    named.push(iccid.as_str());
+                }
+            }
+        }
+        (count, named)
+    }
+
     /// SIMs per tier: (polled every refresh, polled at the inactive interval).
     pub fn tiers(&self, inactive_interval: Duration) -> (usize, usize) {
         if inactive_interval.is_zero() {
@@ -252,8 +280,9 @@ impl Schedule {
         let every_time = inactive_interval.is_zero();
         // A SIM never answered goes with the active tier whatever a listing
         // said of it, so that the first refresh costs no extra request.
-        let every_refresh =
-            |s: &SimState| every_time || s.tier == Tier::Active || s.answered_at.is_none();
+        let every_refresh = |s: &SimState| {
+            !s.rejected && (every_time || s.tier == Tier::Active || s.answered_at.is_none())
+        };
         let (active, mut due): (Vec<usize>, Vec<usize>) = self
             .sims
             .iter()
@@ -290,7 +319,22 @@ impl Schedule {
             Some(now.checked_add(inactive_interval))
         };
         match outcome {
-            Outcome::Answered(returned) => {
+            Outcome::Answered { returned, rejected } => {
+                for &position in rejected {
+                    let Some(sim) = self.sims.get_mut(position) else {
+                        continue;
+                    };
+                    sim.unanswered = true;
+                    sim.missing = true;
+                    sim.rejected = true;
+                    sim.tier = Tier::Missing;
+                    let retry = if inactive_interval.is_zero() {
+                        REJECTED_RETRY
+                    } else {
+                        inactive_interval
+                    };
+                    sim.due_at = now.checked_add(retry);
+                }
                 for &(position, provision_status) in returned {
                     let Some(sim) = self.sims.get_mut(position) else {
                         continue;
@@ -298,6 +342,8 @@ impl Schedule {
                     sim.answered_at = Some(now);
                     sim.unanswered = false;
                     sim.exported = true;
+                    sim.missing = false;
+                    sim.rejected = false;
                     if let (true, Some(due_at)) = (is_inactive_status(provision_status), rarely) {
                         sim.tier = Tier::Inactive;
                         sim.due_at = due_at;
@@ -307,13 +353,15 @@ impl Schedule {
                     }
                 }
                 for &position in positions {
-                    if returned.iter().any(|(p, _)| *p == position) {
+                    if returned.iter().any(|(p, _)| *p == position) || rejected.contains(&position)
+                    {
                         continue;
                     }
                     let Some(sim) = self.sims.get_mut(position) else {
                         continue;
                     };
                     sim.unanswered = true;
+                    sim.missing = true;
                     if let Some(due_at) = rarely {
                         sim.tier = Tier::Missing;
                         sim.due_at = due_at;

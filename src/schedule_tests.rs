@@ -224,7 +224,10 @@ impl Run {
                 .collect();
             self.schedule.record(
                 &positions,
-                Outcome::Answered(&returned),
+                Outcome::Answered {
+                    returned: &returned,
+                    rejected: &[],
+                },
                 at,
                 self.poll.inactive_interval,
             );
@@ -416,7 +419,10 @@ fn a_zero_inactive_interval_polls_everything_every_refresh() {
     let all: Vec<usize> = (0..10).collect();
     schedule.record(
         &all,
-        Outcome::Answered(&[(0, "SUSPENDED")]),
+        Outcome::Answered {
+            returned: &[(0, "SUSPENDED")],
+            rejected: &[],
+        },
         now,
         Duration::ZERO,
     );
@@ -439,7 +445,15 @@ fn sims_leave_only_when_asked_for_and_unanswered_for_stale_after() {
         (2, "SUSPENDED"),
         (3, "ACTIVE"),
     ];
-    schedule.record(&positions, Outcome::Answered(&returned), t0, inactive);
+    schedule.record(
+        &positions,
+        Outcome::Answered {
+            returned: &returned,
+            rejected: &[],
+        },
+        t0,
+        inactive,
+    );
 
     // Nothing asked since: however old, nothing leaves (a long pause, say).
     let late = t0 + Duration::from_secs(600);
@@ -447,7 +461,15 @@ fn sims_leave_only_when_asked_for_and_unanswered_for_stale_after() {
 
     // Asked and failed, asked and not returned: they leave once stale.
     schedule.record(&[0, 2], Outcome::Failed, late, inactive);
-    schedule.record(&[1, 3], Outcome::Answered(&[(3, "ACTIVE")]), late, inactive);
+    schedule.record(
+        &[1, 3],
+        Outcome::Answered {
+            returned: &[(3, "ACTIVE")],
+            rejected: &[],
+        },
+        late,
+        inactive,
+    );
     let gone = schedule.evictions(late, stale, inactive);
     assert_eq!(
         gone,
@@ -473,4 +495,51 @@ fn sims_leave_only_when_asked_for_and_unanswered_for_stale_after() {
         schedule.evictions(late, stale, inactive),
         HashSet::from([fleet[3].clone()])
     );
+}
+
+#[test]
+fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
+    let fleet = iccids(6);
+    let t0 = Instant::now();
+    let mut schedule = Schedule::default();
+    schedule.follow(Arc::new(fleet.clone()), None, t0);
+    let all: Vec<usize> = (0..6).collect();
+    let returned = [(0, "ACTIVE"), (1, "ACTIVE"), (2, "ACTIVE"), (3, "ACTIVE")];
+    // 4 not returned, 5 refused; with the inactive tier off.
+    schedule.record(
+        &all,
+        Outcome::Answered {
+            returned: &returned,
+            rejected: &[5],
+        },
+        t0,
+        Duration::ZERO,
+    );
+    assert_eq!(
+        schedule.missing(5),
+        (2, vec![fleet[4].as_str(), fleet[5].as_str()])
+    );
+    assert_eq!(schedule.missing(1).1.len(), 1, "names are capped");
+    // The refused one is not asked for again within the hour; the other is.
+    let soon = t0 + Duration::from_secs(60);
+    assert_eq!(
+        schedule.batches(soon, 50, Duration::ZERO, 1),
+        vec![vec![0, 1, 2, 3, 4]]
+    );
+    let later = t0 + Duration::from_secs(3601);
+    assert_eq!(
+        schedule.batches(later, 50, Duration::ZERO, 1),
+        vec![vec![0, 1, 2, 3, 4], vec![5]]
+    );
+    // Answered at last: neither missing nor rejected.
+    schedule.record(
+        &[4, 5],
+        Outcome::Answered {
+            returned: &[(4, "ACTIVE"), (5, "ACTIVE")],
+            rejected: &[],
+        },
+        later,
+        Duration::ZERO,
+    );
+    assert_eq!(schedule.missing(5), (0, vec![]));
 }

@@ -28,7 +28,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(landing_page))
         .route(&telemetry_path, get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
@@ -42,6 +42,18 @@ async fn landing_page(State(state): State<AppState>) -> Html<String> {
          </body></html>\n",
         env!("CARGO_PKG_VERSION")
     ))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.fleet.is_polling() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "polling stopped; the process is exiting to be restarted\n",
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

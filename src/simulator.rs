@@ -103,6 +103,21 @@ pub struct SimulatorConfig {
     /// Request budget as `(requests, period)` windows, all enforced at once;
     /// empty for none. Over-budget requests are answered 429.
     pub rate_limit: Vec<(u32, Duration)>,
+    /// Which form of several `ThingIds` the status endpoint understands.
+    pub thing_ids_format: ThingIdsForm,
+}
+
+/// How the simulated status endpoint reads several `ThingIds`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThingIdsForm {
+    /// `ThingIds=a,b` and `ThingIds=a&ThingIds=b` alike.
+    #[default]
+    Both,
+    /// Only `ThingIds=a,b`: of a repeated parameter, the first counts.
+    Comma,
+    /// Only `ThingIds=a&ThingIds=b`: a comma-joined value names one (unknown)
+    /// Thing, so such a request is answered `Success: true, Data: []`.
+    Repeat,
 }
 
 impl Default for SimulatorConfig {
@@ -117,6 +132,7 @@ impl Default for SimulatorConfig {
             token_lifetime: Duration::from_secs(4 * 3600),
             flap_period: Duration::from_secs(120),
             rate_limit: Vec::new(),
+            thing_ids_format: ThingIdsForm::Both,
         }
     }
 }
@@ -634,6 +650,7 @@ struct Inner {
     counters: [AtomicU64; 3],
     state: Mutex<MutableState>,
     budget: Option<budget::ServerBudget>,
+    thing_ids_form: ThingIdsForm,
     /// Requests refused with 429 for the budget.
     budget_refusals: AtomicU64,
     polls: budget::PollLog,
@@ -655,6 +672,8 @@ struct MutableState {
     faults_served: u64,
     /// Provisioning statuses set through the control API, by fleet index.
     statuses: HashMap<usize, String>,
+    /// Things a status request may not name: it is answered 400.
+    refused: HashSet<usize>,
 }
 
 impl MutableState {
@@ -748,6 +767,7 @@ impl Simulator {
             faults: Vec::new(),
             faults_served: 0,
             statuses: HashMap::new(),
+            refused: HashSet::new(),
         };
         let inner = Inner {
             seed,
@@ -764,6 +784,7 @@ impl Simulator {
             counters: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: Mutex::new(state),
             budget: budget::ServerBudget::new(&config.rate_limit),
+            thing_ids_form: config.thing_ids_format,
             budget_refusals: AtomicU64::new(0),
             polls: budget::PollLog::new(config.things),
         };
@@ -882,6 +903,14 @@ impl Simulator {
             Some(s) => st.statuses.insert(i, s.to_owned()),
             None => st.statuses.remove(&i),
         };
+    }
+
+    /// Makes every status request that names this Thing fail with 400
+    /// "Invalid Input Data", as the API documents for input it refuses.
+    pub fn refuse_thing(&self, iccid: &str) {
+        if let Some(&i) = self.inner.by_iccid.get(iccid) {
+            self.lock().refused.insert(i);
+        }
     }
 
     /// Requests refused with 429 because they were over the budget.
@@ -1698,10 +1727,22 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
         Ok(p) => p,
         Err(msg) => return envelope_error(StatusCode::BAD_REQUEST, &msg),
     };
+    let form = sim.inner.thing_ids_form;
     let ids: Vec<&str> = params
         .iter()
         .filter(|(k, _)| k == "ThingIds")
-        .flat_map(|(_, v)| v.split(','))
+        .take(if form == ThingIdsForm::Comma {
+            1
+        } else {
+            usize::MAX
+        })
+        .flat_map(|(_, v)| {
+            if form == ThingIdsForm::Repeat {
+                vec![v.as_str()]
+            } else {
+                v.split(',').collect()
+            }
+        })
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .collect();
@@ -1723,6 +1764,9 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
             .filter_map(|iccid| inner.by_iccid.get(iccid).copied())
             .filter(|&i| !st.removed[i] && seen.insert(i))
             .collect();
+        if requested.iter().any(|i| st.refused.contains(i)) {
+            return envelope_error(StatusCode::BAD_REQUEST, "Invalid Input Data");
+        }
         if let Some(mode) = requested.iter().find_map(|i| st.failing.get(i)) {
             return match mode {
                 FailMode::ServerError => (

@@ -388,6 +388,9 @@ pub fn refreshed_within(
 pub struct Fleet {
     current: ArcSwap<Snapshot>,
     ready: AtomicBool,
+    /// The poller stopped for another reason than shutdown: the process is
+    /// about to exit so that it is restarted, and is not healthy meanwhile.
+    polling_stopped: AtomicBool,
     /// Held while a snapshot is built from the current one: a refresh whose
     /// caller gave up on it still finishes its build, and the next one must
     /// start from that, not interleave its progress with it.
@@ -399,6 +402,7 @@ impl Default for Fleet {
         Fleet {
             current: ArcSwap::from_pointee(Snapshot::empty()),
             ready: AtomicBool::new(false),
+            polling_stopped: AtomicBool::new(false),
             building: Mutex::new(()),
         }
     }
@@ -437,6 +441,15 @@ impl Fleet {
 
     pub fn mark_ready(&self) {
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// False once the poller has stopped unexpectedly.
+    pub fn is_polling(&self) -> bool {
+        !self.polling_stopped.load(Ordering::Acquire)
+    }
+
+    pub fn mark_polling_stopped(&self) {
+        self.polling_stopped.store(true, Ordering::Release);
     }
 }
 

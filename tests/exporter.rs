@@ -652,3 +652,25 @@ async fn configured_iccids_are_sharded_too() {
     }
     assert_eq!(owned, 90);
 }
+
+#[tokio::test]
+async fn a_polling_task_that_dies_makes_the_exporter_unhealthy_and_stop() {
+    let sim = simulator(5).await;
+    let exporter = start_exporter(&config(&sim)).await;
+    let healthz = format!("{}/healthz", exporter.url());
+    assert_eq!(get(&healthz).await.status(), 200);
+    exporter.abort_polling();
+    tokio::time::timeout(Duration::from_secs(5), exporter.polling_failed())
+        .await
+        .expect("the exporter notices that polling stopped");
+    let response = get(&healthz).await;
+    assert_eq!(response.status(), 503, "not healthy while it exits");
+    // Still serving the last data meanwhile.
+    assert!(
+        value(
+            &samples(&scrape(&exporter).await),
+            "monogoto_things_reported"
+        ) == Some(5.0)
+    );
+    exporter.shutdown().await;
+}

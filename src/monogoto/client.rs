@@ -109,6 +109,51 @@ pub struct ClientOptions {
     pub max_body_size: usize,
     pub retries: u32,
     pub rate_limit: Budget,
+    pub thing_ids_format: ThingIdsFormat,
+}
+
+/// How several SIMs are named in one status request. The documentation shows
+/// one SIM only: `ThingIds=a,b` is the likely reading, the parameter repeated
+/// (`ThingIds=a&ThingIds=b`) the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThingIdsFormat {
+    Comma,
+    Repeat,
+    /// Comma first; when a request for several SIMs returns none of them, the
+    /// other form is tried once, and whichever returns data is kept.
+    Auto,
+}
+
+impl std::str::FromStr for ThingIdsFormat {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "comma" => Ok(ThingIdsFormat::Comma),
+            "repeat" => Ok(ThingIdsFormat::Repeat),
+            "auto" => Ok(ThingIdsFormat::Auto),
+            _ => Err("must be comma, repeat or auto"),
+        }
+    }
+}
+
+impl std::fmt::Display for ThingIdsFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ThingIdsFormat::Comma => "comma",
+            ThingIdsFormat::Repeat => "repeat",
+            ThingIdsFormat::Auto => "auto",
+        })
+    }
+}
+
+/// The form in use, and whether an answer has settled it.
+struct IdsForm {
+    repeat: std::sync::atomic::AtomicBool,
+    settled: std::sync::atomic::AtomicBool,
+    /// Held by requests while the form is unsettled, so that concurrent
+    /// batches do not each spend a request on the same question.
+    probing: Mutex<()>,
 }
 
 impl ClientOptions {
@@ -119,6 +164,7 @@ impl ClientOptions {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             retries: DEFAULT_RETRIES,
             rate_limit: Budget::unlimited(),
+            thing_ids_format: ThingIdsFormat::Auto,
         }
     }
 }
@@ -133,6 +179,7 @@ pub struct Client {
     auth: AuthMode,
     login: Mutex<LoginState>,
     health: Arc<HealthMetrics>,
+    ids_form: IdsForm,
 }
 
 impl Client {
@@ -165,6 +212,11 @@ impl Client {
             auth,
             login: Mutex::new(LoginState::default()),
             health,
+            ids_form: IdsForm {
+                repeat: (options.thing_ids_format == ThingIdsFormat::Repeat).into(),
+                settled: (options.thing_ids_format != ThingIdsFormat::Auto).into(),
+                probing: Mutex::new(()),
+            },
         })
     }
 
@@ -173,10 +225,65 @@ impl Client {
         self.limiter.budget()
     }
 
-    /// One page of `GET /thing/status` for `iccids`.
+    /// One page of `GET /thing/status` for `iccids`. Until an answer has
+    /// settled which form of `ThingIds` the API takes (see
+    /// [`ThingIdsFormat::Auto`]), a request for several SIMs that returns none
+    /// of them is asked once more in the other form.
     pub async fn thing_status(
         &self,
         iccids: &[String],
+        limit: usize,
+        offset: usize,
+        deadline: Option<Instant>,
+    ) -> Result<StatusPage, ApiError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _probing = if self.ids_form.settled.load(Relaxed) || offset > 0 {
+            None
+        } else {
+            Some(self.ids_form.probing.lock().await)
+        };
+        let repeat = self.ids_form.repeat.load(Relaxed);
+        let page = self
+            .thing_status_as(iccids, repeat, limit, offset, deadline)
+            .await?;
+        if _probing.is_none() || self.ids_form.settled.load(Relaxed) {
+            return Ok(page);
+        }
+        if answers_any(&page, iccids) {
+            self.settle(repeat);
+            return Ok(page);
+        }
+        if iccids.len() < 2 {
+            // One SIM reads the same in both forms: nothing learnt.
+            return Ok(page);
+        }
+        let other = self
+            .thing_status_as(iccids, !repeat, limit, offset, deadline)
+            .await?;
+        if answers_any(&other, iccids) {
+            self.settle(!repeat);
+            return Ok(other);
+        }
+        Ok(page)
+    }
+
+    /// Keeps the form that returned data, and says which it is once.
+    fn settle(&self, repeat: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.ids_form.repeat.store(repeat, Relaxed);
+        if !self.ids_form.settled.swap(true, Relaxed) {
+            tracing::info!(
+                thing_ids_format = if repeat { "repeat" } else { "comma" },
+                "the API takes several ThingIds in one request in this form \
+                 (--monogoto.thing-ids-format sets it)"
+            );
+        }
+    }
+
+    async fn thing_status_as(
+        &self,
+        iccids: &[String],
+        repeat: bool,
         limit: usize,
         offset: usize,
         deadline: Option<Instant>,
@@ -185,7 +292,7 @@ impl Client {
             .iter()
             .map(|iccid| encode_query_value(&format!("{THING_ID_PREFIX}{iccid}")))
             .collect::<Vec<_>>()
-            .join(",");
+            .join(if repeat { "&ThingIds=" } else { "," });
         let url = format!(
             "{}/thing/status?ThingIds={ids}&limit={limit}&offset={offset}",
             self.base
@@ -537,6 +644,13 @@ impl Client {
             .ok_or_else(|| ApiError::Login("login answer holds no token".to_string()))?;
         Ok((SecretString::from(token), customer_id))
     }
+}
+
+/// Whether a page answers for any of the SIMs asked for.
+fn answers_any(page: &StatusPage, iccids: &[String]) -> bool {
+    page.things
+        .iter()
+        .any(|thing| iccids.iter().any(|i| i.eq_ignore_ascii_case(&thing.iccid)))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -6,5 +6,5 @@ pub mod model;
 pub mod rate_limit;
 pub mod retry;
 
-pub use client::{ApiError, Client, ClientOptions};
+pub use client::{ApiError, Client, ClientOptions, ThingIdsFormat};
 pub use model::ThingStatus;

@@ -47,6 +47,7 @@ pub fn config(sim: &RunningSimulator) -> Config {
         discover_interval: Duration::from_secs(3600),
         rate_limit: Budget::unlimited(),
         max_body_size: 16 * 1024 * 1024,
+        thing_ids_format: monogoto_exporter::monogoto::ThingIdsFormat::Auto,
         shard: Default::default(),
         poll: PollConfig {
             interval: Duration::from_secs(3600),

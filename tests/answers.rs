@@ -1,0 +1,117 @@
+//! How the exporter copes with answers it did not expect: another form of
+//! `ThingIds`, SIMs missing from the answers, and an ICCID the API refuses.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use monogoto_exporter::monogoto::ThingIdsFormat;
+use monogoto_exporter::simulator::{SimEndpoint, SimulatorConfig, ThingIdsForm};
+
+async fn repeat_only_simulator(things: usize) -> monogoto_exporter::simulator::RunningSimulator {
+    simulator_with(SimulatorConfig {
+        things,
+        seed: 7,
+        thing_ids_format: ThingIdsForm::Repeat,
+        ..SimulatorConfig::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_form_of_thing_ids_the_api_takes_is_found_and_kept() {
+    let sim = repeat_only_simulator(120).await;
+    let mut cfg = config(&sim);
+    cfg.poll.inactive_interval = Duration::ZERO;
+    let exporter = start_exporter(&cfg).await;
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
+    assert_eq!(value(&s, "monogoto_things_missing"), Some(0.0));
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Status),
+        4,
+        "3 batches, and the first asked once more in the other form"
+    );
+    assert!(exporter.poller.refresh().await.succeeded());
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Status),
+        7,
+        "the form is kept: one request a batch"
+    );
+    assert!(
+        sim.simulator
+            .status_queries()
+            .last()
+            .is_some_and(|q| q.matches("ThingIds=").count() > 1),
+        "repeated parameters"
+    );
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_operator_can_name_the_form() {
+    let sim = repeat_only_simulator(120).await;
+    let mut cfg = config(&sim);
+    cfg.poll.inactive_interval = Duration::ZERO;
+    cfg.thing_ids_format = ThingIdsFormat::Repeat;
+    let exporter = start_exporter(&cfg).await;
+    assert_eq!(exporter.health.things_reported.get(), 120);
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Status),
+        3,
+        "no detection"
+    );
+    exporter.shutdown().await;
+
+    // Told the wrong form, it does not guess: every SIM is reported missing.
+    cfg.thing_ids_format = ThingIdsFormat::Comma;
+    let exporter = start_exporter(&cfg).await;
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(0.0));
+    assert_eq!(value(&s, "monogoto_things_missing"), Some(120.0));
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn sims_not_in_the_answers_are_counted_missing() {
+    let sim = simulator(10).await;
+    let exporter = start_exporter(&config(&sim)).await;
+    assert_eq!(exporter.health.things_missing.get(), 0);
+    let gone = sim.simulator.iccids()[3].clone();
+    sim.simulator.remove_thing(&gone);
+    exporter.poller.refresh().await;
+    assert_eq!(exporter.health.things_missing.get(), 1);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_refused_iccid_does_not_take_its_batch_down() {
+    let sim = simulator(50).await;
+    let fleet = sim.simulator.iccids();
+    let bad = fleet[17].clone();
+    sim.simulator.refuse_thing(&bad);
+    let mut cfg = config(&sim);
+    cfg.poll.inactive_interval = Duration::ZERO;
+    let exporter = start_exporter(&cfg).await;
+    let text = scrape(&exporter).await;
+    let s = samples(&text);
+    assert_eq!(
+        value(&s, "monogoto_things_reported"),
+        Some(49.0),
+        "the 49 good ones"
+    );
+    assert_eq!(value(&s, "monogoto_things_missing"), Some(1.0));
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    assert!(!text.contains(&bad));
+    let first = sim.simulator.requests(SimEndpoint::Status);
+    assert!(
+        first <= 2 * 6 + 1,
+        "bisected in about 2 log2(50) requests, not one per SIM: {first}"
+    );
+    // The refused one waits its turn (hourly); the others cost one request.
+    assert!(exporter.poller.refresh().await.succeeded());
+    assert_eq!(sim.simulator.requests(SimEndpoint::Status), first + 1);
+    assert_eq!(exporter.health.things_missing.get(), 1);
+    exporter.shutdown().await;
+}
