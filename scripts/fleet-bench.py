@@ -518,11 +518,11 @@ class Bench:
                 warn(f"stopping {proc.name} (pid {proc.pid}): {e}")
         self.procs.clear()
 
-    def exporter_argv(self, sim_url, port, interval, extra, log_level):
+    def exporter_argv(self, sim_url, port, interval, extra, log_level, budget="0"):
         return [
             self.args.bin,
             "--monogoto.url", sim_url,
-            "--monogoto.rate-limit", "0",
+            "--monogoto.rate-limit", budget,
             "--poll.concurrency", "4",
             "--poll.timeout", "30s",
             "--poll.interval", interval,
@@ -530,11 +530,11 @@ class Bench:
             "--log.level", log_level,
         ] + extra
 
-    def start_exporter(self, name, sim_url, interval, extra, log_level="warn"):
+    def start_exporter(self, name, sim_url, interval, extra, log_level="warn", budget="0"):
         port = free_port()
         env = dict(os.environ, MONOGOTO_TOKEN=TOKEN)
         env.pop("RUST_LOG", None)
-        argv = self.exporter_argv(sim_url, port, interval, extra, log_level)
+        argv = self.exporter_argv(sim_url, port, interval, extra, log_level, budget)
         proc = self.start(name, argv, env)
         url = f"http://127.0.0.1:{port}"
         return proc, url
@@ -666,8 +666,8 @@ class Bench:
             wait_until("the simulator's /_sim/stats", lambda: sim_stats(sim_url) is not None,
                        a.ready_timeout, [sim])
             exp, url = self.start_exporter(f"{scenario}-{n}", sim_url, a.budget_interval, [
-                "--monogoto.rate-limit", a.budget, "--poll.inactive-interval", inactive,
-                "--monogoto.iccids-file", iccids_file])
+                "--poll.inactive-interval", inactive, "--monogoto.iccids-file", iccids_file],
+                budget=a.budget)
             # The first refresh asks every SIM (no tier is known yet).
             wait_until(f"[N={n}] {scenario}: the first refresh",
                        lambda: scrape_health(url).get("monogoto_things_reported") == n,
@@ -870,7 +870,7 @@ def budget_table(results):
             f"{fmt_opt(a['refresh_s'], 1)} s | {a['worst_age_s']:.1f} s | {a['median_age_s']:.1f} s | "
             f"{a['worst_age_s'] / r['limit_s']:.2f}x | "
             + (f"{active:.1f} s / {t['active_limit_s']:.1f} s = {active / t['active_limit_s']:.2f}x "
-               f"({r['things'] - t['inactive']:,} ACTIVE)" if active else "n/a")
+               f"({int(r['things'] - t['inactive']):,} ACTIVE)" if active else "n/a")
             + f" | {a['refusals_429'] + t['refusals_429']} | {a['budget_wait_per_s']} | "
             f"{max(a['peak_rss_kib'], t['peak_rss_kib']) * 1024 / MB:.1f} MB |")
     return "\n".join(rows)
