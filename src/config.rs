@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
+use crate::iccid;
 use crate::monogoto::rate_limit::{RateLimit, RateLimitSpec};
 use crate::shard::{self, Shard};
 
@@ -85,6 +86,9 @@ pub struct SimulateArgs {
     /// Length of one connect/disconnect epoch of a simulated Thing.
     #[arg(long = "flap-period", default_value = "120s", value_parser = humantime::parse_duration)]
     pub flap_period: Duration,
+    /// Write the trailing F of ICCIDs lower-case in answers, as an API may.
+    #[arg(long = "lowercase-iccids")]
+    pub lowercase_iccids: bool,
     /// Lifetime of the tokens logins get (their JWT exp), in whole seconds; then they answer 401.
     #[arg(long = "token-lifetime", default_value = "4h", value_parser = humantime::parse_duration)]
     pub token_lifetime: Duration,
@@ -507,7 +511,7 @@ impl Config {
         };
         for raw in &flag_iccids {
             iccids.push(
-                normalize_iccid(raw)
+                iccid::normalize(raw)
                     .map_err(|why| ConfigError::value("monogoto.iccid", raw, why))?,
             );
         }
@@ -907,25 +911,6 @@ fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError>
     Ok(SecretString::from(secret.to_string()))
 }
 
-/// Checks an ICCID (digits, 18 to 22 characters, an optional trailing `F`)
-/// and returns it in canonical form (upper-case `F`).
-pub fn normalize_iccid(raw: &str) -> Result<String, &'static str> {
-    const WHY: &str = "not an ICCID (18 to 22 characters: digits, optionally ending in F)";
-    let s = raw.trim();
-    let digits = s.strip_suffix(['F', 'f']).unwrap_or(s);
-    if !(18..=22).contains(&s.len())
-        || digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(WHY);
-    }
-    let mut canonical = digits.to_string();
-    if digits.len() != s.len() {
-        canonical.push('F');
-    }
-    Ok(canonical)
-}
-
 /// Reads ICCIDs one a line; `#` starts a comment; blank lines are ignored.
 pub fn read_iccids_file(path: &Path) -> Result<Vec<String>, ConfigError> {
     let shown = path.display().to_string();
@@ -942,13 +927,15 @@ pub fn read_iccids_file(path: &Path) -> Result<Vec<String>, ConfigError> {
 
 /// The body of an ICCIDs file; on error, the 1-based line, its value and why.
 pub fn parse_iccids(text: &str) -> Result<Vec<String>, (usize, String, &'static str)> {
+    // Editors on Windows start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let value = line.split('#').next().unwrap_or("").trim();
         if value.is_empty() {
             continue;
         }
-        out.push(normalize_iccid(value).map_err(|why| (index + 1, value.to_string(), why))?);
+        out.push(iccid::normalize(value).map_err(|why| (index + 1, value.to_string(), why))?);
     }
     Ok(out)
 }
@@ -1510,35 +1497,33 @@ mod tests {
     }
 
     #[test]
-    fn iccid_validation() {
-        assert_eq!(normalize_iccid(A), Ok(A.to_string()));
-        assert_eq!(
-            normalize_iccid("8988200000000000001f"),
-            Ok("8988200000000000001F".into())
-        );
-        assert_eq!(
-            normalize_iccid(" 8988200000000000001F "),
-            Ok("8988200000000000001F".into())
-        );
+    fn iccids_are_normalised_and_the_documented_example_is_accepted() {
+        // The API page's own example has 16 digits; a trailing f is upper-cased.
+        let c = resolve(&[
+            "--monogoto.iccid",
+            "8912372646888991",
+            "--monogoto.iccid",
+            "8988200000000000001f",
+            "--monogoto.iccid",
+            "8988200000000000001F",
+        ])
+        .expect("valid");
+        assert_eq!(c.iccids, vec!["8912372646888991", "8988200000000000001F"]);
+        let e = error(&["--monogoto.iccid", "123456789"]);
         assert!(
-            normalize_iccid("1234567890123456789012").is_ok(),
-            "22 characters"
+            e.starts_with("config: monogoto.iccid \"123456789\": not an ICCID (10 to 22"),
+            "{e}"
         );
-        assert!(
-            normalize_iccid("89882000000000000").is_err(),
-            "17 characters"
-        );
-        assert!(
-            normalize_iccid("12345678901234567890123").is_err(),
-            "23 characters"
-        );
-        assert!(normalize_iccid("8988200000000000x01").is_err());
-        assert!(
-            normalize_iccid("89882000000000000F1").is_err(),
-            "F only at the end"
-        );
-        assert!(normalize_iccid("FFFFFFFFFFFFFFFFFF").is_err());
-        assert!(normalize_iccid("").is_err());
+    }
+
+    #[test]
+    fn an_iccids_file_may_start_with_a_byte_order_mark() {
+        let f = yaml(&format!("\u{feff}{A}\n{B}\n"));
+        let c =
+            resolve(&["--monogoto.iccids-file", f.path().to_str().expect("utf-8")]).expect("valid");
+        assert_eq!(c.iccids, vec![A.to_string(), B.to_string()]);
+        // Only at the start: elsewhere it is not part of an ICCID.
+        assert!(parse_iccids(&format!("{A}\n\u{feff}{B}\n")).is_err());
     }
 
     #[test]

@@ -169,6 +169,7 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
         page_cap: args.page_cap,
         flap_period: args.flap_period,
         token_lifetime: args.token_lifetime,
+        lowercase_iccids: args.lowercase_iccids,
         ..SimulatorConfig::default()
     });
     for rule in &args.faults {

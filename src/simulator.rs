@@ -97,6 +97,9 @@ pub struct SimulatorConfig {
     pub token_lifetime: Duration,
     /// Length of one connection epoch.
     pub flap_period: Duration,
+    /// Answers (`/things` and `/thing/status`) write the trailing `F` of an
+    /// ICCID lower-case, as an API may; requests are matched whatever the case.
+    pub lowercase_iccids: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -110,6 +113,7 @@ impl Default for SimulatorConfig {
             static_token: "sim-static-token".to_owned(),
             token_lifetime: Duration::from_secs(4 * 3600),
             flap_period: Duration::from_secs(120),
+            lowercase_iccids: false,
         }
     }
 }
@@ -623,7 +627,9 @@ struct Inner {
     customer_id: String,
     user_id: String,
     fleet: Vec<ThingStatic>,
+    /// Keyed by the canonical ICCID (upper-case `F`); see [`Inner::index_of`].
     by_iccid: HashMap<String, usize>,
+    lowercase_iccids: bool,
     counters: [AtomicU64; 3],
     state: Mutex<MutableState>,
 }
@@ -747,6 +753,7 @@ impl Simulator {
             user_id: format!("uid_sim-{:016x}", hash(&[seed, TAG_CUSTOMER, 1])),
             fleet,
             by_iccid,
+            lowercase_iccids: config.lowercase_iccids,
             counters: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: Mutex::new(state),
         };
@@ -834,7 +841,7 @@ impl Simulator {
 
     /// Canonical state at the simulator's current time.
     pub fn truth(&self, iccid: &str) -> Option<ThingTruth> {
-        let idx = *self.inner.by_iccid.get(iccid)?;
+        let idx = self.inner.index_of(iccid)?;
         let (now, ov) = {
             let st = self.lock();
             if st.removed[idx] {
@@ -891,7 +898,7 @@ impl Simulator {
 
     /// Forces a Thing connected/disconnected; None returns it to its timeline.
     pub fn set_connected(&self, iccid: &str, connected: Option<bool>) {
-        let Some(&idx) = self.inner.by_iccid.get(iccid) else {
+        let Some(idx) = self.inner.index_of(iccid) else {
             return;
         };
         let mut st = self.lock();
@@ -908,7 +915,7 @@ impl Simulator {
 
     /// The Thing leaves the fleet: no longer in /things nor in status answers.
     pub fn remove_thing(&self, iccid: &str) {
-        if let Some(&idx) = self.inner.by_iccid.get(iccid) {
+        if let Some(idx) = self.inner.index_of(iccid) {
             let mut st = self.lock();
             if !st.removed[idx] {
                 st.removed[idx] = true;
@@ -919,7 +926,7 @@ impl Simulator {
 
     /// Any status request whose ThingIds include this Thing fails this way.
     pub fn set_failing(&self, iccid: &str, mode: Option<FailMode>) {
-        let Some(&idx) = self.inner.by_iccid.get(iccid) else {
+        let Some(idx) = self.inner.index_of(iccid) else {
             return;
         };
         let mut st = self.lock();
@@ -1059,6 +1066,23 @@ impl Simulator {
 }
 
 impl Inner {
+    /// A Thing by its ICCID, whatever the case of its trailing `F`.
+    fn index_of(&self, iccid: &str) -> Option<usize> {
+        match self.by_iccid.get(iccid) {
+            Some(&idx) => Some(idx),
+            None => self.by_iccid.get(&iccid.to_ascii_uppercase()).copied(),
+        }
+    }
+
+    /// The ICCID as this API writes it in answers.
+    fn answered_iccid(&self, t: &ThingStatic) -> String {
+        if self.lowercase_iccids {
+            t.iccid.to_ascii_lowercase()
+        } else {
+            t.iccid.clone()
+        }
+    }
+
     fn epoch_of(&self, t: &ThingStatic, now: i64) -> i64 {
         now.saturating_sub(t.phase).div_euclid(self.flap_secs)
     }
@@ -1157,10 +1181,11 @@ impl Inner {
     }
 
     fn render_thing(&self, t: &ThingStatic) -> Value {
+        let iccid = self.answered_iccid(t);
         json!({
-            "ThingId": format!("{THING_ID_PREFIX}{}", t.iccid),
+            "ThingId": format!("{THING_ID_PREFIX}{iccid}"),
             "ThingName": t.name,
-            "ExternalUniqueId": t.iccid,
+            "ExternalUniqueId": iccid,
             "State": t.status,
             "CustomerId": self.customer_id,
             "ThingDescription": t.description,
@@ -1171,7 +1196,7 @@ impl Inner {
         let mut m = Map::new();
         m.insert(
             "ThingId".into(),
-            json!(format!("{THING_ID_PREFIX}{}", t.iccid)),
+            json!(format!("{THING_ID_PREFIX}{}", self.answered_iccid(t))),
         );
         m.insert("CustomerId".into(), json!(self.customer_id));
         m.insert("ThingName".into(), json!(t.name));
@@ -1633,7 +1658,7 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
         let requested: Vec<usize> = ids
             .iter()
             .filter_map(|id| id.strip_prefix(THING_ID_PREFIX))
-            .filter_map(|iccid| inner.by_iccid.get(iccid).copied())
+            .filter_map(|iccid| inner.index_of(iccid))
             .filter(|&i| !st.removed[i] && seen.insert(i))
             .collect();
         if let Some(mode) = requested.iter().find_map(|i| st.failing.get(i)) {
@@ -1963,7 +1988,7 @@ fn oversized_entry(inner: &Inner, endpoint: SimEndpoint, n: u64) -> String {
 
 /// Index of a Thing still in the fleet.
 fn control_target(sim: &Simulator, iccid: &str) -> Option<usize> {
-    let idx = *sim.inner.by_iccid.get(iccid)?;
+    let idx = sim.inner.index_of(iccid)?;
     (!sim.lock().removed[idx]).then_some(idx)
 }
 

@@ -203,10 +203,14 @@ impl Client {
     ) -> Result<(usize, Vec<String>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
         let body = self.get(Endpoint::Things, &url, deadline).await?;
-        model::parse_things_page(&body).map_err(|source| ApiError::Decode {
+        let page = model::parse_things_listing(&body).map_err(|source| ApiError::Decode {
             endpoint: Endpoint::Things.label(),
             source,
-        })
+        })?;
+        for field in &page.field_errors {
+            self.health.count_parse_error(field);
+        }
+        Ok((page.returned, page.iccids))
     }
 
     /// A GET, tried again after timeouts, connection errors, 429 and 5xx, at

@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::iccid;
+
 /// The prefix of a Thing's id; the rest is its ICCID.
 pub const THING_ID_PREFIX: &str = "ThingId_ICCID_";
 
@@ -206,10 +208,27 @@ pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
     envelope.data.flatten().ok_or(DecodeError::NoData)
 }
 
+/// One decoded page of `GET /things`.
+#[derive(Debug, Default, PartialEq)]
+pub struct ThingsPage {
+    /// Entries in the listing, understood or not: paging advances by this.
+    pub returned: usize,
+    /// The ICCIDs listed, canonical, in order.
+    pub iccids: Vec<String>,
+    /// `ThingId` for an entry without an ICCID, `Data` for one that is not
+    /// an object, as in a status answer.
+    pub field_errors: Vec<FieldError>,
+}
+
 /// Decodes a `GET /things` body (a bare array; an enveloped `Data` array is
 /// accepted too) into the ICCIDs it lists, in order.
-pub fn parse_things_page(body: &[u8]) -> Result<(usize, Vec<String>), DecodeError> {
+pub fn parse_things_listing(body: &[u8]) -> Result<ThingsPage, DecodeError> {
     decode(body, Any(ThingsRoot))?.ok_or(DecodeError::NotAList)
+}
+
+/// [`parse_things_listing`] without its errors: the number of entries and the ICCIDs.
+pub fn parse_things_page(body: &[u8]) -> Result<(usize, Vec<String>), DecodeError> {
+    parse_things_listing(body).map(|page| (page.returned, page.iccids))
 }
 
 /// Decodes the whole body, which must be exactly one JSON value.
@@ -595,21 +614,24 @@ struct ThingIds<'de> {
 }
 
 impl ThingIds<'_> {
-    /// The ICCID: from `ThingId_ICCID_<iccid>`, else from the fields that
-    /// carry it bare.
+    /// The ICCID in its canonical form ([`iccid::normalize`], the one the
+    /// configuration uses): from `ThingId_ICCID_<iccid>`, else from the
+    /// fields that carry it bare; the first that is an ICCID.
     fn iccid(&self) -> Option<String> {
-        if let Some(Scalar::Str(id)) = &self.thing_id
-            && let Some(iccid) = id.strip_prefix(THING_ID_PREFIX)
-            && !iccid.trim().is_empty()
-        {
-            return Some(iccid.trim().to_string());
-        }
-        [&self.external_unique_id, &self.iccid, &self.iccid_camel]
+        let from_thing_id = match &self.thing_id {
+            Some(Scalar::Str(id)) => id.strip_prefix(THING_ID_PREFIX),
+            _ => None,
+        };
+        let bare = [&self.external_unique_id, &self.iccid, &self.iccid_camel]
             .into_iter()
-            .find_map(|value| match value {
-                Some(Scalar::Str(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            .map(|value| match value {
+                Some(Scalar::Str(s)) => Some(s.as_ref()),
                 _ => None,
-            })
+            });
+        std::iter::once(from_thing_id)
+            .chain(bare)
+            .flatten()
+            .find_map(|candidate| iccid::normalize(candidate).ok())
     }
 }
 
@@ -920,7 +942,7 @@ fn earliest(
 struct ThingsRoot;
 
 impl<'de> Decode<'de> for ThingsRoot {
-    type Value = Option<(usize, Vec<String>)>;
+    type Value = Option<ThingsPage>;
 
     fn other(self) -> Self::Value {
         None
@@ -947,35 +969,47 @@ impl<'de> Decode<'de> for ThingsRoot {
     }
 }
 
-/// A listing of Things: how many entries and the ICCIDs found, if it is an array.
+/// A listing of Things, if it is an array.
 struct ThingsList;
 
 impl<'de> Decode<'de> for ThingsList {
-    type Value = Option<(usize, Vec<String>)>;
+    type Value = Option<ThingsPage>;
 
     fn other(self) -> Self::Value {
         None
     }
 
     fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut returned = 0;
-        let mut iccids = Vec::new();
-        while let Some(iccid) = seq.next_element_seed(Any(ListedThing))? {
-            returned += 1;
-            iccids.extend(iccid);
+        let mut page = ThingsPage::default();
+        while let Some(entry) = seq.next_element_seed(Any(ListedThing))? {
+            page.returned += 1;
+            match entry {
+                Listed::Iccid(iccid) => page.iccids.push(iccid),
+                Listed::NoIccid => page.field_errors.push("ThingId"),
+                Listed::NotAThing => page.field_errors.push("Data"),
+            }
         }
-        Ok(Some((returned, iccids)))
+        Ok(Some(page))
     }
+}
+
+/// An entry of a listing.
+enum Listed {
+    Iccid(String),
+    /// An object without an ICCID that normalises.
+    NoIccid,
+    /// Not an object.
+    NotAThing,
 }
 
 /// An entry of a listing: its ICCID, if it is an object that has one.
 struct ListedThing;
 
 impl<'de> Decode<'de> for ListedThing {
-    type Value = Option<String>;
+    type Value = Listed;
 
     fn other(self) -> Self::Value {
-        None
+        Listed::NotAThing
     }
 
     fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -993,7 +1027,7 @@ impl<'de> Decode<'de> for ListedThing {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok(ids.iccid())
+        Ok(ids.iccid().map_or(Listed::NoIccid, Listed::Iccid))
     }
 }
 
@@ -1593,31 +1627,79 @@ mod tests {
         };
         let id = |s: &str| Some(s.to_string());
         assert_eq!(
-            iccid(json!({"ThingId": "ThingId_ICCID_ 8988001 "})),
-            id("8988001")
+            iccid(json!({"ThingId": "ThingId_ICCID_ 8988000000000000001 "})),
+            id("8988000000000000001")
         );
         assert_eq!(
-            iccid(json!({"ThingId": "ThingId_ICCID_  ", "ExternalUniqueId": "8988002"})),
-            id("8988002")
+            iccid(
+                json!({"ThingId": "ThingId_ICCID_  ", "ExternalUniqueId": "8988000000000000002"})
+            ),
+            id("8988000000000000002")
         );
         assert_eq!(
-            iccid(json!({"ThingId": 8988, "ExternalUniqueId": " ", "ICCID": "8988003"})),
-            id("8988003")
+            iccid(
+                json!({"ThingId": 8988, "ExternalUniqueId": " ", "ICCID": "8988000000000000003"})
+            ),
+            id("8988000000000000003")
         );
         assert_eq!(
             iccid(
                 json!({"ThingId": " ThingId_ICCID_8988", "ExternalUniqueId": 1, "ICCID": null,
-                "Iccid": "\t8988004"})
+                "Iccid": "\t8988000000000000004"})
             ),
-            id("8988004")
+            id("8988000000000000004")
         );
-        assert_eq!(iccid(json!({"iccid": "8988005", "ThingName": "x"})), None);
-        // The listing goes by the same rules.
-        let body = json!([{"ThingId": 1, "Iccid": "8988006"}, {"ExternalUniqueId": ""}, "8988007"]);
+        // A ThingId that is not an ICCID gives way to a field that is one.
         assert_eq!(
-            parse_things_page(body.to_string().as_bytes()),
-            Ok((3, vec!["8988006".to_string()]))
+            iccid(
+                json!({"ThingId": "ThingId_ICCID_gateway-7", "ExternalUniqueId": "8988000000000000005"})
+            ),
+            id("8988000000000000005")
         );
+        assert_eq!(
+            iccid(json!({"iccid": "8988000000000000006", "ThingName": "x"})),
+            None
+        );
+        // The listing goes by the same rules.
+        let body = json!([{"ThingId": 1, "Iccid": "8988000000000000007"}, {"ExternalUniqueId": ""}, "8988000000000000008"]);
+        assert_eq!(
+            parse_things_listing(body.to_string().as_bytes()),
+            Ok(ThingsPage {
+                returned: 3,
+                iccids: vec!["8988000000000000007".to_string()],
+                field_errors: vec!["ThingId", "Data"],
+            })
+        );
+    }
+
+    #[test]
+    fn iccids_are_normalised_in_answers_and_listings() {
+        // The configuration writes a trailing F upper-case; so must the answers.
+        let p = page(json!({"Success": true, "Data": [
+            {"ThingId": "ThingId_ICCID_8988000000000000001f"},
+            {"ExternalUniqueId": " 8912372646888991 "},
+            {"ThingId": "ThingId_ICCID_12345"},
+            {"ThingId": "ThingId_ICCID_8988000000000000x01"},
+            {"ICCID": "89880000000000000000000"},
+        ]}));
+        let ids: Vec<_> = p.things.iter().map(|t| t.iccid.as_str()).collect();
+        assert_eq!(ids, ["8988000000000000001F", "8912372646888991"]);
+        assert_eq!(p.returned, 5);
+        assert_eq!(p.field_errors, vec!["ThingId", "ThingId", "ThingId"]);
+
+        let listing = json!([
+            {"ThingId": "ThingId_ICCID_8988000000000000001f", "ExternalUniqueId": "8988000000000000001f"},
+            {"ThingId": "ThingId_ICCID_8988000000000000001F"},
+            {"ThingId": "ThingId_ICCID_junk", "ThingName": "not a SIM"},
+        ]);
+        let page = parse_things_listing(listing.to_string().as_bytes()).expect("a listing");
+        assert_eq!(page.returned, 3);
+        assert_eq!(
+            page.iccids,
+            ["8988000000000000001F", "8988000000000000001F"],
+            "one spelling; the listing's de-duplication then sees one SIM"
+        );
+        assert_eq!(page.field_errors, vec!["ThingId"]);
     }
 
     #[test]
@@ -1665,8 +1747,8 @@ mod tests {
         assert_eq!(refusal(body.as_bytes()), pair("false", ""));
         // The listing's envelope.
         assert_eq!(
-            parse_things_page(br#"{"data": [{"ICCID": "8988001"}]}"#),
-            Ok((1, vec!["8988001".to_string()]))
+            parse_things_page(br#"{"data": [{"ICCID": "8988000000000000001"}]}"#),
+            Ok((1, vec!["8988000000000000001".to_string()]))
         );
         assert_eq!(
             parse_things_page(br#"{"Data": {}, "data": []}"#),
