@@ -491,6 +491,8 @@ field_names!(ThingField {
 });
 
 field_names!(SessionField {
+    Id = "ActiveSessionId",
+    Ip = "IPAddress",
     Uplink = "UplinkThroughput",
     Downlink = "DownlinkThroughput",
     Started = "LastConnectedTime",
@@ -816,10 +818,9 @@ impl<'de> Decode<'de> for Sessions {
     }
 
     fn object<A: MapAccess<'de>>(self, map: A) -> Result<ActiveSessions, A::Error> {
-        let (fields, empty) = SessionFields::decode(map)?;
+        let fields = SessionFields::decode(map)?;
         let mut errors = Vec::new();
-        // `{}` is no session rather than one that says nothing.
-        let sessions = if empty {
+        let sessions = if fields.is_placeholder() {
             Vec::new()
         } else {
             vec![fields.session(&mut errors)]
@@ -844,7 +845,9 @@ impl<'de> Decode<'de> for Sessions {
                     errors,
                 });
             };
-            sessions.push(fields.session(&mut errors));
+            if !fields.is_placeholder() {
+                sessions.push(fields.session(&mut errors));
+            }
         }
         Ok(ActiveSessions {
             sessions: Some(sessions),
@@ -864,26 +867,27 @@ impl<'de> Decode<'de> for SessionEntry {
     }
 
     fn object<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        SessionFields::decode(map).map(|(fields, _)| Some(fields))
+        SessionFields::decode(map).map(Some)
     }
 }
 
 /// A session object's fields as they came.
 #[derive(Default)]
 struct SessionFields<'de> {
+    id: Option<Scalar<'de>>,
+    ip: Option<Scalar<'de>>,
     uplink: Option<Scalar<'de>>,
     downlink: Option<Scalar<'de>>,
     started: Option<Scalar<'de>>,
 }
 
 impl<'de> SessionFields<'de> {
-    /// The fields, and whether the object had none at all.
-    fn decode<A: MapAccess<'de>>(mut map: A) -> Result<(Self, bool), A::Error> {
+    fn decode<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut fields = SessionFields::default();
-        let mut empty = true;
         while let Some(field) = map.next_key()? {
-            empty = false;
             let slot = match field {
+                SessionField::Id => &mut fields.id,
+                SessionField::Ip => &mut fields.ip,
                 SessionField::Uplink => &mut fields.uplink,
                 SessionField::Downlink => &mut fields.downlink,
                 SessionField::Started => &mut fields.started,
@@ -894,7 +898,29 @@ impl<'de> SessionFields<'de> {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok((fields, empty))
+        Ok(fields)
+    }
+
+    /// An object with no session id, no IP address and no connected time
+    /// (missing, null, empty or zero) is no session: the documented schema's
+    /// `ActiveSessions` object filled with `""` and `0`, or `{}`, as an API
+    /// built from that schema may send for a SIM without a data session.
+    /// A value that is there but garbled still makes a session.
+    fn is_placeholder(&self) -> bool {
+        let blank = |value: &Option<Scalar>| match value {
+            None | Some(Scalar::Null) => true,
+            Some(Scalar::Str(s)) => matches!(s.trim(), "" | "0" | "0.0.0.0"),
+            Some(Scalar::U64(n)) => *n == 0,
+            Some(Scalar::I64(n)) => *n == 0,
+            Some(Scalar::F64(n)) => *n == 0.0,
+            Some(Scalar::Other) => false,
+        };
+        blank(&self.id)
+            && blank(&self.ip)
+            && self
+                .started
+                .as_ref()
+                .is_none_or(|started| timestamp(started) == Ok(None))
     }
 
     fn session(self, errors: &mut Vec<FieldError>) -> Session {
@@ -1217,6 +1243,70 @@ mod tests {
     }
 
     #[test]
+    fn a_placeholder_session_is_not_a_session() {
+        // The documented schema's session object, filled with its empty values.
+        let body = include_str!("../../tests/fixtures/status-schema-placeholder-session.json");
+        let p = parse_status_page(body.as_bytes()).expect("valid");
+        assert!(p.field_errors.is_empty(), "{:?}", p.field_errors);
+        let [disconnected, no_status] = p.things.as_slice() else {
+            panic!("two Things: {:?}", p.things);
+        };
+        assert_eq!(
+            (disconnected.connected, disconnected.active_sessions),
+            (Some(false), Some(0)),
+            "DISCONNECTED with a schema-shaped object of empty strings and zeros"
+        );
+        assert_eq!(
+            (disconnected.uplink_throughput, disconnected.session_start),
+            (Some(0.0), None)
+        );
+        assert_eq!(
+            (no_status.connected, no_status.active_sessions),
+            (Some(false), Some(0)),
+            "nulls and no ConnectionStatus"
+        );
+        assert!(disconnected.unparsed.is_empty() && no_status.unparsed.is_empty());
+
+        // Every spelling of nothing, alone or in a list.
+        for nothing in [
+            json!({"ActiveSessionId": "", "IPAddress": "", "LastConnectedTime": 0}),
+            json!({"ActiveSessionId": null, "IPAddress": null, "LastConnectedTime": null}),
+            json!({"ActiveSessionId": " ", "IPAddress": "0.0.0.0", "LastConnectedTime": "0"}),
+            json!({"ActiveSessionId": 0, "IPAddress": "", "LastConnectedTime": "",
+                "ApnName": "", "UplinkThroughput": 0, "DownlinkThroughput": 0}),
+        ] {
+            for shape in [nothing.clone(), json!([nothing.clone(), nothing.clone()])] {
+                let (t, e) = one(json!({
+                    "ThingId": "ThingId_ICCID_898800000000000001", "ActiveSessions": shape,
+                }));
+                assert_eq!(
+                    (t.connected, t.active_sessions, e.len()),
+                    (Some(false), Some(0), 0),
+                    "{shape}"
+                );
+            }
+        }
+        // A real session beside a placeholder counts alone.
+        let (t, _) = one(json!({
+            "ThingId": "ThingId_ICCID_898800000000000001",
+            "ActiveSessions": [
+                {"ActiveSessionId": "", "IPAddress": "", "LastConnectedTime": 0, "UplinkThroughput": 0},
+                {"ActiveSessionId": "sess-1", "IPAddress": "10.0.0.7", "LastConnectedTime": 1739955863000u64,
+                    "UplinkThroughput": 5},
+            ],
+        }));
+        assert_eq!(
+            (
+                t.connected,
+                t.active_sessions,
+                t.uplink_throughput,
+                t.session_start
+            ),
+            (Some(true), Some(1), Some(5.0), Some(1_739_955_863.0))
+        );
+    }
+
+    #[test]
     fn active_sessions_every_shape() {
         let base = |sessions: Option<Value>| {
             let mut t = json!({"ThingId": "ThingId_ICCID_898800000000000001"});
@@ -1461,7 +1551,7 @@ mod tests {
         let p = page_of(&format!(
             r#"{{{ID}, "ThingName": {{"bad": 1}}, "ThingName": "b",
             "ActiveSessions": [{{"UplinkThroughput": "fast"}}, 5],
-            "ActiveSessions": {{"UplinkThroughput": 3, "UplinkThroughput": 4}},
+            "ActiveSessions": {{"ActiveSessionId": "s", "UplinkThroughput": 3, "UplinkThroughput": 4}},
             "ConnectionStatus": "CONNECTED", "ConnectionStatus": "DISCONNECTED",
             "ThingId": "other", "ICCID": "898800000000000002"}}"#
         ));
@@ -1559,7 +1649,7 @@ mod tests {
         ] {
             let (t, e) = one(json!({
                 "ThingId": "ThingId_ICCID_898800000000000001",
-                "ActiveSessions": {"UplinkThroughput": bad, "DownlinkThroughput": null},
+                "ActiveSessions": {"ActiveSessionId": "s", "UplinkThroughput": bad, "DownlinkThroughput": null},
             }));
             assert_eq!(e, vec!["UplinkThroughput"], "{bad}");
             assert_eq!(
@@ -1576,17 +1666,38 @@ mod tests {
             let p = page_of(&format!(r#"{{{ID}, "ActiveSessions": {value}}}"#));
             (p.things[0].clone(), p.field_errors)
         };
-        // An object of unknown fields is a session, and so is `{}` in a list.
-        let (t, e) = sessions(r#"{"ApnName": "x"}"#);
-        assert_eq!(
-            (t.active_sessions, t.connected, e.len()),
-            (Some(1), Some(true), 0)
-        );
-        assert_eq!(sessions("[{}]").0.active_sessions, Some(1));
+        // A session is known by its id, its IP address or its start: an
+        // object with none of them is no session, in a list or alone.
+        for nothing in [
+            r#"{"ApnName": "x"}"#,
+            "[{}]",
+            r#"[{"UplinkThroughput": 9}, {}]"#,
+        ] {
+            let (t, e) = sessions(nothing);
+            assert_eq!(
+                (t.active_sessions, t.connected, e.len()),
+                (Some(0), Some(false), 0),
+                "{nothing}"
+            );
+        }
+        for one in [
+            r#"{"ActiveSessionId": "s"}"#,
+            r#"[{"IPAddress": "10.0.0.1"}]"#,
+            r#"{"LastConnectedTime": 1739955863}"#,
+            r#"[{"ActiveSessionId": 7}]"#,
+        ] {
+            let (t, e) = sessions(one);
+            assert_eq!(
+                (t.active_sessions, t.connected, e.len()),
+                (Some(1), Some(true), 0),
+                "{one}"
+            );
+        }
         // An entry that is not an object makes the list unknown: the errors of
         // the entries before it stay, those after it are not looked at.
-        let (t, e) =
-            sessions(r#"[{"UplinkThroughput": "fast"}, 5, {"DownlinkThroughput": "slow"}]"#);
+        let (t, e) = sessions(
+            r#"[{"ActiveSessionId": "s", "UplinkThroughput": "fast"}, 5, {"DownlinkThroughput": "slow"}]"#,
+        );
         assert_eq!(e, vec!["UplinkThroughput", "ActiveSessions"]);
         assert_eq!(
             (t.active_sessions, t.connected, t.session_start),
@@ -1600,17 +1711,20 @@ mod tests {
             assert_eq!(e, vec!["ActiveSessions"], "{garbage}");
             assert_eq!(t.active_sessions, None, "{garbage}");
         }
-        // One start not understood makes the earliest start unknown.
+        // One start not understood makes the earliest start unknown (and a
+        // start that is there, however garbled, makes a session).
         let (t, e) = sessions(
-            r#"[{"LastConnectedTime": 1739955863}, {"LastConnectedTime": "soon"}, {"LastConnectedTime": null}]"#,
+            r#"[{"LastConnectedTime": 1739955863}, {"LastConnectedTime": "soon"},
+            {"ActiveSessionId": "s", "LastConnectedTime": null}]"#,
         );
         assert_eq!(e, vec!["LastConnectedTime"]);
         assert_eq!((t.active_sessions, t.session_start), (Some(3), None));
         assert_eq!(t.unparsed, Unparsed(Unparsed::SESSION_START));
         // Starts that are unknown or never do not count.
         let (t, e) = sessions(
-            r#"[{"LastConnectedTime": 0}, {"LastConnectedTime": "2025-02-19 09:04:24"},
-            {}, {"LastConnectedTime": "2025-02-19T09:04:23Z"}]"#,
+            r#"[{"IPAddress": "10.0.0.1", "LastConnectedTime": 0},
+            {"LastConnectedTime": "2025-02-19 09:04:24"}, {"ActiveSessionId": "s"},
+            {"LastConnectedTime": "2025-02-19T09:04:23Z"}]"#,
         );
         assert_eq!(e, Vec::<FieldError>::new());
         assert_eq!(
