@@ -2,6 +2,7 @@
 //! shared rate limit, and the accounting of every request in the health metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
@@ -127,6 +128,10 @@ pub struct Client {
     auth: AuthMode,
     login: Mutex<LoginState>,
     health: Arc<HealthMetrics>,
+    /// The longest pause the API can impose (see [`retry::MAX_SERVER_PAUSE`]).
+    max_server_pause: Duration,
+    /// A capped pause is warned about once, not at every answer.
+    warned_pause_capped: AtomicBool,
 }
 
 impl Client {
@@ -159,7 +164,16 @@ impl Client {
             auth,
             login: Mutex::new(LoginState::default()),
             health,
+            max_server_pause: retry::MAX_SERVER_PAUSE,
+            warned_pause_capped: AtomicBool::new(false),
         })
+    }
+
+    /// Lowers the longest pause the API can impose below
+    /// [`retry::MAX_SERVER_PAUSE`], so that tests need not wait 15 minutes.
+    pub fn with_max_server_pause(mut self, max: Duration) -> Self {
+        self.max_server_pause = max.min(retry::MAX_SERVER_PAUSE);
+        self
     }
 
     pub fn rate_limit(&self) -> Option<RateLimit> {
@@ -232,7 +246,7 @@ impl Client {
                 return Err(error);
             }
             let delay = wait.unwrap_or_else(|| retry::backoff(retries, fastrand::f64()));
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|t| t >= d)) {
                 return Err(error);
             }
             retries += 1;
@@ -300,7 +314,7 @@ impl Client {
                 }
             }
             if !status.is_success() {
-                let wait = retry_after(response.headers());
+                let wait = retry_after(response.headers()).map(|w| self.server_pause(w));
                 let body = read_body(response, endpoint, self.max_body_size)
                     .await
                     .unwrap_or_default();
@@ -309,15 +323,16 @@ impl Client {
                     code: status.as_u16(),
                     body: snippet(&body),
                 };
-                if status == StatusCode::TOO_MANY_REQUESTS {
+                let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+                if rate_limited {
                     self.health.rate_limited.inc();
-                    if let Some(wait) = wait {
-                        // Every request of the process waits, not only this one.
-                        self.limiter.pause_until(Instant::now() + wait);
-                    }
-                    return Err(Failure::Retryable { error, wait });
                 }
-                if status.is_server_error() {
+                if rate_limited || status.is_server_error() {
+                    if let Some(wait) = wait {
+                        // Every request of the process waits, not only this
+                        // one: a 503 with Retry-After is as clear as a 429.
+                        self.pause_all(wait);
+                    }
                     return Err(Failure::Retryable { error, wait });
                 }
                 return Err(Failure::Final(error));
@@ -393,11 +408,36 @@ impl Client {
                 .and_then(|v| retry::parse_rate_limit_reset(v, SystemTime::now()))
                 .or_else(|| retry_after(headers))
                 .unwrap_or(retry::DEFAULT_RATE_LIMIT_WINDOW);
+            let reset = self.server_pause(reset);
             tracing::info!(
                 pause_ms = reset.as_millis() as u64,
                 "API rate-limit window spent; pausing requests"
             );
-            self.limiter.pause_until(Instant::now() + reset);
+            self.pause_all(reset);
+        }
+    }
+
+    /// A pause the API asked for, at most `max_server_pause`; the first one
+    /// cut short is logged, as it means the API (or a proxy) says something odd.
+    fn server_pause(&self, asked: Duration) -> Duration {
+        if asked < self.max_server_pause {
+            return asked;
+        }
+        if !self.warned_pause_capped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                asked_at_least = %humantime::format_duration(asked),
+                cap = %humantime::format_duration(self.max_server_pause),
+                "the API asked to pause requests for this long or longer; pausing at most the cap (warned once)"
+            );
+        }
+        self.max_server_pause
+    }
+
+    /// Holds every request of the process back for `wait`.
+    fn pause_all(&self, wait: Duration) {
+        // Capped pauses always fit; checked all the same, as Instant + Duration panics on overflow.
+        if let Some(until) = Instant::now().checked_add(wait) {
+            self.limiter.pause_until(until);
         }
     }
 
