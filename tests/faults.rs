@@ -373,9 +373,26 @@ async fn malformed_json_fails_the_batch() {
     decode_fault_case("malformed_json,endpoint=status", |_| {}).await;
 }
 
+/// `Success: false` in a 200 is the API refusing: a `status` error, not a
+/// body that could not be decoded, and not retried.
 #[tokio::test]
-async fn success_false_fails_the_batch() {
-    decode_fault_case("success_false,endpoint=status", |_| {}).await;
+async fn success_false_fails_the_batch_as_a_status_error() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("success_false,endpoint=status"));
+    case.exporter.poller.refresh().await;
+    let s = case.assert_failed_and_stale("status").await;
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"status\"}"),
+        Some(BATCHES as f64)
+    );
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"decode\"}"),
+        Some(0.0)
+    );
+    assert_eq!(case.status_requests(), BATCHES, "not retried");
+    case.assert_recovers().await;
 }
 
 #[tokio::test]

@@ -66,7 +66,12 @@ impl ApiError {
         match self {
             ApiError::Timeout { .. } | ApiError::DeadlineExceeded { .. } => "timeout",
             ApiError::Connect { .. } => "connect",
-            ApiError::Status { .. } => "status",
+            // `Success: false` is the API refusing, in a body that decodes fine.
+            ApiError::Status { .. }
+            | ApiError::Decode {
+                source: DecodeError::NotSuccessful { .. },
+                ..
+            } => "status",
             ApiError::Decode { .. } | ApiError::TooLarge { .. } => "decode",
             ApiError::Unauthorized { .. } | ApiError::Login(_) => "auth",
         }
@@ -653,6 +658,21 @@ mod tests {
         );
         assert_eq!(encode_query_value("a,b&c d"), "a%2Cb%26c%20d");
         assert_eq!(encode_query_value("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn success_false_is_a_status_error_and_bad_bodies_decode_errors() {
+        let decode = |source| ApiError::Decode {
+            endpoint: "status",
+            source,
+        };
+        let refused = decode(DecodeError::NotSuccessful {
+            success: "false".into(),
+            message: "Quota exceeded".into(),
+        });
+        assert_eq!(refused.kind(), "status");
+        assert_eq!(decode(DecodeError::NotJson("eof".into())).kind(), "decode");
+        assert_eq!(decode(DecodeError::NoData).kind(), "decode");
     }
 
     #[test]
