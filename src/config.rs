@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer};
 
 use crate::iccid;
@@ -209,12 +209,14 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// The secrets as they are set, blank or not: [`Config::resolve`] trims
+    /// them and refuses one that is set but blank.
     pub fn from_process() -> Self {
-        let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let secret = |name: &str| std::env::var(name).ok().map(SecretString::from);
         Environment {
-            token: non_empty(ENV_TOKEN).map(SecretString::from),
-            password: non_empty(ENV_PASSWORD).map(SecretString::from),
-            rust_log: non_empty("RUST_LOG"),
+            token: secret(ENV_TOKEN),
+            password: secret(ENV_PASSWORD),
+            rust_log: std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()),
         }
     }
 }
@@ -854,16 +856,24 @@ fn resolve_credentials(
     let token = if let Some(path) = &args.token_file {
         Some(read_secret_file("monogoto.token-file", path)?)
     } else if let Some(token) = &env.token {
-        Some(token.clone())
+        Some(env_secret("monogoto.token", ENV_TOKEN, token)?)
     } else if let Some(path) = &file.token_file {
         Some(read_secret_file("monogoto.token-file", path)?)
     } else {
         file.token
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .map(SecretString::from)
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_string()))
     };
     if let Some(token) = token {
+        // Sent as a header: a line break inside would fail every request.
+        if token.expose_secret().chars().any(|c| c.is_ascii_control()) {
+            return Err(ConfigError::new(
+                "monogoto.token",
+                "contains a control character (a line break?) that an HTTP header cannot carry",
+            ));
+        }
         return Ok(Some(Credentials::Token(token)));
     }
 
@@ -875,14 +885,15 @@ fn resolve_credentials(
     let password = if let Some(path) = &args.password_file {
         Some(read_secret_file("monogoto.password-file", path)?)
     } else if let Some(password) = &env.password {
-        Some(password.clone())
+        Some(env_secret("monogoto.password", ENV_PASSWORD, password)?)
     } else if let Some(path) = &file.password_file {
         Some(read_secret_file("monogoto.password-file", path)?)
     } else {
         file.password
-            .clone()
+            .as_deref()
+            .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(SecretString::from)
+            .map(|p| SecretString::from(p.to_string()))
     };
     match (username, password) {
         (Some(username), Some(password)) => Ok(Some(Credentials::Login { username, password })),
@@ -898,6 +909,19 @@ fn resolve_credentials(
         )),
         (None, None) => Ok(None),
     }
+}
+
+/// A secret from the environment, trimmed as one from a file is: a Kubernetes
+/// Secret or a shell `$(cat token)` brings a trailing newline along.
+fn env_secret(key: &str, var: &str, value: &SecretString) -> Result<SecretString, ConfigError> {
+    let secret = value.expose_secret().trim();
+    if secret.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            format!("{var} is set but empty; give it a value or unset it"),
+        ));
+    }
+    Ok(SecretString::from(secret.to_string()))
 }
 
 fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
@@ -1139,6 +1163,99 @@ mod tests {
             e.to_string().starts_with("config: monogoto.password:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_trimmed() {
+        let token = |env: Environment| match Config::resolve(
+            &parse(&["--monogoto.iccid", A]),
+            env,
+            Mode::Exporter,
+        )
+        .expect("valid")
+        .credentials
+        {
+            Some(Credentials::Token(t)) => t.expose_secret().to_string(),
+            other => panic!("unexpected credentials {other:?}"),
+        };
+        for raw in ["tok\n", " tok ", "\ttok\r\n"] {
+            let env = Environment {
+                token: Some(SecretString::from(raw)),
+                ..Environment::default()
+            };
+            assert_eq!(token(env), "tok", "{raw:?}");
+        }
+        let env = Environment {
+            password: Some(SecretString::from("pw\n")),
+            ..Environment::default()
+        };
+        let c = Config::resolve(
+            &parse(&["--monogoto.username", "ops", "--monogoto.discover"]),
+            env,
+            Mode::Exporter,
+        )
+        .expect("valid");
+        match c.credentials {
+            Some(Credentials::Login { password, .. }) => assert_eq!(password.expose_secret(), "pw"),
+            other => panic!("unexpected credentials {other:?}"),
+        }
+        // As from the YAML file.
+        let f = yaml(&format!("monogoto:\n  token: |\n    tok\n  iccid: {A}\n"));
+        let c = Config::resolve(
+            &parse(&["--config.file", f.path().to_str().expect("utf-8")]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
+        match c.credentials {
+            Some(Credentials::Token(t)) => assert_eq!(t.expose_secret(), "tok"),
+            other => panic!("unexpected credentials {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blank_or_unsendable_secrets_are_errors() {
+        let resolve_env = |args: &[&str], env: Environment| {
+            Config::resolve(&parse(args), env, Mode::Exporter)
+                .expect_err("refused")
+                .to_string()
+        };
+        for blank in ["", "\n", "  \t "] {
+            let e = resolve_env(
+                &["--monogoto.iccid", A],
+                Environment {
+                    token: Some(SecretString::from(blank)),
+                    ..Environment::default()
+                },
+            );
+            assert_eq!(
+                e,
+                "config: monogoto.token: MONOGOTO_TOKEN is set but empty; give it a value or unset it"
+            );
+            let e = resolve_env(
+                &["--monogoto.username", "ops", "--monogoto.iccid", A],
+                Environment {
+                    password: Some(SecretString::from(blank)),
+                    ..Environment::default()
+                },
+            );
+            assert!(
+                e.starts_with("config: monogoto.password: MONOGOTO_PASSWORD is set but empty"),
+                "{e}"
+            );
+        }
+        let e = resolve_env(
+            &["--monogoto.iccid", A],
+            Environment {
+                token: Some(SecretString::from("first\nsecond")),
+                ..Environment::default()
+            },
+        );
+        assert!(
+            e.starts_with("config: monogoto.token: contains a control character"),
+            "{e}"
+        );
+        assert!(!e.contains("first"), "the secret stays out: {e}");
     }
 
     #[test]

@@ -360,3 +360,54 @@ async fn secrets_never_reach_the_logs_of_a_faulty_run() {
     assert!(!logs.contains(&token), "token in logs");
     assert!(!metrics.contains(&token), "token in metrics");
 }
+
+/// A token mapped from a Kubernetes Secret often ends in a newline: it is
+/// trimmed, so requests succeed instead of failing as garbled "connect" errors.
+#[tokio::test]
+async fn a_token_from_the_environment_is_trimmed() {
+    let sim = simulator(10).await;
+    let port = free_port();
+    let mut child = command()
+        .env(
+            "MONOGOTO_TOKEN",
+            format!("{}\n", sim.simulator.static_token()),
+        )
+        .env("MONOGOTO_URL", sim.url())
+        .args(["--monogoto.discover", "--monogoto.rate-limit", "0"])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let s = samples(
+        &get(&format!("{base}/metrics"))
+            .await
+            .text()
+            .await
+            .expect("body"),
+    );
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(5));
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0), "{logs}");
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(10.0), "{logs}");
+    assert!(!logs.contains("<url>"), "{logs}");
+
+    // Blank after trimming is a configuration error, as an empty token file is.
+    let out = run(command()
+        .env("MONOGOTO_TOKEN", " \n")
+        .args(["--monogoto.iccid", ICCID]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("config: monogoto.token: MONOGOTO_TOKEN is set but empty"),
+        "{}",
+        stderr(&out)
+    );
+}

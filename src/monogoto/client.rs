@@ -35,6 +35,13 @@ pub enum ApiError {
         endpoint: &'static str,
         detail: String,
     },
+    /// The request could not be built (a header value it cannot carry, say):
+    /// it never left, and trying again would fail the same way.
+    #[error("{endpoint}: cannot build the request: {detail}")]
+    Request {
+        endpoint: &'static str,
+        detail: String,
+    },
     #[error("{endpoint}: HTTP {code}: {body}")]
     Status {
         endpoint: &'static str,
@@ -65,7 +72,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::Timeout { .. } | ApiError::DeadlineExceeded { .. } => "timeout",
-            ApiError::Connect { .. } => "connect",
+            ApiError::Connect { .. } | ApiError::Request { .. } => "connect",
             // `Success: false` is the API refusing, in a body that decodes fine.
             ApiError::Status { .. }
             | ApiError::Decode {
@@ -389,6 +396,13 @@ impl Client {
                 self.note_rate_limit_headers(response.headers());
                 Ok(response)
             }
+            Err(e) if e.is_builder() => {
+                self.health.observe_request(endpoint, "error", elapsed);
+                Err(Failure::Final(ApiError::Request {
+                    endpoint: endpoint.label(),
+                    detail: error_chain(&e),
+                }))
+            }
             Err(e) => {
                 self.health.observe_request(endpoint, "error", elapsed);
                 Err(Failure::Retryable {
@@ -579,17 +593,26 @@ fn transport_error(endpoint: Endpoint, e: &reqwest::Error) -> ApiError {
             endpoint: endpoint.label(),
         }
     } else {
-        // Without the URL: it is long and the endpoint says enough.
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(inner) = source {
-            detail = format!("{detail}: {inner}");
-            source = inner.source();
-        }
         ApiError::Connect {
             endpoint: endpoint.label(),
-            detail: detail.replace(&e.url().map(|u| u.to_string()).unwrap_or_default(), "<url>"),
+            detail: error_chain(e),
         }
+    }
+}
+
+/// The error and its sources on one line, without the URL: it is long and the
+/// endpoint says enough.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        detail = format!("{detail}: {inner}");
+        source = inner.source();
+    }
+    match e.url().map(|u| u.to_string()) {
+        // Replacing "" would put "<url>" between every two characters.
+        Some(url) if !url.is_empty() => detail.replace(&url, "<url>"),
+        _ => detail,
     }
 }
 
@@ -658,6 +681,38 @@ mod tests {
         );
         assert_eq!(encode_query_value("a,b&c d"), "a%2Cb%26c%20d");
         assert_eq!(encode_query_value("é"), "%C3%A9");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_final_and_legible() {
+        // A token no header can carry (config refuses it; this is the net below).
+        let health = Arc::new(HealthMetrics::new());
+        let client = Client::new(
+            ClientOptions::new("http://127.0.0.1:9"),
+            Credentials::Token(SecretString::from("tok\nen")),
+            health.clone(),
+        )
+        .expect("client");
+        let error = client
+            .thing_status(&["8988200000000000001".to_string()], 50, 0, None)
+            .await
+            .expect_err("cannot be sent");
+        assert!(matches!(error, ApiError::Request { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("status: cannot build the request: "),
+            "{text}"
+        );
+        assert!(!text.contains("<url>"), "{text}");
+        assert!(!text.contains("tok"), "no secret in the error: {text}");
+        assert_eq!(
+            health
+                .api_retries
+                .with_label_values(&[Endpoint::Status.label()])
+                .get(),
+            0,
+            "not retried"
+        );
     }
 
     #[test]
