@@ -30,6 +30,41 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const MAX_RETRIES: usize = 10;
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 
+/// The range of a duration setting, both ends included, and how to say it.
+/// Every duration is bounded: a few milliseconds floods the logs and the API,
+/// and years overflow the clock arithmetic of the poller and the rate limiter.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationBounds {
+    pub min: Duration,
+    pub max: Duration,
+    pub text: &'static str,
+}
+
+const DAY: u64 = 24 * 3600;
+pub const INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(DAY),
+    text: "from 1s to 24h",
+};
+pub const TIMEOUT_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(600),
+    text: "from 100ms to 10m",
+};
+/// Its lower end is `poll.interval`, checked apart.
+pub const MAX_STALE_AFTER: Duration = Duration::from_secs(30 * DAY);
+pub const DISCOVER_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(60),
+    max: Duration::from_secs(30 * DAY),
+    text: "from 1m to 30d",
+};
+/// The longest period of `monogoto.rate-limit` (`N/PERIOD`).
+pub const MAX_RATE_LIMIT_PERIOD: Duration = Duration::from_secs(7 * DAY);
+/// Characters a telemetry path may not hold: the router would read `{x}`,
+/// `*rest` and `:x` as parameters or wildcards (or refuse them at start-up),
+/// and a query or fragment never reaches a route.
+const TELEMETRY_PATH_FORBIDDEN: &[char] = &['{', '}', '*', ':', '?', '#'];
+
 /// Environment variables holding secrets themselves, never paths.
 pub const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
 pub const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
@@ -527,20 +562,16 @@ impl Config {
             .clone()
             .or(monogoto.discover_interval.clone())
         {
-            Some(v) => parse_duration("monogoto.discover-interval", &v)?,
+            Some(v) => parse_duration("monogoto.discover-interval", &v, DISCOVER_INTERVAL_BOUNDS)?,
             None => DEFAULT_DISCOVER_INTERVAL,
         };
-        let rate_limit = {
-            let value = args
+        let rate_limit = validate_rate_limit(
+            &args
                 .rate_limit
                 .clone()
                 .or(monogoto.rate_limit.clone())
-                .unwrap_or_else(|| DEFAULT_RATE_LIMIT.to_string());
-            value
-                .parse::<RateLimitSpec>()
-                .map_err(|why| ConfigError::value("monogoto.rate-limit", &value, why))?
-                .0
-        };
+                .unwrap_or_else(|| DEFAULT_RATE_LIMIT.to_string()),
+        )?;
         let max_body_size = match args.max_body_size.clone().or(monogoto.max_body_size.clone()) {
             Some(v) => parse_size(&v).ok_or_else(|| {
                 ConfigError::value("monogoto.max-body-size", &v, "must be a size such as \"16MiB\", \"512KiB\" or a number of bytes, at least 1KiB")
@@ -623,7 +654,7 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, ConfigError> {
     let interval = match args.interval.clone().or(file.interval) {
-        Some(v) => parse_duration("poll.interval", &v)?,
+        Some(v) => parse_duration("poll.interval", &v, INTERVAL_BOUNDS)?,
         None => DEFAULT_INTERVAL,
     };
     let batch_size = match args.batch_size.clone().or(file.batch_size) {
@@ -635,7 +666,7 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
         None => DEFAULT_CONCURRENCY,
     };
     let timeout = match args.timeout.clone().or(file.timeout) {
-        Some(v) => parse_duration("poll.timeout", &v)?,
+        Some(v) => parse_duration("poll.timeout", &v, TIMEOUT_BOUNDS)?,
         None => DEFAULT_TIMEOUT,
     };
     let retries = match args.retries.clone().or(file.retries) {
@@ -644,7 +675,15 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
     };
     let stale_after = match args.stale_after.clone().or(file.stale_after) {
         Some(v) => {
-            let d = parse_duration("poll.stale-after", &v)?;
+            let d = parse_duration(
+                "poll.stale-after",
+                &v,
+                DurationBounds {
+                    min: Duration::from_millis(1),
+                    max: MAX_STALE_AFTER,
+                    text: "at most 30d",
+                },
+            )?;
             if d < interval {
                 return Err(ConfigError::value(
                     "poll.stale-after",
@@ -669,13 +708,40 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
     })
 }
 
-fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+fn parse_duration(key: &str, value: &str, bounds: DurationBounds) -> Result<Duration, ConfigError> {
     let d = humantime::parse_duration(value.trim())
         .map_err(|_| ConfigError::value(key, value, "invalid duration (try \"60s\" or \"5m\")"))?;
     if d.is_zero() {
         return Err(ConfigError::value(key, value, "must be greater than zero"));
     }
+    if d < bounds.min || d > bounds.max {
+        return Err(ConfigError::value(
+            key,
+            value,
+            format!("must be {}", bounds.text),
+        ));
+    }
     Ok(d)
+}
+
+/// `monogoto.rate-limit`: parsed, and its period bounded, since a period of
+/// years overflows the limiter's clock arithmetic. A hook of its own so that
+/// the rate limiter's own parsing can change without touching the rest.
+fn validate_rate_limit(value: &str) -> Result<Option<RateLimit>, ConfigError> {
+    let limit = value
+        .parse::<RateLimitSpec>()
+        .map_err(|why| ConfigError::value("monogoto.rate-limit", value, why))?
+        .0;
+    if let Some(limit) = limit
+        && limit.period > MAX_RATE_LIMIT_PERIOD
+    {
+        return Err(ConfigError::value(
+            "monogoto.rate-limit",
+            value,
+            "the period must be at most 7d",
+        ));
+    }
+    Ok(limit)
 }
 
 fn parse_count(key: &str, value: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
@@ -794,6 +860,13 @@ fn validate_telemetry_path(value: Option<String>) -> Result<String, ConfigError>
             "must be a path starting with \"/\"",
         ));
     }
+    if value.contains(TELEMETRY_PATH_FORBIDDEN) {
+        return Err(ConfigError::value(
+            "web.telemetry-path",
+            &value,
+            "must be a plain path: {, }, *, :, ? and # are not allowed",
+        ));
+    }
     if ["/", "/healthz", "/readyz"].contains(&value.as_str()) {
         return Err(ConfigError::value(
             "web.telemetry-path",
@@ -817,6 +890,14 @@ fn validate_url(value: Option<String>) -> Result<String, ConfigError> {
             "must be an http:// or https:// URL with a host",
         ));
     }
+    if parsed.fragment().is_some() {
+        // Never sent, and every request path would be appended after it.
+        return Err(ConfigError::value(
+            "monogoto.url",
+            &redact_url(&parsed),
+            "must not carry a #fragment",
+        ));
+    }
     if parsed.query().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
         // Credentials in a URL would end up in logs and errors.
         return Err(ConfigError::value(
@@ -828,11 +909,13 @@ fn validate_url(value: Option<String>) -> Result<String, ConfigError> {
     Ok(value.trim().trim_end_matches('/').to_string())
 }
 
+/// The URL without what may be secret (credentials, query) or is refused.
 fn redact_url(url: &reqwest::Url) -> String {
     format!(
-        "{}://{}{}",
+        "{}://{}{}{}",
         url.scheme(),
         url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     )
 }
@@ -1356,6 +1439,143 @@ mod tests {
             );
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
+    }
+
+    #[test]
+    fn every_duration_is_bounded() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--poll.interval", "1ms"],
+                "config: poll.interval \"1ms\": must be from 1s to 24h",
+            ),
+            (
+                &["--poll.interval", "25h"],
+                "config: poll.interval \"25h\": must be from 1s to 24h",
+            ),
+            (
+                &["--poll.interval", "10000000000000000000s"],
+                "config: poll.interval \"10000000000000000000s\"",
+            ),
+            (
+                &["--poll.interval", "300000000000y"],
+                "config: poll.interval \"300000000000y\"",
+            ),
+            (
+                &["--poll.timeout", "10ms"],
+                "config: poll.timeout \"10ms\": must be from 100ms to 10m",
+            ),
+            (
+                &["--poll.timeout", "11m"],
+                "config: poll.timeout \"11m\": must be from 100ms to 10m",
+            ),
+            (
+                &["--poll.stale-after", "31days"],
+                "config: poll.stale-after \"31days\": must be at most 30d",
+            ),
+            (
+                &["--poll.stale-after", "300000000000y"],
+                "config: poll.stale-after \"300000000000y\"",
+            ),
+            (
+                &["--monogoto.discover-interval", "30s"],
+                "config: monogoto.discover-interval \"30s\": must be from 1m to 30d",
+            ),
+            (
+                &["--monogoto.discover-interval", "300000000000y"],
+                "config: monogoto.discover-interval \"300000000000y\"",
+            ),
+            (
+                &["--monogoto.rate-limit", "1/300000000000y"],
+                "config: monogoto.rate-limit \"1/300000000000y\"",
+            ),
+            (
+                &["--monogoto.rate-limit", "1/8d"],
+                "config: monogoto.rate-limit \"1/8d\": the period must be at most 7d",
+            ),
+        ];
+        for (args, expected) in cases {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--monogoto.iccid", A]);
+            let e = error(&all);
+            assert!(e.starts_with(expected), "{args:?}: {e:?}");
+        }
+        // The ends of each range are accepted.
+        let c = resolve(&[
+            "--monogoto.iccid",
+            A,
+            "--poll.interval",
+            "24h",
+            "--poll.timeout",
+            "100ms",
+            "--poll.stale-after",
+            "30d",
+            "--monogoto.discover-interval",
+            "30d",
+            "--monogoto.rate-limit",
+            "1/7d",
+        ])
+        .expect("valid");
+        assert_eq!(c.poll.interval, Duration::from_secs(24 * 3600));
+        assert_eq!(c.poll.stale_after, MAX_STALE_AFTER);
+        assert_eq!(c.discover_interval, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.rate_limit.map(|l| l.period), Some(MAX_RATE_LIMIT_PERIOD));
+        let c = resolve(&[
+            "--monogoto.iccid",
+            A,
+            "--poll.interval",
+            "1s",
+            "--poll.timeout",
+            "10m",
+            "--monogoto.discover-interval",
+            "1m",
+        ])
+        .expect("valid");
+        assert_eq!(c.poll.stale_after, Duration::from_secs(3), "3 x interval");
+        // The YAML file goes through the same checks.
+        let f = yaml("poll:\n  interval: 1ms\n");
+        let e = error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ]);
+        assert!(e.starts_with("config: poll.interval \"1ms\""), "{e}");
+    }
+
+    #[test]
+    fn telemetry_paths_the_router_would_misread_and_url_fragments_are_refused() {
+        for path in [
+            "/:metrics",
+            "/*rest",
+            "/m/{x}",
+            "/metrics?x=1",
+            "/metrics#top",
+            "/m}",
+        ] {
+            let e = error(&["--web.telemetry-path", path, "--monogoto.iccid", A]);
+            assert!(
+                e.starts_with(&format!(
+                    "config: web.telemetry-path {path:?}: must be a plain path"
+                )),
+                "{e}"
+            );
+        }
+        for path in ["/metrics", "/prometheus/metrics", "/m-1_x.txt", "/metrics/"] {
+            let c = resolve(&["--web.telemetry-path", path, "--monogoto.iccid", A]).expect(path);
+            assert_eq!(c.telemetry_path, path);
+        }
+        let e = error(&[
+            "--monogoto.url",
+            "https://console.monogoto.io/#frag",
+            "--monogoto.iccid",
+            A,
+        ]);
+        assert!(
+            e.starts_with(
+                "config: monogoto.url \"https://console.monogoto.io/\": must not carry a #fragment"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
