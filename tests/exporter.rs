@@ -422,9 +422,14 @@ async fn a_failing_batch_keeps_the_others() {
                 Some(0.0),
                 "not transient"
             );
+            // The API refusing in a well-formed body: a status error.
+            assert_eq!(
+                counter("monogoto_refresh_errors_total{kind=\"status\"}"),
+                Some(1.0)
+            );
             assert_eq!(
                 counter("monogoto_refresh_errors_total{kind=\"decode\"}"),
-                Some(1.0)
+                Some(0.0)
             );
         }
 
