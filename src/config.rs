@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer};
 
+use crate::iccid;
 use crate::monogoto::ThingIdsFormat;
 use crate::monogoto::rate_limit::Budget;
 use crate::shard::{self, Shard};
@@ -22,7 +23,6 @@ pub const MAX_BATCH_SIZE: usize = 50;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_CONCURRENCY: usize = 64;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const STALE_AFTER_INTERVALS: u32 = 3;
 /// The standard plan's budget: both windows bind, the hourly one in the long run.
 pub const DEFAULT_RATE_LIMIT: &str = "60/min,1000/h";
 /// SUSPENDED, RETIRED and unknown SIMs are polled this often.
@@ -32,6 +32,53 @@ pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const MAX_RETRIES: usize = 10;
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+
+/// The range of a duration setting, both ends included, and how to say it.
+/// Every duration is bounded: a few milliseconds floods the logs and the API,
+/// and years overflow the clock arithmetic of the poller and the rate limiter.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationBounds {
+    pub min: Duration,
+    pub max: Duration,
+    pub text: &'static str,
+}
+
+const DAY: u64 = 24 * 3600;
+pub const INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(DAY),
+    text: "from 1s to 24h",
+};
+pub const TIMEOUT_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(600),
+    text: "from 100ms to 10m",
+};
+pub const MAX_STALE_AFTER: Duration = Duration::from_secs(30 * DAY);
+/// Shorter than the refresh target is raised to it by the poller, with a
+/// warning: the target depends on the fleet, known only then.
+pub const STALE_AFTER_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(1),
+    max: MAX_STALE_AFTER,
+    text: "from 1s to 30d",
+};
+/// 0 (every SIM every refresh) is accepted besides.
+pub const INACTIVE_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(30 * DAY),
+    text: "from 1s to 30d, or 0",
+};
+pub const DISCOVER_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(60),
+    max: Duration::from_secs(30 * DAY),
+    text: "from 1m to 30d",
+};
+/// The longest period of a `monogoto.rate-limit` window (`N/PERIOD`).
+pub const MAX_RATE_LIMIT_PERIOD: Duration = crate::monogoto::rate_limit::MAX_WINDOW;
+/// Characters a telemetry path may not hold: the router would read `{x}`,
+/// `*rest` and `:x` as parameters or wildcards (or refuse them at start-up),
+/// and a query or fragment never reaches a route.
+const TELEMETRY_PATH_FORBIDDEN: &[char] = &['{', '}', '*', ':', '?', '#'];
 
 /// Environment variables holding secrets themselves, never paths.
 pub const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
@@ -89,6 +136,9 @@ pub struct SimulateArgs {
     /// Length of one connect/disconnect epoch of a simulated Thing.
     #[arg(long = "flap-period", default_value = "120s", value_parser = humantime::parse_duration)]
     pub flap_period: Duration,
+    /// Write the trailing F of ICCIDs lower-case in answers, as an API may.
+    #[arg(long = "lowercase-iccids")]
+    pub lowercase_iccids: bool,
     /// Lifetime of the tokens logins get (their JWT exp), in whole seconds; then they answer 401.
     #[arg(long = "token-lifetime", default_value = "4h", value_parser = humantime::parse_duration)]
     pub token_lifetime: Duration,
@@ -225,12 +275,14 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// The secrets as they are set, blank or not: [`Config::resolve`] trims
+    /// them and refuses one that is set but blank.
     pub fn from_process() -> Self {
-        let non_empty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let secret = |name: &str| std::env::var(name).ok().map(SecretString::from);
         Environment {
-            token: non_empty(ENV_TOKEN).map(SecretString::from),
-            password: non_empty(ENV_PASSWORD).map(SecretString::from),
-            rust_log: non_empty("RUST_LOG"),
+            token: secret(ENV_TOKEN),
+            password: secret(ENV_PASSWORD),
+            rust_log: std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()),
         }
     }
 }
@@ -537,7 +589,7 @@ impl Config {
         };
         for raw in &flag_iccids {
             iccids.push(
-                normalize_iccid(raw)
+                iccid::normalize(raw)
                     .map_err(|why| ConfigError::value("monogoto.iccid", raw, why))?,
             );
         }
@@ -551,19 +603,16 @@ impl Config {
             .clone()
             .or(monogoto.discover_interval.clone())
         {
-            Some(v) => parse_duration("monogoto.discover-interval", &v)?,
+            Some(v) => parse_duration("monogoto.discover-interval", &v, DISCOVER_INTERVAL_BOUNDS)?,
             None => DEFAULT_DISCOVER_INTERVAL,
         };
-        let rate_limit = {
-            let value = args
+        let rate_limit = validate_rate_limit(
+            &args
                 .rate_limit
                 .clone()
                 .or(monogoto.rate_limit.clone())
-                .unwrap_or_else(|| DEFAULT_RATE_LIMIT.to_string());
-            value
-                .parse::<Budget>()
-                .map_err(|why| ConfigError::value("monogoto.rate-limit", &value, why))?
-        };
+                .unwrap_or_else(|| DEFAULT_RATE_LIMIT.to_string()),
+        )?;
         let max_body_size = match args.max_body_size.clone().or(monogoto.max_body_size.clone()) {
             Some(v) => parse_size(&v).ok_or_else(|| {
                 ConfigError::value("monogoto.max-body-size", &v, "must be a size such as \"16MiB\", \"512KiB\" or a number of bytes, at least 1KiB")
@@ -657,7 +706,7 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, ConfigError> {
     let interval = match args.interval.clone().or(file.interval) {
-        Some(v) => parse_duration("poll.interval", &v)?,
+        Some(v) => parse_duration("poll.interval", &v, INTERVAL_BOUNDS)?,
         None => DEFAULT_INTERVAL,
     };
     let batch_size = match args.batch_size.clone().or(file.batch_size) {
@@ -669,7 +718,7 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
         None => DEFAULT_CONCURRENCY,
     };
     let timeout = match args.timeout.clone().or(file.timeout) {
-        Some(v) => parse_duration("poll.timeout", &v)?,
+        Some(v) => parse_duration("poll.timeout", &v, TIMEOUT_BOUNDS)?,
         None => DEFAULT_TIMEOUT,
     };
     let retries = match args.retries.clone().or(file.retries) {
@@ -679,12 +728,12 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
     // Shorter than the refresh target is raised to it by the poller, with a
     // warning: the target depends on the fleet, which is known only then.
     let stale_after = match args.stale_after.clone().or(file.stale_after) {
-        Some(v) => Some(parse_duration("poll.stale-after", &v)?),
+        Some(v) => Some(parse_duration("poll.stale-after", &v, STALE_AFTER_BOUNDS)?),
         None => None,
     };
     let inactive_interval = match args.inactive_interval.clone().or(file.inactive_interval) {
         Some(v) if v.trim() == "0" => Duration::ZERO,
-        Some(v) => parse_duration("poll.inactive-interval", &v)?,
+        Some(v) => parse_duration("poll.inactive-interval", &v, INACTIVE_INTERVAL_BOUNDS)?,
         None => DEFAULT_INACTIVE_INTERVAL,
     };
     Ok(PollConfig {
@@ -698,13 +747,31 @@ fn resolve_poll(args: &ExporterArgs, file: PollFile) -> Result<PollConfig, Confi
     })
 }
 
-fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+fn parse_duration(key: &str, value: &str, bounds: DurationBounds) -> Result<Duration, ConfigError> {
     let d = humantime::parse_duration(value.trim())
         .map_err(|_| ConfigError::value(key, value, "invalid duration (try \"60s\" or \"5m\")"))?;
     if d.is_zero() {
         return Err(ConfigError::value(key, value, "must be greater than zero"));
     }
+    if d < bounds.min || d > bounds.max {
+        return Err(ConfigError::value(
+            key,
+            value,
+            format!("must be {}", bounds.text),
+        ));
+    }
     Ok(d)
+}
+
+/// `monogoto.rate-limit`: parsed, and its period bounded, since a period of
+/// years overflows the limiter's clock arithmetic. A hook of its own so that
+/// the rate limiter's own parsing can change without touching the rest.
+/// The budget's windows; each period at most [`MAX_RATE_LIMIT_PERIOD`], so
+/// that the limiter's arithmetic on it cannot overflow.
+fn validate_rate_limit(value: &str) -> Result<Budget, ConfigError> {
+    value
+        .parse::<Budget>()
+        .map_err(|why| ConfigError::value("monogoto.rate-limit", value, why))
 }
 
 fn parse_count(key: &str, value: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
@@ -823,6 +890,13 @@ fn validate_telemetry_path(value: Option<String>) -> Result<String, ConfigError>
             "must be a path starting with \"/\"",
         ));
     }
+    if value.contains(TELEMETRY_PATH_FORBIDDEN) {
+        return Err(ConfigError::value(
+            "web.telemetry-path",
+            &value,
+            "must be a plain path: {, }, *, :, ? and # are not allowed",
+        ));
+    }
     if ["/", "/healthz", "/readyz"].contains(&value.as_str()) {
         return Err(ConfigError::value(
             "web.telemetry-path",
@@ -846,6 +920,14 @@ fn validate_url(value: Option<String>) -> Result<String, ConfigError> {
             "must be an http:// or https:// URL with a host",
         ));
     }
+    if parsed.fragment().is_some() {
+        // Never sent, and every request path would be appended after it.
+        return Err(ConfigError::value(
+            "monogoto.url",
+            &redact_url(&parsed),
+            "must not carry a #fragment",
+        ));
+    }
     if parsed.query().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
         // Credentials in a URL would end up in logs and errors.
         return Err(ConfigError::value(
@@ -857,11 +939,13 @@ fn validate_url(value: Option<String>) -> Result<String, ConfigError> {
     Ok(value.trim().trim_end_matches('/').to_string())
 }
 
+/// The URL without what may be secret (credentials, query) or is refused.
 fn redact_url(url: &reqwest::Url) -> String {
     format!(
-        "{}://{}{}",
+        "{}://{}{}{}",
         url.scheme(),
         url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     )
 }
@@ -885,16 +969,24 @@ fn resolve_credentials(
     let token = if let Some(path) = &args.token_file {
         Some(read_secret_file("monogoto.token-file", path)?)
     } else if let Some(token) = &env.token {
-        Some(token.clone())
+        Some(env_secret("monogoto.token", ENV_TOKEN, token)?)
     } else if let Some(path) = &file.token_file {
         Some(read_secret_file("monogoto.token-file", path)?)
     } else {
         file.token
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .map(SecretString::from)
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_string()))
     };
     if let Some(token) = token {
+        // Sent as a header: a line break inside would fail every request.
+        if token.expose_secret().chars().any(|c| c.is_ascii_control()) {
+            return Err(ConfigError::new(
+                "monogoto.token",
+                "contains a control character (a line break?) that an HTTP header cannot carry",
+            ));
+        }
         return Ok(Some(Credentials::Token(token)));
     }
 
@@ -906,14 +998,15 @@ fn resolve_credentials(
     let password = if let Some(path) = &args.password_file {
         Some(read_secret_file("monogoto.password-file", path)?)
     } else if let Some(password) = &env.password {
-        Some(password.clone())
+        Some(env_secret("monogoto.password", ENV_PASSWORD, password)?)
     } else if let Some(path) = &file.password_file {
         Some(read_secret_file("monogoto.password-file", path)?)
     } else {
         file.password
-            .clone()
+            .as_deref()
+            .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(SecretString::from)
+            .map(|p| SecretString::from(p.to_string()))
     };
     match (username, password) {
         (Some(username), Some(password)) => Ok(Some(Credentials::Login { username, password })),
@@ -931,6 +1024,19 @@ fn resolve_credentials(
     }
 }
 
+/// A secret from the environment, trimmed as one from a file is: a Kubernetes
+/// Secret or a shell `$(cat token)` brings a trailing newline along.
+fn env_secret(key: &str, var: &str, value: &SecretString) -> Result<SecretString, ConfigError> {
+    let secret = value.expose_secret().trim();
+    if secret.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            format!("{var} is set but empty; give it a value or unset it"),
+        ));
+    }
+    Ok(SecretString::from(secret.to_string()))
+}
+
 fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -940,25 +1046,6 @@ fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError>
         return Err(ConfigError::value(key, &shown, "file is empty"));
     }
     Ok(SecretString::from(secret.to_string()))
-}
-
-/// Checks an ICCID (digits, 18 to 22 characters, an optional trailing `F`)
-/// and returns it in canonical form (upper-case `F`).
-pub fn normalize_iccid(raw: &str) -> Result<String, &'static str> {
-    const WHY: &str = "not an ICCID (18 to 22 characters: digits, optionally ending in F)";
-    let s = raw.trim();
-    let digits = s.strip_suffix(['F', 'f']).unwrap_or(s);
-    if !(18..=22).contains(&s.len())
-        || digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(WHY);
-    }
-    let mut canonical = digits.to_string();
-    if digits.len() != s.len() {
-        canonical.push('F');
-    }
-    Ok(canonical)
 }
 
 /// Reads ICCIDs one a line; `#` starts a comment; blank lines are ignored.
@@ -977,13 +1064,15 @@ pub fn read_iccids_file(path: &Path) -> Result<Vec<String>, ConfigError> {
 
 /// The body of an ICCIDs file; on error, the 1-based line, its value and why.
 pub fn parse_iccids(text: &str) -> Result<Vec<String>, (usize, String, &'static str)> {
+    // Editors on Windows start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let value = line.split('#').next().unwrap_or("").trim();
         if value.is_empty() {
             continue;
         }
-        out.push(normalize_iccid(value).map_err(|why| (index + 1, value.to_string(), why))?);
+        out.push(iccid::normalize(value).map_err(|why| (index + 1, value.to_string(), why))?);
     }
     Ok(out)
 }
@@ -1192,6 +1281,99 @@ mod tests {
     }
 
     #[test]
+    fn secrets_from_the_environment_are_trimmed() {
+        let token = |env: Environment| match Config::resolve(
+            &parse(&["--monogoto.iccid", A]),
+            env,
+            Mode::Exporter,
+        )
+        .expect("valid")
+        .credentials
+        {
+            Some(Credentials::Token(t)) => t.expose_secret().to_string(),
+            other => panic!("unexpected credentials {other:?}"),
+        };
+        for raw in ["tok\n", " tok ", "\ttok\r\n"] {
+            let env = Environment {
+                token: Some(SecretString::from(raw)),
+                ..Environment::default()
+            };
+            assert_eq!(token(env), "tok", "{raw:?}");
+        }
+        let env = Environment {
+            password: Some(SecretString::from("pw\n")),
+            ..Environment::default()
+        };
+        let c = Config::resolve(
+            &parse(&["--monogoto.username", "ops", "--monogoto.discover"]),
+            env,
+            Mode::Exporter,
+        )
+        .expect("valid");
+        match c.credentials {
+            Some(Credentials::Login { password, .. }) => assert_eq!(password.expose_secret(), "pw"),
+            other => panic!("unexpected credentials {other:?}"),
+        }
+        // As from the YAML file.
+        let f = yaml(&format!("monogoto:\n  token: |\n    tok\n  iccid: {A}\n"));
+        let c = Config::resolve(
+            &parse(&["--config.file", f.path().to_str().expect("utf-8")]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
+        match c.credentials {
+            Some(Credentials::Token(t)) => assert_eq!(t.expose_secret(), "tok"),
+            other => panic!("unexpected credentials {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blank_or_unsendable_secrets_are_errors() {
+        let resolve_env = |args: &[&str], env: Environment| {
+            Config::resolve(&parse(args), env, Mode::Exporter)
+                .expect_err("refused")
+                .to_string()
+        };
+        for blank in ["", "\n", "  \t "] {
+            let e = resolve_env(
+                &["--monogoto.iccid", A],
+                Environment {
+                    token: Some(SecretString::from(blank)),
+                    ..Environment::default()
+                },
+            );
+            assert_eq!(
+                e,
+                "config: monogoto.token: MONOGOTO_TOKEN is set but empty; give it a value or unset it"
+            );
+            let e = resolve_env(
+                &["--monogoto.username", "ops", "--monogoto.iccid", A],
+                Environment {
+                    password: Some(SecretString::from(blank)),
+                    ..Environment::default()
+                },
+            );
+            assert!(
+                e.starts_with("config: monogoto.password: MONOGOTO_PASSWORD is set but empty"),
+                "{e}"
+            );
+        }
+        let e = resolve_env(
+            &["--monogoto.iccid", A],
+            Environment {
+                token: Some(SecretString::from("first\nsecond")),
+                ..Environment::default()
+            },
+        );
+        assert!(
+            e.starts_with("config: monogoto.token: contains a control character"),
+            "{e}"
+        );
+        assert!(!e.contains("first"), "the secret stays out: {e}");
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug() {
         let env = Environment {
             token: Some(SecretString::from("s3cr3t-token")),
@@ -1301,6 +1483,150 @@ mod tests {
             );
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
+    }
+
+    #[test]
+    fn every_duration_is_bounded() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--poll.interval", "1ms"],
+                "config: poll.interval \"1ms\": must be from 1s to 24h",
+            ),
+            (
+                &["--poll.interval", "25h"],
+                "config: poll.interval \"25h\": must be from 1s to 24h",
+            ),
+            (
+                &["--poll.interval", "10000000000000000000s"],
+                "config: poll.interval \"10000000000000000000s\"",
+            ),
+            (
+                &["--poll.interval", "300000000000y"],
+                "config: poll.interval \"300000000000y\"",
+            ),
+            (
+                &["--poll.timeout", "10ms"],
+                "config: poll.timeout \"10ms\": must be from 100ms to 10m",
+            ),
+            (
+                &["--poll.timeout", "11m"],
+                "config: poll.timeout \"11m\": must be from 100ms to 10m",
+            ),
+            (
+                &["--poll.stale-after", "31days"],
+                "config: poll.stale-after \"31days\": must be from 1s to 30d",
+            ),
+            (
+                &["--poll.inactive-interval", "31days"],
+                "config: poll.inactive-interval \"31days\": must be from 1s to 30d, or 0",
+            ),
+            (
+                &["--poll.stale-after", "300000000000y"],
+                "config: poll.stale-after \"300000000000y\"",
+            ),
+            (
+                &["--monogoto.discover-interval", "30s"],
+                "config: monogoto.discover-interval \"30s\": must be from 1m to 30d",
+            ),
+            (
+                &["--monogoto.discover-interval", "300000000000y"],
+                "config: monogoto.discover-interval \"300000000000y\"",
+            ),
+            (
+                &["--monogoto.rate-limit", "1/300000000000y"],
+                "config: monogoto.rate-limit \"1/300000000000y\"",
+            ),
+            (
+                &["--monogoto.rate-limit", "1/8d"],
+                "config: monogoto.rate-limit \"1/8d\": the period must be at most 7d",
+            ),
+        ];
+        for (args, expected) in cases {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--monogoto.iccid", A]);
+            let e = error(&all);
+            assert!(e.starts_with(expected), "{args:?}: {e:?}");
+        }
+        // The ends of each range are accepted.
+        let c = resolve(&[
+            "--monogoto.iccid",
+            A,
+            "--poll.interval",
+            "24h",
+            "--poll.timeout",
+            "100ms",
+            "--poll.stale-after",
+            "30d",
+            "--monogoto.discover-interval",
+            "30d",
+            "--monogoto.rate-limit",
+            "1/7d",
+        ])
+        .expect("valid");
+        assert_eq!(c.poll.interval, Duration::from_secs(24 * 3600));
+        assert_eq!(c.poll.stale_after, Some(MAX_STALE_AFTER));
+        assert_eq!(c.discover_interval, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.rate_limit.windows()[0].period, MAX_RATE_LIMIT_PERIOD);
+        let c = resolve(&[
+            "--monogoto.iccid",
+            A,
+            "--poll.interval",
+            "1s",
+            "--poll.timeout",
+            "10m",
+            "--monogoto.discover-interval",
+            "1m",
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.poll.stale_after, None,
+            "3 refresh targets, known once polling"
+        );
+        // The YAML file goes through the same checks.
+        let f = yaml("poll:\n  interval: 1ms\n");
+        let e = error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ]);
+        assert!(e.starts_with("config: poll.interval \"1ms\""), "{e}");
+    }
+
+    #[test]
+    fn telemetry_paths_the_router_would_misread_and_url_fragments_are_refused() {
+        for path in [
+            "/:metrics",
+            "/*rest",
+            "/m/{x}",
+            "/metrics?x=1",
+            "/metrics#top",
+            "/m}",
+        ] {
+            let e = error(&["--web.telemetry-path", path, "--monogoto.iccid", A]);
+            assert!(
+                e.starts_with(&format!(
+                    "config: web.telemetry-path {path:?}: must be a plain path"
+                )),
+                "{e}"
+            );
+        }
+        for path in ["/metrics", "/prometheus/metrics", "/m-1_x.txt", "/metrics/"] {
+            let c = resolve(&["--web.telemetry-path", path, "--monogoto.iccid", A]).expect(path);
+            assert_eq!(c.telemetry_path, path);
+        }
+        let e = error(&[
+            "--monogoto.url",
+            "https://console.monogoto.io/#frag",
+            "--monogoto.iccid",
+            A,
+        ]);
+        assert!(
+            e.starts_with(
+                "config: monogoto.url \"https://console.monogoto.io/\": must not carry a #fragment"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1557,35 +1883,33 @@ mod tests {
     }
 
     #[test]
-    fn iccid_validation() {
-        assert_eq!(normalize_iccid(A), Ok(A.to_string()));
-        assert_eq!(
-            normalize_iccid("8988200000000000001f"),
-            Ok("8988200000000000001F".into())
-        );
-        assert_eq!(
-            normalize_iccid(" 8988200000000000001F "),
-            Ok("8988200000000000001F".into())
-        );
+    fn iccids_are_normalised_and_the_documented_example_is_accepted() {
+        // The API page's own example has 16 digits; a trailing f is upper-cased.
+        let c = resolve(&[
+            "--monogoto.iccid",
+            "8912372646888991",
+            "--monogoto.iccid",
+            "8988200000000000001f",
+            "--monogoto.iccid",
+            "8988200000000000001F",
+        ])
+        .expect("valid");
+        assert_eq!(c.iccids, vec!["8912372646888991", "8988200000000000001F"]);
+        let e = error(&["--monogoto.iccid", "123456789"]);
         assert!(
-            normalize_iccid("1234567890123456789012").is_ok(),
-            "22 characters"
+            e.starts_with("config: monogoto.iccid \"123456789\": not an ICCID (10 to 22"),
+            "{e}"
         );
-        assert!(
-            normalize_iccid("89882000000000000").is_err(),
-            "17 characters"
-        );
-        assert!(
-            normalize_iccid("12345678901234567890123").is_err(),
-            "23 characters"
-        );
-        assert!(normalize_iccid("8988200000000000x01").is_err());
-        assert!(
-            normalize_iccid("89882000000000000F1").is_err(),
-            "F only at the end"
-        );
-        assert!(normalize_iccid("FFFFFFFFFFFFFFFFFF").is_err());
-        assert!(normalize_iccid("").is_err());
+    }
+
+    #[test]
+    fn an_iccids_file_may_start_with_a_byte_order_mark() {
+        let f = yaml(&format!("\u{feff}{A}\n{B}\n"));
+        let c =
+            resolve(&["--monogoto.iccids-file", f.path().to_str().expect("utf-8")]).expect("valid");
+        assert_eq!(c.iccids, vec![A.to_string(), B.to_string()]);
+        // Only at the start: elsewhere it is not part of an ICCID.
+        assert!(parse_iccids(&format!("{A}\n\u{feff}{B}\n")).is_err());
     }
 
     #[test]

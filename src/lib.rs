@@ -3,6 +3,7 @@
 pub mod app;
 pub mod config;
 pub mod exposition;
+pub mod iccid;
 pub mod metrics;
 pub mod monogoto;
 pub mod poller;

@@ -184,6 +184,7 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
             .map(|w| (w.requests, w.period))
             .collect(),
         thing_ids_format: args.thing_ids_format,
+        lowercase_iccids: args.lowercase_iccids,
         ..SimulatorConfig::default()
     });
     for rule in &args.faults {

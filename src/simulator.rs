@@ -100,6 +100,9 @@ pub struct SimulatorConfig {
     pub token_lifetime: Duration,
     /// Length of one connection epoch.
     pub flap_period: Duration,
+    /// Answers (`/things` and `/thing/status`) write the trailing `F` of an
+    /// ICCID lower-case, as an API may; requests are matched whatever the case.
+    pub lowercase_iccids: bool,
     /// Request budget as `(requests, period)` windows, all enforced at once;
     /// empty for none. Over-budget requests are answered 429.
     pub rate_limit: Vec<(u32, Duration)>,
@@ -133,6 +136,7 @@ impl Default for SimulatorConfig {
             flap_period: Duration::from_secs(120),
             rate_limit: Vec::new(),
             thing_ids_format: ThingIdsForm::Both,
+            lowercase_iccids: false,
         }
     }
 }
@@ -221,6 +225,21 @@ pub enum FaultKind {
     /// 200 with a valid JSON body of at least `bytes` bytes in the endpoint's shape,
     /// streamed in 64 KiB pieces without `Content-Length`.
     Oversized { bytes: u64 },
+    /// HTTP `code` (429 unless given; 429 or 500 to 599) with `Retry-After: <value>`
+    /// exactly as given, however absurd (huge, negative, not a number), and no
+    /// `X-RateLimit-*` headers: for testing how clients read the header.
+    RawRetryAfter {
+        value: String,
+        #[serde(default = "too_many_requests")]
+        code: u16,
+    },
+    /// The normal answer plus `X-RateLimit-Remaining: 0` and
+    /// `X-RateLimit-Reset: <value>` exactly as given.
+    RawRateLimitReset { value: String },
+}
+
+fn too_many_requests() -> u16 {
+    429
 }
 
 /// The `Retry-After` header of a [`FaultKind::RateLimited`] answer. In JSON:
@@ -252,6 +271,13 @@ SPEC is KIND[=VALUE] followed by optional ,OPTION=VALUE parts:
   success_false            200 {\"Success\": false, ...}
   oversized=SIZE           200 with a streamed JSON body of at least SIZE bytes
                            (20MiB, 500KB, 1048576; KB/MB/GB are powers of 1000)
+  raw_retry_after=[CODE:]VALUE
+                           429 (or CODE: 429, 500 to 599) with Retry-After: VALUE
+                           verbatim, e.g. 18446744073709551615 or -1
+  raw_rate_limit_reset=VALUE
+                           the normal answer plus X-RateLimit-Remaining: 0 and
+                           X-RateLimit-Reset: VALUE verbatim, e.g. 1e300
+                           (values with commas: add the rule as JSON instead)
 options:
   endpoint=auth|things|status|all   which requests the rule sees (default all)
   after=N                  let N of them pass first (default 0)
@@ -307,10 +333,24 @@ impl FaultRule {
 
     /// The limits the parser and the control API enforce; `add_fault` takes any rule.
     fn check(&self) -> Result<(), ParseFaultError> {
-        match self.kind {
-            FaultKind::Status { code } if !(400..=599).contains(&code) => {
+        match &self.kind {
+            FaultKind::Status { code } if !(400..=599).contains(code) => {
                 return Err(spec_error(format!(
                     "status code must be between 400 and 599, got {code}"
+                )));
+            }
+            FaultKind::RawRetryAfter { code, .. }
+                if *code != 429 && !(500..=599).contains(code) =>
+            {
+                return Err(spec_error(format!(
+                    "raw_retry_after answers 429 or 500 to 599, got {code}"
+                )));
+            }
+            FaultKind::RawRetryAfter { value, .. } | FaultKind::RawRateLimitReset { value }
+                if HeaderValue::from_str(value).is_err() =>
+            {
+                return Err(spec_error(format!(
+                    "{value:?} cannot be sent as a header value"
                 )));
             }
             _ => {}
@@ -353,6 +393,9 @@ impl fmt::Display for FaultKind {
             Self::WrongTypes => f.write_str("wrong_types"),
             Self::SuccessFalse => f.write_str("success_false"),
             Self::Oversized { bytes } => write!(f, "oversized={bytes}"),
+            Self::RawRetryAfter { value, code: 429 } => write!(f, "raw_retry_after={value}"),
+            Self::RawRetryAfter { value, code } => write!(f, "raw_retry_after={code}:{value}"),
+            Self::RawRateLimitReset { value } => write!(f, "raw_rate_limit_reset={value}"),
         }
     }
 }
@@ -423,7 +466,8 @@ impl FromStr for FaultRule {
 }
 
 const FAULT_KINDS: &str = "latency, hang, status, rate_limited, unauthorized, truncated_json, \
-                           malformed_json, wrong_types, success_false, oversized";
+                           malformed_json, wrong_types, success_false, oversized, \
+                           raw_retry_after, raw_rate_limit_reset";
 
 fn parse_kind(name: &str, value: Option<&str>) -> Result<FaultKind, ParseFaultError> {
     let needs = |example: &str| spec_error(format!("{name} needs a value, as in {example}"));
@@ -452,6 +496,28 @@ fn parse_kind(name: &str, value: Option<&str>) -> Result<FaultKind, ParseFaultEr
             let v = value.ok_or_else(|| needs("oversized=20MiB"))?;
             Ok(FaultKind::Oversized {
                 bytes: parse_size(v)?,
+            })
+        }
+        "raw_retry_after" => {
+            let v = value.ok_or_else(|| needs("raw_retry_after=120"))?;
+            // `503:120` answers 503; a value of its own never starts with three digits and a colon.
+            let (code, raw) = match v.split_once(':') {
+                Some((code, raw))
+                    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    (code.parse::<u16>().unwrap_or(0), raw.trim())
+                }
+                _ => (too_many_requests(), v),
+            };
+            Ok(FaultKind::RawRetryAfter {
+                value: raw.to_owned(),
+                code,
+            })
+        }
+        "raw_rate_limit_reset" => {
+            let v = value.ok_or_else(|| needs("raw_rate_limit_reset=1e300"))?;
+            Ok(FaultKind::RawRateLimitReset {
+                value: v.to_owned(),
             })
         }
         "hang" => simple(FaultKind::Hang),
@@ -646,7 +712,9 @@ struct Inner {
     customer_id: String,
     user_id: String,
     fleet: Vec<ThingStatic>,
+    /// Keyed by the canonical ICCID (upper-case `F`); see [`Inner::index_of`].
     by_iccid: HashMap<String, usize>,
+    lowercase_iccids: bool,
     counters: [AtomicU64; 3],
     state: Mutex<MutableState>,
     budget: Option<budget::ServerBudget>,
@@ -781,6 +849,7 @@ impl Simulator {
             user_id: format!("uid_sim-{:016x}", hash(&[seed, TAG_CUSTOMER, 1])),
             fleet,
             by_iccid,
+            lowercase_iccids: config.lowercase_iccids,
             counters: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: Mutex::new(state),
             budget: budget::ServerBudget::new(&config.rate_limit),
@@ -873,7 +942,7 @@ impl Simulator {
 
     /// Canonical state at the simulator's current time.
     pub fn truth(&self, iccid: &str) -> Option<ThingTruth> {
-        let idx = *self.inner.by_iccid.get(iccid)?;
+        let idx = self.inner.index_of(iccid)?;
         let (now, ov) = {
             let st = self.lock();
             if st.removed[idx] {
@@ -982,7 +1051,7 @@ impl Simulator {
 
     /// Forces a Thing connected/disconnected; None returns it to its timeline.
     pub fn set_connected(&self, iccid: &str, connected: Option<bool>) {
-        let Some(&idx) = self.inner.by_iccid.get(iccid) else {
+        let Some(idx) = self.inner.index_of(iccid) else {
             return;
         };
         let mut st = self.lock();
@@ -999,7 +1068,7 @@ impl Simulator {
 
     /// The Thing leaves the fleet: no longer in /things nor in status answers.
     pub fn remove_thing(&self, iccid: &str) {
-        if let Some(&idx) = self.inner.by_iccid.get(iccid) {
+        if let Some(idx) = self.inner.index_of(iccid) {
             let mut st = self.lock();
             if !st.removed[idx] {
                 st.removed[idx] = true;
@@ -1010,7 +1079,7 @@ impl Simulator {
 
     /// Any status request whose ThingIds include this Thing fails this way.
     pub fn set_failing(&self, iccid: &str, mode: Option<FailMode>) {
-        let Some(&idx) = self.inner.by_iccid.get(iccid) else {
+        let Some(idx) = self.inner.index_of(iccid) else {
             return;
         };
         let mut st = self.lock();
@@ -1150,6 +1219,23 @@ impl Simulator {
 }
 
 impl Inner {
+    /// A Thing by its ICCID, whatever the case of its trailing `F`.
+    fn index_of(&self, iccid: &str) -> Option<usize> {
+        match self.by_iccid.get(iccid) {
+            Some(&idx) => Some(idx),
+            None => self.by_iccid.get(&iccid.to_ascii_uppercase()).copied(),
+        }
+    }
+
+    /// The ICCID as this API writes it in answers.
+    fn answered_iccid(&self, t: &ThingStatic) -> String {
+        if self.lowercase_iccids {
+            t.iccid.to_ascii_lowercase()
+        } else {
+            t.iccid.clone()
+        }
+    }
+
     fn epoch_of(&self, t: &ThingStatic, now: i64) -> i64 {
         now.saturating_sub(t.phase).div_euclid(self.flap_secs)
     }
@@ -1248,10 +1334,11 @@ impl Inner {
     }
 
     fn render_thing(&self, t: &ThingStatic) -> Value {
+        let iccid = self.answered_iccid(t);
         json!({
-            "ThingId": format!("{THING_ID_PREFIX}{}", t.iccid),
+            "ThingId": format!("{THING_ID_PREFIX}{iccid}"),
             "ThingName": t.name,
-            "ExternalUniqueId": t.iccid,
+            "ExternalUniqueId": iccid,
             "State": t.status,
             "CustomerId": self.customer_id,
             "ThingDescription": t.description,
@@ -1262,7 +1349,7 @@ impl Inner {
         let mut m = Map::new();
         m.insert(
             "ThingId".into(),
-            json!(format!("{THING_ID_PREFIX}{}", t.iccid)),
+            json!(format!("{THING_ID_PREFIX}{}", self.answered_iccid(t))),
         );
         m.insert("CustomerId".into(), json!(self.customer_id));
         m.insert("ThingName".into(), json!(t.name));
@@ -1761,7 +1848,7 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
         let requested: Vec<usize> = ids
             .iter()
             .filter_map(|id| id.strip_prefix(THING_ID_PREFIX))
-            .filter_map(|iccid| inner.by_iccid.get(iccid).copied())
+            .filter_map(|iccid| inner.index_of(iccid))
             .filter(|&i| !st.removed[i] && seen.insert(i))
             .collect();
         if requested.iter().any(|i| st.refused.contains(i)) {
@@ -1853,6 +1940,25 @@ async fn with_faults(
         FaultKind::WrongTypes => wrong_types(endpoint, normal()).await,
         FaultKind::SuccessFalse => envelope_error(StatusCode::OK, "simulated failure"),
         FaultKind::Oversized { bytes } => oversized(sim, endpoint, bytes),
+        FaultKind::RawRetryAfter { value, code } => {
+            let mut response = status_fault(code);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        FaultKind::RawRateLimitReset { value } => {
+            let mut response = normal();
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                let headers = response.headers_mut();
+                headers.insert(
+                    HeaderName::from_static("x-ratelimit-remaining"),
+                    HeaderValue::from(0u64),
+                );
+                headers.insert(HeaderName::from_static("x-ratelimit-reset"), value);
+            }
+            response
+        }
     }
 }
 
@@ -2107,7 +2213,7 @@ fn oversized_entry(inner: &Inner, endpoint: SimEndpoint, n: u64) -> String {
 
 /// Index of a Thing still in the fleet.
 fn control_target(sim: &Simulator, iccid: &str) -> Option<usize> {
-    let idx = *sim.inner.by_iccid.get(iccid)?;
+    let idx = sim.inner.index_of(iccid)?;
     (!sim.lock().removed[idx]).then_some(idx)
 }
 
@@ -3580,6 +3686,84 @@ mod tests {
         assert_eq!(sim.faults_served(), 2);
     }
 
+    #[tokio::test]
+    async fn fault_raw_rate_limit_headers_are_sent_verbatim() {
+        let run = frozen(3, 31).spawn().await.expect("spawn");
+        let sim = run.simulator.clone();
+        let token = sim.static_token();
+        let path = status_path(&sim);
+        sim.add_fault(rule("raw_retry_after=18446744073709551615,count=1"));
+        sim.add_fault(rule("raw_retry_after=503:-1,after=1,count=1"));
+        sim.add_fault(rule("raw_rate_limit_reset=1e300,after=2,count=1"));
+        let (code, headers, _) = fetch(&run, &path, Some(&token)).await;
+        assert_eq!(code, 429);
+        assert_eq!(
+            header_str(&headers, "retry-after"),
+            Some("18446744073709551615")
+        );
+        assert_eq!(header_str(&headers, "x-ratelimit-remaining"), None);
+        let (code, headers, _) = fetch(&run, &path, Some(&token)).await;
+        assert_eq!(
+            (code, header_str(&headers, "retry-after")),
+            (503, Some("-1"))
+        );
+        let (code, headers, body) = fetch(&run, &path, Some(&token)).await;
+        assert_eq!(code, 200, "the normal answer");
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["Data"].as_array().map(Vec::len), Some(3));
+        assert_eq!(header_str(&headers, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header_str(&headers, "x-ratelimit-reset"), Some("1e300"));
+        let (code, headers, _) = fetch(&run, &path, Some(&token)).await;
+        assert_eq!(code, 200);
+        assert_eq!(header_str(&headers, "x-ratelimit-reset"), None);
+        // A value no header can carry is refused when the rule is added.
+        let bad = FaultRule::new(FaultKind::RawRateLimitReset {
+            value: "1\n2".into(),
+        });
+        assert!(bad.check().is_err());
+    }
+
+    #[tokio::test]
+    async fn lowercase_iccids_are_written_lower_case_and_matched_in_any_case() {
+        let sim = Simulator::new(SimulatorConfig {
+            lowercase_iccids: true,
+            ..config(40, 7)
+        });
+        sim.set_time(Some(UNIX_EPOCH + Duration::from_secs(T0)));
+        let run = sim.spawn().await.expect("spawn");
+        let token = run.simulator.static_token();
+        let with_f: Vec<String> = run
+            .simulator
+            .iccids()
+            .into_iter()
+            .filter(|i| i.ends_with('F'))
+            .collect();
+        assert!(!with_f.is_empty());
+        let listed = get_json(&run, "/things", &token).await;
+        let listed: Vec<&str> = listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|t| t["ExternalUniqueId"].as_str())
+            .collect();
+        for iccid in &with_f {
+            assert!(
+                listed.contains(&iccid.to_ascii_lowercase().as_str()),
+                "{iccid}"
+            );
+            // Asked for in either case, answered once, lower-case.
+            for asked in [iccid.clone(), iccid.to_ascii_lowercase()] {
+                let data =
+                    status_data(&run, &token, &format!("ThingIds={}", ids_param(&[asked]))).await;
+                assert_eq!(data.len(), 1);
+                assert_eq!(
+                    data[0]["ThingId"],
+                    json!(format!("ThingId_ICCID_{}", iccid.to_ascii_lowercase()))
+                );
+            }
+        }
+    }
+
     #[test]
     fn fault_rules_as_json() {
         let rule: FaultRule = serde_json::from_str(
@@ -3611,6 +3795,13 @@ mod tests {
             FaultKind::WrongTypes,
             FaultKind::SuccessFalse,
             FaultKind::Oversized { bytes: 10 },
+            FaultKind::RawRetryAfter {
+                value: "Wed, 21 Oct 2015 07:28:00 GMT".into(),
+                code: 503,
+            },
+            FaultKind::RawRateLimitReset {
+                value: "1e300".into(),
+            },
         ];
         for kind in kinds {
             let rule = FaultRule::new(kind).after(2).count(3);
@@ -3717,6 +3908,28 @@ mod tests {
             ("oversized=2gib", new(K::Oversized { bytes: 2 << 30 })),
             ("oversized=3m", new(K::Oversized { bytes: 3_000_000 })),
             ("oversized=1048576", new(K::Oversized { bytes: 1 << 20 })),
+            (
+                "raw_retry_after=18446744073709551615",
+                new(K::RawRetryAfter {
+                    value: "18446744073709551615".into(),
+                    code: 429,
+                }),
+            ),
+            (
+                "raw_retry_after=503:-1,endpoint=status",
+                new(K::RawRetryAfter {
+                    value: "-1".into(),
+                    code: 503,
+                })
+                .endpoint(SimEndpoint::Status),
+            ),
+            (
+                "raw_rate_limit_reset=1e300,count=1",
+                new(K::RawRateLimitReset {
+                    value: "1e300".into(),
+                })
+                .count(1),
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(spec.parse::<FaultRule>().as_ref(), Ok(&want), "{spec}");
@@ -3758,6 +3971,9 @@ mod tests {
             ("hang,retries=3", "unknown option \"retries\""),
             ("hang,", "empty option"),
             ("hang,after", "needs a value"),
+            ("raw_retry_after", "needs a value"),
+            ("raw_retry_after=404:5", "429 or 500 to 599"),
+            ("raw_rate_limit_reset", "needs a value"),
         ] {
             let err = spec.parse::<FaultRule>().expect_err(spec).to_string();
             assert!(err.contains(error), "{spec:?}: {err}");

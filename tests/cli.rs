@@ -360,3 +360,123 @@ async fn secrets_never_reach_the_logs_of_a_faulty_run() {
     assert!(!logs.contains(&token), "token in logs");
     assert!(!metrics.contains(&token), "token in metrics");
 }
+
+/// A token mapped from a Kubernetes Secret often ends in a newline: it is
+/// trimmed, so requests succeed instead of failing as garbled "connect" errors.
+#[tokio::test]
+async fn a_token_from_the_environment_is_trimmed() {
+    let sim = simulator(10).await;
+    let port = free_port();
+    let mut child = command()
+        .env(
+            "MONOGOTO_TOKEN",
+            format!("{}\n", sim.simulator.static_token()),
+        )
+        .env("MONOGOTO_URL", sim.url())
+        .args(["--monogoto.discover", "--monogoto.rate-limit", "0"])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let s = samples(
+        &get(&format!("{base}/metrics"))
+            .await
+            .text()
+            .await
+            .expect("body"),
+    );
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(5));
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0), "{logs}");
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(10.0), "{logs}");
+    assert!(!logs.contains("<url>"), "{logs}");
+
+    // Blank after trimming is a configuration error, as an empty token file is.
+    let out = run(command()
+        .env("MONOGOTO_TOKEN", " \n")
+        .args(["--monogoto.iccid", ICCID]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("config: monogoto.token: MONOGOTO_TOKEN is set but empty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Values that used to panic (exit 101, some only after "started"), to act
+/// otherwise than asked, or to flood the logs, are refused at start-up.
+#[test]
+fn values_the_exporter_cannot_honour_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--web.telemetry-path", "/:metrics"],
+            "config: web.telemetry-path \"/:metrics\": must be a plain path",
+        ),
+        (
+            &["--web.telemetry-path", "/*rest"],
+            "config: web.telemetry-path \"/*rest\": must be a plain path",
+        ),
+        (
+            &["--web.telemetry-path", "/m/{x}"],
+            "config: web.telemetry-path \"/m/{x}\": must be a plain path",
+        ),
+        (
+            &["--web.telemetry-path", "/metrics?x=1"],
+            "config: web.telemetry-path \"/metrics?x=1\": must be a plain path",
+        ),
+        (
+            &["--poll.interval", "10000000000000000000s"],
+            "config: poll.interval \"10000000000000000000s\"",
+        ),
+        (
+            &["--poll.interval", "300000000000y"],
+            "config: poll.interval \"300000000000y\": must be from 1s to 24h",
+        ),
+        (
+            &["--poll.interval", "1ms"],
+            "config: poll.interval \"1ms\": must be from 1s to 24h",
+        ),
+        (
+            &["--monogoto.rate-limit", "1/300000000000y"],
+            "config: monogoto.rate-limit \"1/300000000000y\"",
+        ),
+        (
+            &["--monogoto.url", "http://127.0.0.1:1/#x"],
+            "config: monogoto.url \"http://127.0.0.1:1/\": must not carry a #fragment",
+        ),
+    ];
+    for (args, expected) in cases {
+        let port = free_port();
+        let mut child = command()
+            .env("MONOGOTO_TOKEN", "t")
+            .env("MONOGOTO_URL", "http://127.0.0.1:1")
+            .args(["--monogoto.iccid", ICCID])
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .args(*args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Before these were refused, some ran on: do not wait for them forever.
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut err)
+            .expect("read stderr");
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(expected), "{args:?}: {err:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    }
+}

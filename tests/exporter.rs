@@ -430,9 +430,14 @@ async fn a_failing_batch_keeps_the_others() {
                 Some(0.0),
                 "not transient"
             );
+            // The API refusing in a well-formed body: a status error.
+            assert_eq!(
+                counter("monogoto_refresh_errors_total{kind=\"status\"}"),
+                Some(1.0)
+            );
             assert_eq!(
                 counter("monogoto_refresh_errors_total{kind=\"decode\"}"),
-                Some(1.0)
+                Some(0.0)
             );
         }
 
@@ -673,4 +678,80 @@ async fn a_polling_task_that_dies_makes_the_exporter_unhealthy_and_stop() {
         ) == Some(5.0)
     );
     exporter.shutdown().await;
+}
+
+/// An API that writes the trailing `F` of ICCIDs lower-case.
+async fn lowercase_simulator() -> monogoto_exporter::simulator::RunningSimulator {
+    let sim = simulator_with(SimulatorConfig {
+        things: 40,
+        seed: 7,
+        lowercase_iccids: true,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let with_f = sim
+        .simulator
+        .iccids()
+        .iter()
+        .filter(|i| i.ends_with('F'))
+        .count();
+    assert!(with_f >= 2, "the fleet has ICCIDs ending in F: {with_f}");
+    sim
+}
+
+/// Every Thing of the simulator is exported once, under its upper-case ICCID.
+fn assert_every_thing_once_upper_case(
+    sim: &monogoto_exporter::simulator::RunningSimulator,
+    text: &str,
+) {
+    let s = samples(text);
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    let n = sim.simulator.iccids().len() as f64;
+    assert_eq!(
+        value(&s, "monogoto_things_configured"),
+        Some(n),
+        "no duplicates"
+    );
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(n));
+    for iccid in sim.simulator.iccids() {
+        assert!(
+            value(&s, &thing_series("monogoto_thing_connected", &iccid)).is_some(),
+            "{iccid} exported"
+        );
+    }
+    for label in text.split("iccid=\"").skip(1) {
+        let iccid = label.split('"').next().unwrap_or_default();
+        assert!(
+            !iccid.contains('f'),
+            "an iccid label with a lower-case f: {iccid}"
+        );
+    }
+    assert_eq!(
+        value(&s, "monogoto_parse_errors_total{field=\"ThingId\"}").unwrap_or(0.0),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn configured_iccids_match_answers_that_write_them_lower_case() {
+    let sim = lowercase_simulator().await;
+    let exporter = start_exporter(&config(&sim)).await;
+    assert_every_thing_once_upper_case(&sim, &scrape(&exporter).await);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_does_not_duplicate_an_iccid_written_in_two_cases() {
+    let sim = lowercase_simulator().await;
+    // Discovery alone, and discovery with the same SIMs configured upper-case.
+    for configured in [false, true] {
+        let mut cfg = config(&sim);
+        cfg.discover = true;
+        if !configured {
+            cfg.iccids.clear();
+        }
+        let exporter = start_exporter(&cfg).await;
+        assert_every_thing_once_upper_case(&sim, &scrape(&exporter).await);
+        exporter.shutdown().await;
+    }
 }

@@ -293,11 +293,33 @@ async fn persistent_5xx_fail_the_refresh_within_the_budget() {
 }
 
 #[tokio::test]
-async fn other_4xx_are_not_retried() {
+async fn a_400_for_every_request_is_not_split_forever() {
     let case = setup(|_| {}).await;
     case.sim
         .simulator
         .add_fault(rule("status=400,endpoint=status"));
+    case.exporter.poller.refresh().await;
+    case.assert_failed_and_stale("status").await;
+    let first = case.status_requests();
+    assert!(
+        first <= BATCHES * 2 * 7,
+        "split down one path until the request itself shows invalid: {first}"
+    );
+    case.exporter.poller.refresh().await;
+    assert_eq!(
+        case.status_requests(),
+        first + BATCHES,
+        "no more splitting once that is known"
+    );
+    case.assert_recovers().await;
+}
+
+#[tokio::test]
+async fn other_4xx_are_not_retried() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("status=403,endpoint=status"));
     case.exporter.poller.refresh().await;
     let s = case.assert_failed_and_stale("status").await;
     assert_eq!(case.status_requests(), BATCHES);
@@ -383,9 +405,26 @@ async fn malformed_json_fails_the_batch() {
     decode_fault_case("malformed_json,endpoint=status", |_| {}).await;
 }
 
+/// `Success: false` in a 200 is the API refusing: a `status` error, not a
+/// body that could not be decoded, and not retried.
 #[tokio::test]
-async fn success_false_fails_the_batch() {
-    decode_fault_case("success_false,endpoint=status", |_| {}).await;
+async fn success_false_fails_the_batch_as_a_status_error() {
+    let case = setup(|_| {}).await;
+    case.sim
+        .simulator
+        .add_fault(rule("success_false,endpoint=status"));
+    case.exporter.poller.refresh().await;
+    let s = case.assert_failed_and_stale("status").await;
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"status\"}"),
+        Some(BATCHES as f64)
+    );
+    assert_eq!(
+        value(&s, "monogoto_refresh_errors_total{kind=\"decode\"}"),
+        Some(0.0)
+    );
+    assert_eq!(case.status_requests(), BATCHES, "not retried");
+    case.assert_recovers().await;
 }
 
 #[tokio::test]
@@ -530,4 +569,143 @@ async fn a_listing_too_long_for_one_refresh_resumes_in_the_next() {
         "each page listed once: the listing resumed, it did not start over"
     );
     exporter.shutdown().await;
+}
+
+/// `X-RateLimit-Reset` as epoch milliseconds: read as seconds it was a pause of
+/// 57,000 years, and polling stopped. Now: a pause of about a second, then
+/// polling goes on.
+#[tokio::test]
+async fn a_rate_limit_reset_in_epoch_milliseconds_pauses_for_seconds() {
+    let case = setup(|_| {}).await;
+    let reset_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
+        + 1000;
+    case.sim.simulator.add_fault(rule(&format!(
+        "raw_rate_limit_reset={reset_ms},endpoint=status,count=1"
+    )));
+    assert!(case.exporter.poller.refresh().await.succeeded());
+    let started = Instant::now();
+    let report = case.exporter.poller.refresh().await;
+    assert!(report.succeeded(), "polling goes on: {report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "paused {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        case.status_requests(),
+        BATCHES * 2,
+        "the exporter kept asking"
+    );
+    case.assert_recovers().await;
+}
+
+/// A `Retry-After` on a 5xx holds every request back, as on a 429: with one
+/// request at a time and no retries, the second batch waits for the first's pause.
+#[tokio::test]
+async fn a_retry_after_on_a_5xx_holds_every_request() {
+    let case = setup(|c| {
+        c.poll.concurrency = 1;
+        c.poll.retries = 0;
+    })
+    .await;
+    case.sim
+        .simulator
+        .add_fault(rule("raw_retry_after=503:1,endpoint=status,count=1"));
+    let started = Instant::now();
+    let report = case.exporter.poller.refresh().await;
+    assert_eq!(report.failed_batches, 1, "{report:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "the other batch waited: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(case.status_requests(), BATCHES);
+    case.assert_recovers().await;
+}
+
+/// Rate-limit headers no client could honour (a pause past the end of time, or
+/// of a day) neither crash the poller nor stop it: the pause is cut to
+/// `MAX_SERVER_PAUSE`, the task stays alive and healthy, and the last values
+/// stay served.
+#[tokio::test]
+async fn absurd_rate_limit_headers_neither_panic_nor_stop_polling() {
+    for spec in [
+        "raw_retry_after=18446744073709551615,endpoint=status,count=1",
+        "raw_retry_after=86400,endpoint=status,count=1",
+        "raw_retry_after=503:99999999999999999999999,endpoint=status,count=1",
+        "raw_rate_limit_reset=1e300,endpoint=status,count=1",
+        "raw_rate_limit_reset=18446744073709551615,endpoint=status,count=1",
+    ] {
+        let case = setup(|c| c.poll.interval = Duration::from_secs(1)).await;
+        case.sim.simulator.add_fault(rule(spec));
+        wait_until("the absurd header is answered", || {
+            case.sim.simulator.faults_served() >= 1
+        })
+        .await;
+        // Polling now pauses (for at most 15 minutes): the task is alive and
+        // healthy, and nothing the exporter serves is lost meanwhile.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), case.exporter.polling_failed())
+                .await
+                .is_err(),
+            "{spec}: the polling task is alive"
+        );
+        let healthz = get(&format!("{}/healthz", case.exporter.url())).await;
+        assert_eq!(healthz.status(), 200, "{spec}");
+        let s = case.metrics().await;
+        assert_eq!(
+            value(&s, "monogoto_things_reported"),
+            Some(THINGS as f64),
+            "{spec}: last values kept"
+        );
+        case.exporter.shutdown().await;
+    }
+}
+
+/// The real client after absurd headers, with the cap lowered to a second so
+/// the test need not wait 15 minutes: it pauses that long, then answers again.
+#[tokio::test]
+async fn the_client_resumes_after_a_capped_pause() {
+    use monogoto_exporter::config::Credentials;
+    use monogoto_exporter::metrics::HealthMetrics;
+    use monogoto_exporter::monogoto::{Client, ClientOptions};
+    use secrecy::SecretString;
+
+    let sim = simulator(5).await;
+    let health = std::sync::Arc::new(HealthMetrics::new());
+    let client = Client::new(
+        ClientOptions::new(sim.url()),
+        Credentials::Token(SecretString::from(sim.simulator.static_token())),
+        health,
+    )
+    .expect("client")
+    .with_max_server_pause(Duration::from_secs(1));
+    let iccids = sim.simulator.iccids();
+    let deadline = || Some(tokio::time::Instant::now() + Duration::from_secs(10));
+    for spec in [
+        "raw_retry_after=18446744073709551615,endpoint=status,count=1",
+        "raw_rate_limit_reset=1e300,endpoint=status,count=1",
+    ] {
+        sim.simulator.add_fault(rule(spec));
+        let started = Instant::now();
+        // The 429 is retried after the capped pause; the reset answer is good
+        // and pauses the request after it.
+        for _ in 0..2 {
+            let page = client
+                .thing_status(&iccids, 50, 0, deadline())
+                .await
+                .unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!(page.things.len(), 5, "{spec}");
+        }
+        let paused = started.elapsed();
+        assert!(
+            paused >= Duration::from_millis(950) && paused < Duration::from_secs(5),
+            "{spec}: paused {paused:?}"
+        );
+        sim.simulator.clear_faults();
+    }
 }

@@ -1,7 +1,14 @@
 //! Property tests of the status answer parser: it never panics on any input,
 //! and every well-formed documented shape parses to the values it encodes.
+//! And of the rate-limit header parsers: they never panic, and never ask for
+//! a pause longer than `MAX_SERVER_PAUSE`.
+
+use std::time::{Duration, SystemTime};
 
 use monogoto_exporter::monogoto::model::{parse_status_page, parse_things_page};
+use monogoto_exporter::monogoto::retry::{
+    MAX_SERVER_PAUSE, parse_rate_limit_reset, parse_retry_after,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -133,5 +140,25 @@ proptest! {
         prop_assert_eq!(t.last_connection, last_connection.1);
         prop_assert_eq!(t.last_disconnection, last_disconnection.1);
         prop_assert_eq!(&t.thing_name, &name);
+    }
+
+    #[test]
+    fn header_parsers_never_panic_and_cap_every_pause(
+        value in prop_oneof![
+            ".{0,40}",
+            "[0-9]{1,30}",
+            "-?[0-9]{0,20}(\\.[0-9]{0,5})?(e[-+]?[0-9]{1,4})?",
+            any::<f64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+        ],
+        clock in 0u64..(1 << 40),
+    ) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(clock);
+        for pause in [parse_retry_after(&value, now), parse_rate_limit_reset(&value, now)]
+            .into_iter()
+            .flatten()
+        {
+            prop_assert!(pause <= MAX_SERVER_PAUSE, "{value:?}: {pause:?}");
+        }
     }
 }

@@ -115,7 +115,11 @@ pub fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     let time = |name: &str| {
         let secs = claims.get(name)?.as_f64()?;
-        (secs.is_finite() && secs > 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
+        // Checked: an `exp` of 1e300 (or 1e19) must not panic the login.
+        let since_epoch = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())?;
+        UNIX_EPOCH.checked_add(since_epoch)
     };
     Some((time("exp")?, time("iat")))
 }
@@ -130,7 +134,8 @@ pub fn renew_at(token: &str, obtained: SystemTime) -> Option<SystemTime> {
         Some(issued) => expiry.duration_since(issued).ok()?,
         None => expiry.duration_since(obtained).ok()?,
     };
-    (!lifetime.is_zero()).then(|| renewal_time(obtained, obtained + lifetime))
+    let expiry = obtained.checked_add(lifetime)?;
+    (!lifetime.is_zero()).then(|| renewal_time(obtained, expiry))
 }
 
 /// When to log in again, given when the token was obtained and when it expires.
@@ -186,6 +191,19 @@ mod tests {
             Some((at(1_700_000_000), Some(at(1_699_985_600))))
         );
         assert_eq!(jwt_times(&jwt("{\"sub\":\"x\"}")), None);
+        // Times no clock can hold are no times, not a panic.
+        for exp in ["1e300", "1e19", "18446744073709551615", "-5", "0"] {
+            assert_eq!(
+                jwt_times(&jwt(&format!("{{\"exp\":{exp}}}"))),
+                None,
+                "{exp}"
+            );
+            let token = jwt(&format!("{{\"exp\":{exp},\"iat\":1}}"));
+            assert_eq!(renew_at(&token, at(1_700_000_000)), None, "{exp}");
+        }
+        // Far, but on the clock: renewed some day, not a panic.
+        let far = jwt("{\"exp\":9000000000000000000,\"iat\":1}");
+        assert!(renew_at(&far, at(1_700_000_000)).is_some());
         assert_eq!(jwt_times("opaque-token"), None);
         assert_eq!(jwt_times("a.%%%.c"), None);
     }

@@ -2,6 +2,7 @@
 //! shared rate limit, and the accounting of every request in the health metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
@@ -31,6 +32,13 @@ pub enum ApiError {
     DeadlineExceeded { endpoint: &'static str },
     #[error("{endpoint}: cannot reach the API: {detail}")]
     Connect {
+        endpoint: &'static str,
+        detail: String,
+    },
+    /// The request could not be built (a header value it cannot carry, say):
+    /// it never left, and trying again would fail the same way.
+    #[error("{endpoint}: cannot build the request: {detail}")]
+    Request {
         endpoint: &'static str,
         detail: String,
     },
@@ -64,8 +72,13 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::Timeout { .. } | ApiError::DeadlineExceeded { .. } => "timeout",
-            ApiError::Connect { .. } => "connect",
-            ApiError::Status { .. } => "status",
+            ApiError::Connect { .. } | ApiError::Request { .. } => "connect",
+            // `Success: false` is the API refusing, in a body that decodes fine.
+            ApiError::Status { .. }
+            | ApiError::Decode {
+                source: DecodeError::NotSuccessful { .. },
+                ..
+            } => "status",
             ApiError::Decode { .. } | ApiError::TooLarge { .. } => "decode",
             ApiError::Unauthorized { .. } | ApiError::Login(_) => "auth",
         }
@@ -180,6 +193,10 @@ pub struct Client {
     login: Mutex<LoginState>,
     health: Arc<HealthMetrics>,
     ids_form: IdsForm,
+    /// The longest pause the API can impose (see [`retry::MAX_SERVER_PAUSE`]).
+    max_server_pause: Duration,
+    /// A capped pause is warned about once, not at every answer.
+    warned_pause_capped: AtomicBool,
 }
 
 impl Client {
@@ -217,7 +234,16 @@ impl Client {
                 settled: (options.thing_ids_format != ThingIdsFormat::Auto).into(),
                 probing: Mutex::new(()),
             },
+            max_server_pause: retry::MAX_SERVER_PAUSE,
+            warned_pause_capped: AtomicBool::new(false),
         })
+    }
+
+    /// Lowers the longest pause the API can impose below
+    /// [`retry::MAX_SERVER_PAUSE`], so that tests need not wait 15 minutes.
+    pub fn with_max_server_pause(mut self, max: Duration) -> Self {
+        self.max_server_pause = max.min(retry::MAX_SERVER_PAUSE);
+        self
     }
 
     /// The request budget in force (lower than configured once the API announced less).
@@ -317,10 +343,14 @@ impl Client {
     ) -> Result<(usize, Vec<model::ListedThing>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
         let body = self.get(Endpoint::Things, &url, deadline).await?;
-        model::parse_things_listing(&body).map_err(|source| ApiError::Decode {
+        let page = model::parse_things_listing(&body).map_err(|source| ApiError::Decode {
             endpoint: Endpoint::Things.label(),
             source,
-        })
+        })?;
+        for field in &page.field_errors {
+            self.health.count_parse_error(field);
+        }
+        Ok((page.returned, page.things()))
     }
 
     /// A GET, tried again after timeouts, connection errors, 429 and 5xx, at
@@ -342,7 +372,7 @@ impl Client {
                 return Err(error);
             }
             let delay = wait.unwrap_or_else(|| retry::backoff(retries, fastrand::f64()));
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|t| t >= d)) {
                 return Err(error);
             }
             retries += 1;
@@ -410,7 +440,7 @@ impl Client {
                 }
             }
             if !status.is_success() {
-                let wait = retry_after(response.headers());
+                let wait = retry_after(response.headers()).map(|w| self.server_pause(w));
                 let body = read_body(response, endpoint, self.max_body_size)
                     .await
                     .unwrap_or_default();
@@ -419,15 +449,16 @@ impl Client {
                     code: status.as_u16(),
                     body: snippet(&body),
                 };
-                if status == StatusCode::TOO_MANY_REQUESTS {
+                let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+                if rate_limited {
                     self.health.rate_limited.inc();
-                    if let Some(wait) = wait {
-                        // Every request of the process waits, not only this one.
-                        self.limiter.pause_until(Instant::now() + wait);
-                    }
-                    return Err(Failure::Retryable { error, wait });
                 }
-                if status.is_server_error() {
+                if rate_limited || status.is_server_error() {
+                    if let Some(wait) = wait {
+                        // Every request of the process waits, not only this
+                        // one: a 503 with Retry-After is as clear as a 429.
+                        self.pause_all(wait);
+                    }
                     return Err(Failure::Retryable { error, wait });
                 }
                 return Err(Failure::Final(error));
@@ -480,6 +511,13 @@ impl Client {
                 self.note_rate_limit_headers(response.headers());
                 Ok(response)
             }
+            Err(e) if e.is_builder() => {
+                self.health.observe_request(endpoint, "error", elapsed);
+                Err(Failure::Final(ApiError::Request {
+                    endpoint: endpoint.label(),
+                    detail: error_chain(&e),
+                }))
+            }
             Err(e) => {
                 self.health.observe_request(endpoint, "error", elapsed);
                 Err(Failure::Retryable {
@@ -518,11 +556,36 @@ impl Client {
                 .and_then(|v| retry::parse_rate_limit_reset(v, SystemTime::now()))
                 .or_else(|| retry_after(headers))
                 .unwrap_or(retry::DEFAULT_RATE_LIMIT_WINDOW);
+            let reset = self.server_pause(reset);
             tracing::info!(
                 pause_ms = reset.as_millis() as u64,
                 "API rate-limit window spent; pausing requests"
             );
-            self.limiter.pause_until(Instant::now() + reset);
+            self.pause_all(reset);
+        }
+    }
+
+    /// A pause the API asked for, at most `max_server_pause`; the first one
+    /// cut short is logged, as it means the API (or a proxy) says something odd.
+    fn server_pause(&self, asked: Duration) -> Duration {
+        if asked < self.max_server_pause {
+            return asked;
+        }
+        if !self.warned_pause_capped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                asked_at_least = %humantime::format_duration(asked),
+                cap = %humantime::format_duration(self.max_server_pause),
+                "the API asked to pause requests for this long or longer; pausing at most the cap (warned once)"
+            );
+        }
+        self.max_server_pause
+    }
+
+    /// Holds every request of the process back for `wait`.
+    fn pause_all(&self, wait: Duration) {
+        // Capped pauses always fit; checked all the same, as Instant + Duration panics on overflow.
+        if let Some(until) = Instant::now().checked_add(wait) {
+            self.limiter.pause_until(until);
         }
     }
 
@@ -666,17 +729,26 @@ fn transport_error(endpoint: Endpoint, e: &reqwest::Error) -> ApiError {
             endpoint: endpoint.label(),
         }
     } else {
-        // Without the URL: it is long and the endpoint says enough.
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(inner) = source {
-            detail = format!("{detail}: {inner}");
-            source = inner.source();
-        }
         ApiError::Connect {
             endpoint: endpoint.label(),
-            detail: detail.replace(&e.url().map(|u| u.to_string()).unwrap_or_default(), "<url>"),
+            detail: error_chain(e),
         }
+    }
+}
+
+/// The error and its sources on one line, without the URL: it is long and the
+/// endpoint says enough.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        detail = format!("{detail}: {inner}");
+        source = inner.source();
+    }
+    match e.url().map(|u| u.to_string()) {
+        // Replacing "" would put "<url>" between every two characters.
+        Some(url) if !url.is_empty() => detail.replace(&url, "<url>"),
+        _ => detail,
     }
 }
 
@@ -745,6 +817,53 @@ mod tests {
         );
         assert_eq!(encode_query_value("a,b&c d"), "a%2Cb%26c%20d");
         assert_eq!(encode_query_value("é"), "%C3%A9");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_final_and_legible() {
+        // A token no header can carry (config refuses it; this is the net below).
+        let health = Arc::new(HealthMetrics::new());
+        let client = Client::new(
+            ClientOptions::new("http://127.0.0.1:9"),
+            Credentials::Token(SecretString::from("tok\nen")),
+            health.clone(),
+        )
+        .expect("client");
+        let error = client
+            .thing_status(&["8988200000000000001".to_string()], 50, 0, None)
+            .await
+            .expect_err("cannot be sent");
+        assert!(matches!(error, ApiError::Request { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("status: cannot build the request: "),
+            "{text}"
+        );
+        assert!(!text.contains("<url>"), "{text}");
+        assert!(!text.contains("tok"), "no secret in the error: {text}");
+        assert_eq!(
+            health
+                .api_retries
+                .with_label_values(&[Endpoint::Status.label()])
+                .get(),
+            0,
+            "not retried"
+        );
+    }
+
+    #[test]
+    fn success_false_is_a_status_error_and_bad_bodies_decode_errors() {
+        let decode = |source| ApiError::Decode {
+            endpoint: "status",
+            source,
+        };
+        let refused = decode(DecodeError::NotSuccessful {
+            success: "false".into(),
+            message: "Quota exceeded".into(),
+        });
+        assert_eq!(refused.kind(), "status");
+        assert_eq!(decode(DecodeError::NotJson("eof".into())).kind(), "decode");
+        assert_eq!(decode(DecodeError::NoData).kind(), "decode");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::iccid;
+
 /// The prefix of a Thing's id; the rest is its ICCID.
 pub const THING_ID_PREFIX: &str = "ThingId_ICCID_";
 
@@ -206,11 +208,30 @@ pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
     envelope.data.flatten().ok_or(DecodeError::NoData)
 }
 
+/// One decoded page of `GET /things`.
+#[derive(Debug, Default, PartialEq)]
+pub struct ThingsPage {
+    /// Entries in the listing, understood or not: paging advances by this.
+    pub returned: usize,
+    /// The ICCIDs listed, canonical, in order.
+    pub iccids: Vec<String>,
+    /// For each of them, what its `State` says: inactive (SUSPENDED,
+    /// RETIRED) or not; `None` when the listing does not say.
+    pub inactive: Vec<Option<bool>>,
+    /// `ThingId` for an entry without an ICCID, `Data` for one that is not
+    /// an object, as in a status answer.
+    pub field_errors: Vec<FieldError>,
+}
+
 /// Decodes a `GET /things` body (a bare array; an enveloped `Data` array is
 /// accepted too) into the ICCIDs it lists, in order.
+pub fn parse_things_listing(body: &[u8]) -> Result<ThingsPage, DecodeError> {
+    decode(body, Any(ThingsRoot))?.ok_or(DecodeError::NotAList)
+}
+
+/// [`parse_things_listing`] without its errors: the number of entries and the ICCIDs.
 pub fn parse_things_page(body: &[u8]) -> Result<(usize, Vec<String>), DecodeError> {
-    let (returned, listed) = parse_things_listing(body)?;
-    Ok((returned, listed.into_iter().map(|l| l.iccid).collect()))
+    parse_things_listing(body).map(|page| (page.returned, page.iccids))
 }
 
 /// A Thing as a `GET /things` listing names it.
@@ -222,9 +243,15 @@ pub struct ListedThing {
     pub inactive: Option<bool>,
 }
 
-/// [`parse_things_page`] with what the listing says of each Thing's state.
-pub fn parse_things_listing(body: &[u8]) -> Result<(usize, Vec<ListedThing>), DecodeError> {
-    decode(body, Any(ThingsRoot))?.ok_or(DecodeError::NotAList)
+impl ThingsPage {
+    /// The Things listed, with what the listing says of their state.
+    pub fn things(self) -> Vec<ListedThing> {
+        self.iccids
+            .into_iter()
+            .zip(self.inactive.into_iter().chain(std::iter::repeat(None)))
+            .map(|(iccid, inactive)| ListedThing { iccid, inactive })
+            .collect()
+    }
 }
 
 /// A provisioning status whose SIM cannot connect, so that it is polled rarely.
@@ -494,6 +521,8 @@ field_names!(ThingField {
 });
 
 field_names!(SessionField {
+    Id = "ActiveSessionId",
+    Ip = "IPAddress",
     Uplink = "UplinkThroughput",
     Downlink = "DownlinkThroughput",
     Started = "LastConnectedTime",
@@ -617,21 +646,24 @@ struct ThingIds<'de> {
 }
 
 impl ThingIds<'_> {
-    /// The ICCID: from `ThingId_ICCID_<iccid>`, else from the fields that
-    /// carry it bare.
+    /// The ICCID in its canonical form ([`iccid::normalize`], the one the
+    /// configuration uses): from `ThingId_ICCID_<iccid>`, else from the
+    /// fields that carry it bare; the first that is an ICCID.
     fn iccid(&self) -> Option<String> {
-        if let Some(Scalar::Str(id)) = &self.thing_id
-            && let Some(iccid) = id.strip_prefix(THING_ID_PREFIX)
-            && !iccid.trim().is_empty()
-        {
-            return Some(iccid.trim().to_string());
-        }
-        [&self.external_unique_id, &self.iccid, &self.iccid_camel]
+        let from_thing_id = match &self.thing_id {
+            Some(Scalar::Str(id)) => id.strip_prefix(THING_ID_PREFIX),
+            _ => None,
+        };
+        let bare = [&self.external_unique_id, &self.iccid, &self.iccid_camel]
             .into_iter()
-            .find_map(|value| match value {
-                Some(Scalar::Str(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            .map(|value| match value {
+                Some(Scalar::Str(s)) => Some(s.as_ref()),
                 _ => None,
-            })
+            });
+        std::iter::once(from_thing_id)
+            .chain(bare)
+            .flatten()
+            .find_map(|candidate| iccid::normalize(candidate).ok())
     }
 }
 
@@ -816,10 +848,9 @@ impl<'de> Decode<'de> for Sessions {
     }
 
     fn object<A: MapAccess<'de>>(self, map: A) -> Result<ActiveSessions, A::Error> {
-        let (fields, empty) = SessionFields::decode(map)?;
+        let fields = SessionFields::decode(map)?;
         let mut errors = Vec::new();
-        // `{}` is no session rather than one that says nothing.
-        let sessions = if empty {
+        let sessions = if fields.is_placeholder() {
             Vec::new()
         } else {
             vec![fields.session(&mut errors)]
@@ -844,7 +875,9 @@ impl<'de> Decode<'de> for Sessions {
                     errors,
                 });
             };
-            sessions.push(fields.session(&mut errors));
+            if !fields.is_placeholder() {
+                sessions.push(fields.session(&mut errors));
+            }
         }
         Ok(ActiveSessions {
             sessions: Some(sessions),
@@ -864,26 +897,27 @@ impl<'de> Decode<'de> for SessionEntry {
     }
 
     fn object<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        SessionFields::decode(map).map(|(fields, _)| Some(fields))
+        SessionFields::decode(map).map(Some)
     }
 }
 
 /// A session object's fields as they came.
 #[derive(Default)]
 struct SessionFields<'de> {
+    id: Option<Scalar<'de>>,
+    ip: Option<Scalar<'de>>,
     uplink: Option<Scalar<'de>>,
     downlink: Option<Scalar<'de>>,
     started: Option<Scalar<'de>>,
 }
 
 impl<'de> SessionFields<'de> {
-    /// The fields, and whether the object had none at all.
-    fn decode<A: MapAccess<'de>>(mut map: A) -> Result<(Self, bool), A::Error> {
+    fn decode<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut fields = SessionFields::default();
-        let mut empty = true;
         while let Some(field) = map.next_key()? {
-            empty = false;
             let slot = match field {
+                SessionField::Id => &mut fields.id,
+                SessionField::Ip => &mut fields.ip,
                 SessionField::Uplink => &mut fields.uplink,
                 SessionField::Downlink => &mut fields.downlink,
                 SessionField::Started => &mut fields.started,
@@ -894,7 +928,29 @@ impl<'de> SessionFields<'de> {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok((fields, empty))
+        Ok(fields)
+    }
+
+    /// An object with no session id, no IP address and no connected time
+    /// (missing, null, empty or zero) is no session: the documented schema's
+    /// `ActiveSessions` object filled with `""` and `0`, or `{}`, as an API
+    /// built from that schema may send for a SIM without a data session.
+    /// A value that is there but garbled still makes a session.
+    fn is_placeholder(&self) -> bool {
+        let blank = |value: &Option<Scalar>| match value {
+            None | Some(Scalar::Null) => true,
+            Some(Scalar::Str(s)) => matches!(s.trim(), "" | "0" | "0.0.0.0"),
+            Some(Scalar::U64(n)) => *n == 0,
+            Some(Scalar::I64(n)) => *n == 0,
+            Some(Scalar::F64(n)) => *n == 0.0,
+            Some(Scalar::Other) => false,
+        };
+        blank(&self.id)
+            && blank(&self.ip)
+            && self
+                .started
+                .as_ref()
+                .is_none_or(|started| timestamp(started) == Ok(None))
     }
 
     fn session(self, errors: &mut Vec<FieldError>) -> Session {
@@ -942,7 +998,7 @@ fn earliest(
 struct ThingsRoot;
 
 impl<'de> Decode<'de> for ThingsRoot {
-    type Value = Option<(usize, Vec<ListedThing>)>;
+    type Value = Option<ThingsPage>;
 
     fn other(self) -> Self::Value {
         None
@@ -969,35 +1025,51 @@ impl<'de> Decode<'de> for ThingsRoot {
     }
 }
 
-/// A listing of Things: how many entries and the ICCIDs found, if it is an array.
+/// A listing of Things, if it is an array.
 struct ThingsList;
 
 impl<'de> Decode<'de> for ThingsList {
-    type Value = Option<(usize, Vec<ListedThing>)>;
+    type Value = Option<ThingsPage>;
 
     fn other(self) -> Self::Value {
         None
     }
 
     fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut returned = 0;
-        let mut iccids = Vec::new();
-        while let Some(iccid) = seq.next_element_seed(Any(ListedEntry))? {
-            returned += 1;
-            iccids.extend(iccid);
+        let mut page = ThingsPage::default();
+        while let Some(entry) = seq.next_element_seed(Any(ListedEntry))? {
+            page.returned += 1;
+            match entry {
+                Listed::Iccid(iccid, inactive) => {
+                    page.iccids.push(iccid);
+                    page.inactive.push(inactive);
+                }
+                Listed::NoIccid => page.field_errors.push("ThingId"),
+                Listed::NotAThing => page.field_errors.push("Data"),
+            }
         }
-        Ok(Some((returned, iccids)))
+        Ok(Some(page))
     }
+}
+
+/// An entry of a listing.
+enum Listed {
+    /// Its ICCID, and whether its `State` says it is inactive.
+    Iccid(String, Option<bool>),
+    /// An object without an ICCID that normalises.
+    NoIccid,
+    /// Not an object.
+    NotAThing,
 }
 
 /// An entry of a listing: its ICCID, if it is an object that has one.
 struct ListedEntry;
 
 impl<'de> Decode<'de> for ListedEntry {
-    type Value = Option<ListedThing>;
+    type Value = Listed;
 
     fn other(self) -> Self::Value {
-        None
+        Listed::NotAThing
     }
 
     fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -1021,7 +1093,9 @@ impl<'de> Decode<'de> for ListedEntry {
             Some(Scalar::Str(s)) if !s.trim().is_empty() => Some(is_inactive_status(&s)),
             _ => None,
         };
-        Ok(ids.iccid().map(|iccid| ListedThing { iccid, inactive }))
+        Ok(ids
+            .iccid()
+            .map_or(Listed::NoIccid, |iccid| Listed::Iccid(iccid, inactive)))
     }
 }
 
@@ -1208,6 +1282,70 @@ mod tests {
         assert_eq!(t.session_start, Some(1_739_955_863.0));
         assert_eq!(t.last_connection, Some(1_739_955_863.0));
         assert_eq!(t.last_disconnection, Some(1_739_952_000.0));
+    }
+
+    #[test]
+    fn a_placeholder_session_is_not_a_session() {
+        // The documented schema's session object, filled with its empty values.
+        let body = include_str!("../../tests/fixtures/status-schema-placeholder-session.json");
+        let p = parse_status_page(body.as_bytes()).expect("valid");
+        assert!(p.field_errors.is_empty(), "{:?}", p.field_errors);
+        let [disconnected, no_status] = p.things.as_slice() else {
+            panic!("two Things: {:?}", p.things);
+        };
+        assert_eq!(
+            (disconnected.connected, disconnected.active_sessions),
+            (Some(false), Some(0)),
+            "DISCONNECTED with a schema-shaped object of empty strings and zeros"
+        );
+        assert_eq!(
+            (disconnected.uplink_throughput, disconnected.session_start),
+            (Some(0.0), None)
+        );
+        assert_eq!(
+            (no_status.connected, no_status.active_sessions),
+            (Some(false), Some(0)),
+            "nulls and no ConnectionStatus"
+        );
+        assert!(disconnected.unparsed.is_empty() && no_status.unparsed.is_empty());
+
+        // Every spelling of nothing, alone or in a list.
+        for nothing in [
+            json!({"ActiveSessionId": "", "IPAddress": "", "LastConnectedTime": 0}),
+            json!({"ActiveSessionId": null, "IPAddress": null, "LastConnectedTime": null}),
+            json!({"ActiveSessionId": " ", "IPAddress": "0.0.0.0", "LastConnectedTime": "0"}),
+            json!({"ActiveSessionId": 0, "IPAddress": "", "LastConnectedTime": "",
+                "ApnName": "", "UplinkThroughput": 0, "DownlinkThroughput": 0}),
+        ] {
+            for shape in [nothing.clone(), json!([nothing.clone(), nothing.clone()])] {
+                let (t, e) = one(json!({
+                    "ThingId": "ThingId_ICCID_898800000000000001", "ActiveSessions": shape,
+                }));
+                assert_eq!(
+                    (t.connected, t.active_sessions, e.len()),
+                    (Some(false), Some(0), 0),
+                    "{shape}"
+                );
+            }
+        }
+        // A real session beside a placeholder counts alone.
+        let (t, _) = one(json!({
+            "ThingId": "ThingId_ICCID_898800000000000001",
+            "ActiveSessions": [
+                {"ActiveSessionId": "", "IPAddress": "", "LastConnectedTime": 0, "UplinkThroughput": 0},
+                {"ActiveSessionId": "sess-1", "IPAddress": "10.0.0.7", "LastConnectedTime": 1739955863000u64,
+                    "UplinkThroughput": 5},
+            ],
+        }));
+        assert_eq!(
+            (
+                t.connected,
+                t.active_sessions,
+                t.uplink_throughput,
+                t.session_start
+            ),
+            (Some(true), Some(1), Some(5.0), Some(1_739_955_863.0))
+        );
     }
 
     #[test]
@@ -1455,7 +1593,7 @@ mod tests {
         let p = page_of(&format!(
             r#"{{{ID}, "ThingName": {{"bad": 1}}, "ThingName": "b",
             "ActiveSessions": [{{"UplinkThroughput": "fast"}}, 5],
-            "ActiveSessions": {{"UplinkThroughput": 3, "UplinkThroughput": 4}},
+            "ActiveSessions": {{"ActiveSessionId": "s", "UplinkThroughput": 3, "UplinkThroughput": 4}},
             "ConnectionStatus": "CONNECTED", "ConnectionStatus": "DISCONNECTED",
             "ThingId": "other", "ICCID": "898800000000000002"}}"#
         ));
@@ -1553,7 +1691,7 @@ mod tests {
         ] {
             let (t, e) = one(json!({
                 "ThingId": "ThingId_ICCID_898800000000000001",
-                "ActiveSessions": {"UplinkThroughput": bad, "DownlinkThroughput": null},
+                "ActiveSessions": {"ActiveSessionId": "s", "UplinkThroughput": bad, "DownlinkThroughput": null},
             }));
             assert_eq!(e, vec!["UplinkThroughput"], "{bad}");
             assert_eq!(
@@ -1570,17 +1708,38 @@ mod tests {
             let p = page_of(&format!(r#"{{{ID}, "ActiveSessions": {value}}}"#));
             (p.things[0].clone(), p.field_errors)
         };
-        // An object of unknown fields is a session, and so is `{}` in a list.
-        let (t, e) = sessions(r#"{"ApnName": "x"}"#);
-        assert_eq!(
-            (t.active_sessions, t.connected, e.len()),
-            (Some(1), Some(true), 0)
-        );
-        assert_eq!(sessions("[{}]").0.active_sessions, Some(1));
+        // A session is known by its id, its IP address or its start: an
+        // object with none of them is no session, in a list or alone.
+        for nothing in [
+            r#"{"ApnName": "x"}"#,
+            "[{}]",
+            r#"[{"UplinkThroughput": 9}, {}]"#,
+        ] {
+            let (t, e) = sessions(nothing);
+            assert_eq!(
+                (t.active_sessions, t.connected, e.len()),
+                (Some(0), Some(false), 0),
+                "{nothing}"
+            );
+        }
+        for one in [
+            r#"{"ActiveSessionId": "s"}"#,
+            r#"[{"IPAddress": "10.0.0.1"}]"#,
+            r#"{"LastConnectedTime": 1739955863}"#,
+            r#"[{"ActiveSessionId": 7}]"#,
+        ] {
+            let (t, e) = sessions(one);
+            assert_eq!(
+                (t.active_sessions, t.connected, e.len()),
+                (Some(1), Some(true), 0),
+                "{one}"
+            );
+        }
         // An entry that is not an object makes the list unknown: the errors of
         // the entries before it stay, those after it are not looked at.
-        let (t, e) =
-            sessions(r#"[{"UplinkThroughput": "fast"}, 5, {"DownlinkThroughput": "slow"}]"#);
+        let (t, e) = sessions(
+            r#"[{"ActiveSessionId": "s", "UplinkThroughput": "fast"}, 5, {"DownlinkThroughput": "slow"}]"#,
+        );
         assert_eq!(e, vec!["UplinkThroughput", "ActiveSessions"]);
         assert_eq!(
             (t.active_sessions, t.connected, t.session_start),
@@ -1594,17 +1753,20 @@ mod tests {
             assert_eq!(e, vec!["ActiveSessions"], "{garbage}");
             assert_eq!(t.active_sessions, None, "{garbage}");
         }
-        // One start not understood makes the earliest start unknown.
+        // One start not understood makes the earliest start unknown (and a
+        // start that is there, however garbled, makes a session).
         let (t, e) = sessions(
-            r#"[{"LastConnectedTime": 1739955863}, {"LastConnectedTime": "soon"}, {"LastConnectedTime": null}]"#,
+            r#"[{"LastConnectedTime": 1739955863}, {"LastConnectedTime": "soon"},
+            {"ActiveSessionId": "s", "LastConnectedTime": null}]"#,
         );
         assert_eq!(e, vec!["LastConnectedTime"]);
         assert_eq!((t.active_sessions, t.session_start), (Some(3), None));
         assert_eq!(t.unparsed, Unparsed(Unparsed::SESSION_START));
         // Starts that are unknown or never do not count.
         let (t, e) = sessions(
-            r#"[{"LastConnectedTime": 0}, {"LastConnectedTime": "2025-02-19 09:04:24"},
-            {}, {"LastConnectedTime": "2025-02-19T09:04:23Z"}]"#,
+            r#"[{"IPAddress": "10.0.0.1", "LastConnectedTime": 0},
+            {"LastConnectedTime": "2025-02-19 09:04:24"}, {"ActiveSessionId": "s"},
+            {"LastConnectedTime": "2025-02-19T09:04:23Z"}]"#,
         );
         assert_eq!(e, Vec::<FieldError>::new());
         assert_eq!(
@@ -1621,31 +1783,80 @@ mod tests {
         };
         let id = |s: &str| Some(s.to_string());
         assert_eq!(
-            iccid(json!({"ThingId": "ThingId_ICCID_ 8988001 "})),
-            id("8988001")
+            iccid(json!({"ThingId": "ThingId_ICCID_ 8988000000000000001 "})),
+            id("8988000000000000001")
         );
         assert_eq!(
-            iccid(json!({"ThingId": "ThingId_ICCID_  ", "ExternalUniqueId": "8988002"})),
-            id("8988002")
+            iccid(
+                json!({"ThingId": "ThingId_ICCID_  ", "ExternalUniqueId": "8988000000000000002"})
+            ),
+            id("8988000000000000002")
         );
         assert_eq!(
-            iccid(json!({"ThingId": 8988, "ExternalUniqueId": " ", "ICCID": "8988003"})),
-            id("8988003")
+            iccid(
+                json!({"ThingId": 8988, "ExternalUniqueId": " ", "ICCID": "8988000000000000003"})
+            ),
+            id("8988000000000000003")
         );
         assert_eq!(
             iccid(
                 json!({"ThingId": " ThingId_ICCID_8988", "ExternalUniqueId": 1, "ICCID": null,
-                "Iccid": "\t8988004"})
+                "Iccid": "\t8988000000000000004"})
             ),
-            id("8988004")
+            id("8988000000000000004")
         );
-        assert_eq!(iccid(json!({"iccid": "8988005", "ThingName": "x"})), None);
-        // The listing goes by the same rules.
-        let body = json!([{"ThingId": 1, "Iccid": "8988006"}, {"ExternalUniqueId": ""}, "8988007"]);
+        // A ThingId that is not an ICCID gives way to a field that is one.
         assert_eq!(
-            parse_things_page(body.to_string().as_bytes()),
-            Ok((3, vec!["8988006".to_string()]))
+            iccid(
+                json!({"ThingId": "ThingId_ICCID_gateway-7", "ExternalUniqueId": "8988000000000000005"})
+            ),
+            id("8988000000000000005")
         );
+        assert_eq!(
+            iccid(json!({"iccid": "8988000000000000006", "ThingName": "x"})),
+            None
+        );
+        // The listing goes by the same rules.
+        let body = json!([{"ThingId": 1, "Iccid": "8988000000000000007"}, {"ExternalUniqueId": ""}, "8988000000000000008"]);
+        assert_eq!(
+            parse_things_listing(body.to_string().as_bytes()),
+            Ok(ThingsPage {
+                returned: 3,
+                iccids: vec!["8988000000000000007".to_string()],
+                inactive: vec![None],
+                field_errors: vec!["ThingId", "Data"],
+            })
+        );
+    }
+
+    #[test]
+    fn iccids_are_normalised_in_answers_and_listings() {
+        // The configuration writes a trailing F upper-case; so must the answers.
+        let p = page(json!({"Success": true, "Data": [
+            {"ThingId": "ThingId_ICCID_8988000000000000001f"},
+            {"ExternalUniqueId": " 8912372646888991 "},
+            {"ThingId": "ThingId_ICCID_12345"},
+            {"ThingId": "ThingId_ICCID_8988000000000000x01"},
+            {"ICCID": "89880000000000000000000"},
+        ]}));
+        let ids: Vec<_> = p.things.iter().map(|t| t.iccid.as_str()).collect();
+        assert_eq!(ids, ["8988000000000000001F", "8912372646888991"]);
+        assert_eq!(p.returned, 5);
+        assert_eq!(p.field_errors, vec!["ThingId", "ThingId", "ThingId"]);
+
+        let listing = json!([
+            {"ThingId": "ThingId_ICCID_8988000000000000001f", "ExternalUniqueId": "8988000000000000001f"},
+            {"ThingId": "ThingId_ICCID_8988000000000000001F"},
+            {"ThingId": "ThingId_ICCID_junk", "ThingName": "not a SIM"},
+        ]);
+        let page = parse_things_listing(listing.to_string().as_bytes()).expect("a listing");
+        assert_eq!(page.returned, 3);
+        assert_eq!(
+            page.iccids,
+            ["8988000000000000001F", "8988000000000000001F"],
+            "one spelling; the listing's de-duplication then sees one SIM"
+        );
+        assert_eq!(page.field_errors, vec!["ThingId"]);
     }
 
     #[test]
@@ -1693,8 +1904,8 @@ mod tests {
         assert_eq!(refusal(body.as_bytes()), pair("false", ""));
         // The listing's envelope.
         assert_eq!(
-            parse_things_page(br#"{"data": [{"ICCID": "8988001"}]}"#),
-            Ok((1, vec!["8988001".to_string()]))
+            parse_things_page(br#"{"data": [{"ICCID": "8988000000000000001"}]}"#),
+            Ok((1, vec!["8988000000000000001".to_string()]))
         );
         assert_eq!(
             parse_things_page(br#"{"Data": {}, "data": []}"#),

@@ -89,7 +89,7 @@ impl FromStr for RateLimit {
             return Err(why("the period must be longer than zero"));
         }
         if period > MAX_WINDOW {
-            return Err(why("the period must be at most 7 days"));
+            return Err(why("the period must be at most 7d"));
         }
         Ok(RateLimit { requests, period })
     }
