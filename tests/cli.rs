@@ -147,6 +147,55 @@ fn invalid_configuration_exits_2_with_one_line() {
 }
 
 #[test]
+fn client_allowed_sans_without_a_verified_chain_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).expect("write");
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write");
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+         client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [prometheus.example]\n",
+    )
+    .expect("write");
+    // Spawned and bounded: a binary that accepted the file would serve forever.
+    let mut child = command()
+        .env("MONOGOTO_TOKEN", "t")
+        .args([
+            "--monogoto.iccid",
+            ICCID,
+            "--web.config.file",
+            web.to_str().expect("utf-8"),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("config: web.config.file ")
+            && err.contains(
+                "tls_server_config: client_allowed_sans requires client_auth_type RequireAndVerifyClientCert"
+            ),
+        "{err}"
+    );
+}
+
+#[test]
 fn flags_beat_environment() {
     // The environment's URL is invalid, the flag's is fine: the flag wins and
     // the process starts (and is then stopped).

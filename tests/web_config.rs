@@ -60,6 +60,17 @@ impl Ca {
     }
 }
 
+/// A client certificate signed by its own key: no CA vouches for its names.
+fn self_signed_client(names: &[&str]) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key).expect("certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
 /// A directory holding the web configuration file and the files it names.
 struct WebDir {
     dir: tempfile::TempDir,
@@ -294,6 +305,46 @@ async fn client_allowed_sans_narrow_the_client_certificates() {
             "{names:?}: {result:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn client_allowed_sans_without_a_verified_chain_is_refused_on_reload() {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let web = WebDir::new();
+    web.server_cert(&server_ca);
+    web.write("client-ca.crt", &client_ca.pem);
+    let sans = "  client_allowed_sans: [\"prometheus.example\"]\n";
+    let (_sim, exporter) = start(
+        &web,
+        &format!(
+            "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n{sans}"
+        ),
+    )
+    .await;
+    let url = https_url(&exporter, "/metrics");
+    let trusted = client_ca.client(&["prometheus.example"]);
+    let forged = self_signed_client(&["prometheus.example"]);
+    let scrape = async |identity: &(String, String)| {
+        tls_client(&server_ca, Some(identity))
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    };
+    assert!(scrape(&trusted).await);
+    assert!(!scrape(&forged).await, "a self-signed certificate");
+
+    // The edit that would let the forged certificate in is refused: the
+    // verifying configuration stays in force.
+    web.write(
+        "web.yml",
+        &format!("{TLS}  client_auth_type: RequireAnyClientCert\n{sans}"),
+    );
+    tokio::time::sleep(monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500))
+        .await;
+    assert!(!scrape(&forged).await, "still refused after the bad edit");
+    assert!(scrape(&trusted).await, "still served after the bad edit");
 }
 
 #[tokio::test]
