@@ -401,20 +401,30 @@ async fn basic_auth_says_nothing_about_why() {
     );
     assert_eq!(answers[0].1, "Unauthorized\n");
 
-    // Every path is protected, including probes and unknown paths.
-    for path in ["/", "/healthz", "/readyz", "/no-such-page"] {
+    // Every path is protected, unknown ones included, except exactly the two
+    // probes, which Kubernetes calls without credentials.
+    for path in [
+        "/",
+        "/no-such-page",
+        "/healthz/",
+        "/healthzz",
+        "/readyz/x",
+        "/Healthz",
+    ] {
         let response = get(&format!("{}{path}", exporter.url())).await;
         assert_eq!(response.status(), 401, "{path}");
     }
-    assert_eq!(
-        status_as(
-            &format!("{}/healthz", exporter.url()),
-            "alice",
-            "correct horse"
-        )
-        .await,
-        200
-    );
+    for path in ["/healthz", "/readyz", "/healthz?user=x"] {
+        let url = format!("{}{path}", exporter.url());
+        let response = get(&url).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()["x-frame-options"],
+            "deny",
+            "headers on probes too"
+        );
+        assert_eq!(status_as(&url, "alice", "wrong").await, 200, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -434,6 +444,22 @@ async fn basic_auth_over_tls() {
     assert_eq!(ok.status(), 200);
     let refused = client.get(&url).send().await.expect("request");
     assert_eq!(refused.status(), 401);
+
+    // The probes answer without credentials, over the same TLS listener.
+    for path in ["/healthz", "/readyz"] {
+        let response = client
+            .get(https_url(&exporter, path))
+            .send()
+            .await
+            .expect("HTTPS probe");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", exporter.addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "probes stay behind TLS: {plain:?}");
 }
 
 #[tokio::test]

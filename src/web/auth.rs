@@ -22,6 +22,10 @@ use super::config::WebConfig;
 /// users are checked against, so that they cost the same time as known ones.
 const DUMMY_HASH: &str = "$2b$10$Lo0fsOBAm.VH0TOBMcfMwOKBYs9QWeF5loU/VcO0vUvAR988QaVla";
 
+/// Answered without basic auth: Kubernetes' HTTP probes send no credentials,
+/// and these say only that the process runs and has refreshed once.
+const PROBE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
 /// Successful verifications remembered; beyond this the cache starts over.
 const CACHE_CAPACITY: usize = 256;
 
@@ -83,13 +87,16 @@ impl Guard {
     }
 }
 
-/// The middleware: rate limit, then basic auth, then the route; the
-/// configured headers go on every answer, refusals included.
+/// The middleware: rate limit, then basic auth (except on the probes), then
+/// the route; the configured headers go on every answer, refusals included.
 pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let config = guard.live.load_full();
     let mut response = if config.rate_limit.as_ref().is_some_and(|l| !l.allow()) {
         (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n").into_response()
-    } else if config.users.is_empty() || guard.authorized(&config, request.headers()).await {
+    } else if config.users.is_empty()
+        || PROBE_PATHS.contains(&request.uri().path())
+        || guard.authorized(&config, request.headers()).await
+    {
         next.run(request).await
     } else {
         unauthorized()
