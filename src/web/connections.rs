@@ -6,8 +6,10 @@
 //! requests it may stay idle for [`IDLE_TIMEOUT`]. At most `max_connections`
 //! are open at once. At the cap, the oldest connection without a request in
 //! flight makes room for the new one (one that has never sent a complete
-//! request first), so connections that idle or stall cannot lock a scrape out;
-//! only when every one of them is busy is the new one refused.
+//! request first, then the longest idle, then one whose client has not taken
+//! a byte of its answer for the read-header timeout), so connections that
+//! idle or stall cannot lock a scrape out; only when every one of them is
+//! busy is the new one refused.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -447,13 +449,17 @@ impl<I: AsyncRead + Unpin> AsyncRead for Io<I> {
     }
 }
 
+/// Also noting when the client stops taking the answer: writes that cannot
+/// proceed since then.
 impl<I: AsyncWrite + Unpin> AsyncWrite for Io<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.conn.write_polled(poll.is_pending());
+        poll
     }
 
     fn poll_write_vectored(
@@ -461,7 +467,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Io<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.conn.write_polled(poll.is_pending());
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -469,7 +477,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Io<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.conn.write_polled(poll.is_pending());
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -508,6 +518,9 @@ enum Standing {
     New,
     /// Between requests (idle, or the next header coming) since then.
     Between(Instant),
+    /// A request in flight whose client has not taken a byte of the answer
+    /// since then, for at least the read-header timeout.
+    Stalled(Instant),
     Busy,
     Closing,
 }
@@ -516,6 +529,8 @@ struct State {
     phase: Phase,
     served: bool,
     http2: bool,
+    /// Since when writes to the client cannot proceed.
+    write_blocked_since: Option<Instant>,
 }
 
 /// One connection's phase, shared by its task, its requests and the registry.
@@ -527,6 +542,8 @@ struct Conn {
     /// Idle on HTTP/1: the next byte read starts a header clock. Checked
     /// without the lock on every read.
     awaiting_byte: AtomicBool,
+    /// `write_blocked_since` is set; checked without the lock on every write.
+    write_blocked: AtomicBool,
     /// Wakes the task when its deadline moved earlier or appeared.
     wake: Notify,
 }
@@ -543,8 +560,10 @@ impl Conn {
                 },
                 served: false,
                 http2: false,
+                write_blocked_since: None,
             }),
             awaiting_byte: AtomicBool::new(false),
+            write_blocked: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -601,10 +620,19 @@ impl Conn {
         }
     }
 
-    /// Closes the connection now unless a request is in flight.
+    fn write_polled(&self, pending: bool) {
+        if self.write_blocked.load(Ordering::Relaxed) == pending {
+            return;
+        }
+        self.write_blocked.store(pending, Ordering::Relaxed);
+        self.state().write_blocked_since = pending.then(Instant::now);
+    }
+
+    /// Closes the connection now unless it serves a request (one the client
+    /// still takes the answer of).
     fn evict(&self) -> bool {
         let mut state = self.state();
-        if let Phase::Busy { .. } = state.phase {
+        if let Standing::Busy | Standing::Closing = self.standing_of(&state) {
             return false;
         }
         state.phase = Phase::Closing { at: Instant::now() };
@@ -623,11 +651,19 @@ impl Conn {
     }
 
     fn standing(&self) -> Standing {
-        let state = self.state();
+        self.standing_of(&self.state())
+    }
+
+    fn standing_of(&self, state: &State) -> Standing {
         match state.phase {
             Phase::Header { .. } if !state.served => Standing::New,
             Phase::Header { since } | Phase::Idle { since } => Standing::Between(since),
-            Phase::Busy { .. } => Standing::Busy,
+            Phase::Busy { .. } => match state.write_blocked_since {
+                Some(since) if since + self.read_header_timeout <= Instant::now() => {
+                    Standing::Stalled(since)
+                }
+                _ => Standing::Busy,
+            },
             Phase::Closing { .. } => Standing::Closing,
         }
     }
@@ -740,22 +776,24 @@ fn evict_one(open: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
 }
 
 /// The connection to close to make room: the oldest that has not sent a
-/// complete request yet (slow or silent clients), else the one idle longest.
+/// complete request yet (slow or silent clients), else the one idle longest,
+/// else the one whose client has left its answer untaken longest.
 fn victim(open: &BTreeMap<u64, Arc<Conn>>) -> Option<u64> {
     let mut longest_idle: Option<(Instant, u64)> = None;
+    let mut longest_stalled: Option<(Instant, u64)> = None;
     for (&id, conn) in open {
-        match conn.standing() {
+        let (since, longest) = match conn.standing() {
             // Ids grow with each accept: the first one found is the oldest.
             Standing::New => return Some(id),
-            Standing::Between(since) => {
-                if longest_idle.is_none_or(|(oldest, _)| since < oldest) {
-                    longest_idle = Some((since, id));
-                }
-            }
-            Standing::Busy | Standing::Closing => {}
+            Standing::Between(since) => (since, &mut longest_idle),
+            Standing::Stalled(since) => (since, &mut longest_stalled),
+            Standing::Busy | Standing::Closing => continue,
+        };
+        if longest.is_none_or(|(oldest, _)| since < oldest) {
+            *longest = Some((since, id));
         }
     }
-    longest_idle.map(|(_, id)| id)
+    longest_idle.or(longest_stalled).map(|(_, id)| id)
 }
 
 #[cfg(test)]
@@ -892,18 +930,31 @@ mod tests {
         assert_eq!(waiting.await.expect("task"), Expiry::Closed);
     }
 
-    /// Serves `/ok`, and `/hang`, which counts its requests and never answers.
+    /// Serves `/ok`; `/hang`, which never answers; and `/endless`, an answer
+    /// that never ends. The count is of the requests these two received.
     async fn server(limits: Limits) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         use axum::routing::get;
+        static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
         let hanging = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = hanging.clone();
-        let router = Router::new().route("/ok", get(|| async { "ok\n" })).route(
-            "/hang",
-            get(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                std::future::pending::<&'static str>()
-            }),
-        );
+        let (counter, endless_counter) = (hanging.clone(), hanging.clone());
+        let router = Router::new()
+            .route("/ok", get(|| async { "ok\n" }))
+            .route(
+                "/hang",
+                get(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<&'static str>()
+                }),
+            )
+            .route(
+                "/endless",
+                get(move || async move {
+                    endless_counter.fetch_add(1, Ordering::SeqCst);
+                    Body::from_stream(futures_util::stream::repeat_with(|| {
+                        Ok::<_, Infallible>(Bytes::from_static(&CHUNK))
+                    }))
+                }),
+            );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(serve(
@@ -977,6 +1028,49 @@ mod tests {
         let still_open =
             tokio::time::timeout(Duration::from_millis(200), newer.read(&mut [0u8; 1])).await;
         assert!(still_open.is_err(), "the newer one stays: {still_open:?}");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_a_client_not_taking_its_answer_makes_room() {
+        use tokio::io::AsyncWriteExt as _;
+        let (addr, requests) = server(Limits {
+            read_header_timeout: Duration::from_secs(1),
+            ..limits(1)
+        })
+        .await;
+        let mut greedy = TcpStream::connect(addr).await.expect("connect");
+        greedy
+            .write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while requests.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Busy, and refusing others, until its answer has been stuck for the
+        // read-header timeout; then it makes room.
+        let mut refused = 0;
+        loop {
+            let mut scrape = TcpStream::connect(addr).await.expect("connect");
+            let _ = scrape
+                .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let answer = read_to_close(&mut scrape).await;
+            if answer.starts_with("HTTP/1.1 200 OK\r\n") {
+                break;
+            }
+            refused += 1;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never got in: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(refused > 0, "the busy connection was closed at once");
     }
 
     #[test]
