@@ -764,8 +764,8 @@ fn evict_one(open: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
         if let Some(conn) = open.remove(&id) {
             if conn.evict() {
                 tracing::debug!(
-                    max_connections = open.len() + 1,
-                    "connection limit reached; closed the oldest connection without a request in flight"
+                    open = open.len(),
+                    "connection limit reached; closed a new, idle or stuck connection to make room"
                 );
                 return true;
             }
