@@ -14,6 +14,8 @@
 #     there the StatefulSet's replicas, MONOGOTO_SHARD_COUNT and
 #     --monogoto.rate-limit agree (the shards share the account's limit,
 #     ACCOUNT_RATE_LIMIT_PER_MIN below), with a headless Service
+#   - the base and the sharded variant render with the https-probes component
+#     (deploy/kubernetes/components/https-probes), every probe on HTTPS
 #   - shellcheck of scripts/*.sh, a syntax check of scripts/**/*.py
 #
 # Installs what it needs, pinned, when missing (idempotent):
@@ -100,6 +102,7 @@ yamllint_config='{extends: default, rules: {document-start: disable, comments: {
 mapfile -t yaml_files < <(find deploy/compose deploy/grafana deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 rendered="$tools/kubernetes-base.yaml"
 rendered_sharded="$tools/kubernetes-sharded.yaml"
+rendered_https="$tools/kubernetes-https-probes.yaml"
 # Monogoto's documented budget per account (the standard plan), which the
 # shards of deploy/kubernetes/sharded share: every window of it.
 ACCOUNT_BUDGET="60/min,1000/h"
@@ -176,6 +179,34 @@ for period, allowed in account.items():
         f"{count} shards at {limits[0]} each exceed the account's {allowed} per {period} s"
 EOF
 }
+# https_probes: the base and the sharded variant with the https-probes
+# component, through throwaway overlays (a component renders only from a
+# kustomization), and then every probe of their workloads on HTTPS.
+https_probes() {
+    local variant overlay
+    : >"$rendered_https"
+    for variant in base sharded; do
+        overlay="$tools/https-probes-$variant"
+        mkdir -p "$overlay"
+        printf 'resources:\n  - %s\ncomponents:\n  - %s\n' \
+            "$(realpath --relative-to="$overlay" "deploy/kubernetes/$variant")" \
+            "$(realpath --relative-to="$overlay" deploy/kubernetes/components/https-probes)" \
+            >"$overlay/kustomization.yaml"
+        { echo "---"; "$kubectl_cmd" kustomize "$overlay"; } >>"$rendered_https"
+    done
+    "$venv/bin/python" - "$rendered_https" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+kinds = sorted(d["kind"] for d in workloads)
+assert kinds == ["Deployment", "StatefulSet"], f"expected a Deployment and a StatefulSet, found {kinds}"
+for w in workloads:
+    for c in w["spec"]["template"]["spec"]["containers"]:
+        for probe in ("livenessProbe", "readinessProbe"):
+            scheme = c[probe]["httpGet"].get("scheme")
+            assert scheme == "HTTPS", f"{w['kind']} {c['name']} {probe}: scheme {scheme}, not HTTPS"
+EOF
+}
 python_syntax() {
     local f
     for f in scripts/*.py scripts/e2e/*.py; do
@@ -198,6 +229,7 @@ check "kustomize: render deploy/kubernetes/sharded" render_kustomize deploy/kube
 check "kubernetes-validate --strict sharded (StatefulSet, Service, Secret)" validate_kubernetes "$rendered_sharded" \
     statefulset/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token
 check "sharded: replicas, MONOGOTO_SHARD_COUNT and rate limit agree" sharded_consistent
+check "kustomize: https-probes component on base and sharded" https_probes
 check "PrometheusRule: promtool check rules" promtool_prometheusrule
 check "shellcheck scripts/*.sh" shellcheck scripts/*.sh
 check "python syntax of scripts" python_syntax

@@ -148,7 +148,12 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         telemetry_path: config.telemetry_path.as_str().into(),
     });
     // Validated again here: the file may have changed since the config was resolved.
-    let web_server = crate::web::Server::new(listener, app, config.web_config_file.as_deref())?;
+    let web_server = crate::web::Server::new(
+        listener,
+        app,
+        config.web_config_file.as_deref(),
+        config.web_limits,
+    )?;
     let tls = web_server.is_tls();
 
     let cancel = CancellationToken::new();

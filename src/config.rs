@@ -187,6 +187,12 @@ pub struct ExporterArgs {
     /// TLS, client certificates and basic auth, in the exporter-toolkit format (as node_exporter).
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+    /// A connection must send a whole request header within this long of connecting (TLS handshake included) or of a later request's first byte, 1s to 10m [default: 10s].
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION")]
+    pub read_header_timeout: Option<String>,
+    /// Client connections open at once; at the cap the oldest without a request in flight is closed [default: 512].
+    #[arg(long = "web.max-connections", value_name = "N")]
+    pub max_connections: Option<String>,
     /// Base URL of the Monogoto console API [default: https://console.monogoto.io].
     #[arg(long = "monogoto.url", env = "MONOGOTO_URL", value_name = "URL")]
     pub url: Option<String>,
@@ -293,6 +299,8 @@ pub struct Config {
     pub telemetry_path: String,
     /// Exporter-toolkit web configuration (TLS, basic auth); validated at start-up.
     pub web_config_file: Option<PathBuf>,
+    /// `--web.read-header-timeout` and `--web.max-connections`.
+    pub web_limits: crate::web::Limits,
     pub url: String,
     pub credentials: Option<Credentials>,
     pub iccids: Vec<String>,
@@ -415,6 +423,10 @@ struct WebFile {
     telemetry_path: Option<String>,
     #[serde(default, alias = "config-file")]
     config_file: Option<PathBuf>,
+    #[serde(default, alias = "read-header-timeout", deserialize_with = "scalar")]
+    read_header_timeout: Option<String>,
+    #[serde(default, alias = "max-connections", deserialize_with = "scalar")]
+    max_connections: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -554,6 +566,10 @@ impl Config {
                 ConfigError::value("web.config.file", &path.display().to_string(), e)
             })?;
         }
+        let web_limits = resolve_web_limits(
+            args.read_header_timeout.clone().or(web.read_header_timeout),
+            args.max_connections.clone().or(web.max_connections),
+        )?;
         let url = validate_url(args.url.clone().or(monogoto.url.clone()))?;
 
         let poll = resolve_poll(args, poll)?;
@@ -674,6 +690,7 @@ impl Config {
             listen_address,
             telemetry_path,
             web_config_file,
+            web_limits,
             url,
             credentials,
             iccids,
@@ -877,6 +894,32 @@ fn validate_listen_address(value: Option<String>) -> Result<String, ConfigError>
         ));
     }
     Ok(addr)
+}
+
+fn resolve_web_limits(
+    read_header_timeout: Option<String>,
+    max_connections: Option<String>,
+) -> Result<crate::web::Limits, ConfigError> {
+    use crate::web::connections::{
+        MAX_MAX_CONNECTIONS, MAX_READ_HEADER_TIMEOUT, MIN_READ_HEADER_TIMEOUT,
+    };
+    let mut limits = crate::web::Limits::default();
+    if let Some(v) = read_header_timeout {
+        const KEY: &str = "web.read-header-timeout";
+        limits.read_header_timeout = parse_duration(
+            KEY,
+            &v,
+            DurationBounds {
+                min: MIN_READ_HEADER_TIMEOUT,
+                max: MAX_READ_HEADER_TIMEOUT,
+                text: "from 1s to 10m",
+            },
+        )?;
+    }
+    if let Some(v) = max_connections {
+        limits.max_connections = parse_count("web.max-connections", &v, 1, MAX_MAX_CONNECTIONS)?;
+    }
+    Ok(limits)
 }
 
 fn validate_telemetry_path(value: Option<String>) -> Result<String, ConfigError> {
@@ -1900,6 +1943,92 @@ mod tests {
             e.starts_with("config: monogoto.iccid \"123456789\": not an ICCID (10 to 22"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn web_limits_from_flags_or_yaml_and_validated() {
+        let c = resolve(&["--monogoto.iccid", A]).expect("valid");
+        assert_eq!(c.web_limits, crate::web::Limits::default());
+        assert_eq!(c.web_limits.read_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.web_limits.max_connections, 512);
+
+        let c = resolve(&[
+            "--web.read-header-timeout",
+            "3s",
+            "--web.max-connections",
+            "64",
+            "--monogoto.iccid",
+            A,
+        ])
+        .expect("valid");
+        assert_eq!(c.web_limits.read_header_timeout, Duration::from_secs(3));
+        assert_eq!(c.web_limits.max_connections, 64);
+
+        for text in [
+            "web:\n  read_header_timeout: 1m\n  max_connections: 1000\n",
+            "web:\n  read-header-timeout: 1m\n  max-connections: \"1000\"\n",
+        ] {
+            let f = yaml(text);
+            let path = f.path().to_str().expect("utf-8");
+            let c = resolve(&["--config.file", path, "--monogoto.iccid", A]).expect("valid");
+            assert_eq!(c.web_limits.read_header_timeout, Duration::from_secs(60));
+            assert_eq!(c.web_limits.max_connections, 1000);
+            let c = resolve(&[
+                "--config.file",
+                path,
+                "--web.max-connections",
+                "2",
+                "--monogoto.iccid",
+                A,
+            ])
+            .expect("valid");
+            assert_eq!(c.web_limits.max_connections, 2, "the flag wins");
+        }
+
+        for (args, expected) in [
+            (
+                ["--web.read-header-timeout", "999ms"],
+                "config: web.read-header-timeout \"999ms\": must be from 1s to 10m",
+            ),
+            (
+                ["--web.read-header-timeout", "10m1s"],
+                "config: web.read-header-timeout \"10m1s\": must be from 1s to 10m",
+            ),
+            (
+                ["--web.read-header-timeout", "0"],
+                "config: web.read-header-timeout \"0\": must be greater than zero",
+            ),
+            (
+                ["--web.max-connections", "0"],
+                "config: web.max-connections \"0\": must be a whole number from 1 to 1000000",
+            ),
+            (
+                ["--web.max-connections", "many"],
+                "config: web.max-connections \"many\": must be a whole number from 1 to 1000000",
+            ),
+        ] {
+            assert_eq!(error(&[args[0], args[1], "--monogoto.iccid", A]), expected);
+        }
+        assert!(
+            resolve(&[
+                "--web.read-header-timeout",
+                "10m",
+                "--web.max-connections",
+                "1000000",
+                "--monogoto.iccid",
+                A
+            ])
+            .is_ok(),
+            "the bounds themselves"
+        );
+        let f = yaml("web:\n  max_connections: -1\n");
+        let e = error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ]);
+        assert!(e.starts_with("config: web.max-connections \"-1\""), "{e}");
     }
 
     #[test]

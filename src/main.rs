@@ -70,6 +70,7 @@ fn main() -> ExitCode {
                     Err(e) => return config_error(e),
                 };
             init_logging(&config.log);
+            monogoto_exporter::web::raise_open_file_limit();
             runtime.block_on(run_exporter(config))
         }
         Some(Command::Demo(demo)) => runtime.block_on(run_demo(demo)),
@@ -118,6 +119,7 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
         Err(e) => return config_error(e),
     };
     init_logging(&config.log);
+    monogoto_exporter::web::raise_open_file_limit();
 
     let simulator = Simulator::new(SimulatorConfig {
         things: demo.things,
@@ -164,6 +166,7 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
         filter: args.log_level.clone(),
         format: LogFormat::Text,
     });
+    monogoto_exporter::web::raise_open_file_limit();
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,
         Err(e) => {

@@ -116,6 +116,31 @@ fn invalid_configuration_exits_2_with_one_line() {
             &[],
             "config: web.config.file \"/nonexistent-web.yml\": cannot read",
         ),
+        (
+            &["--web.read-header-timeout", "500ms"],
+            &[],
+            "config: web.read-header-timeout \"500ms\": must be from 1s to 10m",
+        ),
+        (
+            &["--web.read-header-timeout", "11m"],
+            &[],
+            "config: web.read-header-timeout \"11m\": must be from 1s to 10m",
+        ),
+        (
+            &["--web.read-header-timeout", "soon"],
+            &[],
+            "config: web.read-header-timeout \"soon\": invalid duration",
+        ),
+        (
+            &["--web.max-connections", "0"],
+            &[],
+            "config: web.max-connections \"0\": must be a whole number from 1 to 1000000",
+        ),
+        (
+            &["--web.max-connections", "1000001"],
+            &[],
+            "config: web.max-connections \"1000001\"",
+        ),
     ];
     for (args, env, expected) in cases {
         let mut cmd = command();
@@ -143,6 +168,55 @@ fn invalid_configuration_exits_2_with_one_line() {
         out.status.code(),
         Some(2),
         "unknown flags are configuration errors too"
+    );
+}
+
+#[test]
+fn client_allowed_sans_without_a_verified_chain_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).expect("write");
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write");
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+         client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [prometheus.example]\n",
+    )
+    .expect("write");
+    // Spawned and bounded: a binary that accepted the file would serve forever.
+    let mut child = command()
+        .env("MONOGOTO_TOKEN", "t")
+        .args([
+            "--monogoto.iccid",
+            ICCID,
+            "--web.config.file",
+            web.to_str().expect("utf-8"),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("config: web.config.file ")
+            && err.contains(
+                "tls_server_config: client_allowed_sans requires client_auth_type RequireAndVerifyClientCert"
+            ),
+        "{err}"
     );
 }
 
@@ -479,4 +553,95 @@ fn values_the_exporter_cannot_honour_exit_2() {
         assert!(err.starts_with(expected), "{args:?}: {err:?}");
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
     }
+}
+/// A child process killed if a failed assertion leaves it running.
+#[cfg(unix)]
+struct Running(Child);
+
+#[cfg(unix)]
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The demo, started through sh under `ulimit {limits}`; with its base URL.
+#[cfg(unix)]
+async fn demo_under_ulimit(limits: &str) -> (Running, String) {
+    let port = free_port();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+        .args([BIN, "demo", "--things", "5"])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let child = Running(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    (child, base)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let (mut child, _) = demo_under_ulimit("-Sn 256").await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).expect("limits");
+    sigterm(&child.0);
+    assert!(wait_exit(&mut child.0, Duration::from_secs(5)).success());
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(numbers[0], numbers[1], "soft raised to hard: {line}");
+    assert_ne!(numbers[0], "256", "{line}");
+}
+
+/// 500 connections that never send a byte against a process allowed 256
+/// open files: the silent ones make room, and scrapes still get in.
+#[cfg(unix)]
+#[tokio::test]
+async fn scrapes_get_in_past_500_silent_connections_with_256_open_files() {
+    // This process holds the other ends.
+    monogoto_exporter::web::raise_open_file_limit();
+    let (mut child, base) = demo_under_ulimit("-n 256").await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        let response = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response
+                .text()
+                .await
+                .expect("body")
+                .contains("monogoto_up 1")
+        );
+    }
+    drop(silent);
+    sigterm(&child.0);
+    assert!(wait_exit(&mut child.0, Duration::from_secs(5)).success());
 }

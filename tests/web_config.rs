@@ -1,9 +1,14 @@
 //! `--web.config.file`: TLS, client certificates, basic auth, headers, rate
-//! limit and live reload, with certificates made by rcgen in the test.
+//! limit and live reload, with certificates made by rcgen in the test; and
+//! the connection limits (`--web.read-header-timeout`, `--web.max-connections`)
+//! over plain HTTP and TLS.
 
 mod common;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,6 +18,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
 use reqwest::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 /// A CA that can sign server and client certificates.
 struct Ca {
@@ -58,6 +68,17 @@ impl Ca {
     fn client(&self, names: &[&str]) -> (String, String) {
         self.issue(names, ExtendedKeyUsagePurpose::ClientAuth)
     }
+}
+
+/// A client certificate signed by its own key: no CA vouches for its names.
+fn self_signed_client(names: &[&str]) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key).expect("certificate");
+    (cert.pem(), key.serialize_pem())
 }
 
 /// A directory holding the web configuration file and the files it names.
@@ -297,6 +318,46 @@ async fn client_allowed_sans_narrow_the_client_certificates() {
 }
 
 #[tokio::test]
+async fn client_allowed_sans_without_a_verified_chain_is_refused_on_reload() {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let web = WebDir::new();
+    web.server_cert(&server_ca);
+    web.write("client-ca.crt", &client_ca.pem);
+    let sans = "  client_allowed_sans: [\"prometheus.example\"]\n";
+    let (_sim, exporter) = start(
+        &web,
+        &format!(
+            "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n{sans}"
+        ),
+    )
+    .await;
+    let url = https_url(&exporter, "/metrics");
+    let trusted = client_ca.client(&["prometheus.example"]);
+    let forged = self_signed_client(&["prometheus.example"]);
+    let scrape = async |identity: &(String, String)| {
+        tls_client(&server_ca, Some(identity))
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    };
+    assert!(scrape(&trusted).await);
+    assert!(!scrape(&forged).await, "a self-signed certificate");
+
+    // The edit that would let the forged certificate in is refused: the
+    // verifying configuration stays in force.
+    web.write(
+        "web.yml",
+        &format!("{TLS}  client_auth_type: RequireAnyClientCert\n{sans}"),
+    );
+    tokio::time::sleep(monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500))
+        .await;
+    assert!(!scrape(&forged).await, "still refused after the bad edit");
+    assert!(scrape(&trusted).await, "still served after the bad edit");
+}
+
+#[tokio::test]
 async fn basic_auth_says_nothing_about_why() {
     let web = WebDir::new();
     let (_sim, exporter) = start(
@@ -350,20 +411,30 @@ async fn basic_auth_says_nothing_about_why() {
     );
     assert_eq!(answers[0].1, "Unauthorized\n");
 
-    // Every path is protected, including probes and unknown paths.
-    for path in ["/", "/healthz", "/readyz", "/no-such-page"] {
+    // Every path is protected, unknown ones included, except exactly the two
+    // probes, which Kubernetes calls without credentials.
+    for path in [
+        "/",
+        "/no-such-page",
+        "/healthz/",
+        "/healthzz",
+        "/readyz/x",
+        "/Healthz",
+    ] {
         let response = get(&format!("{}{path}", exporter.url())).await;
         assert_eq!(response.status(), 401, "{path}");
     }
-    assert_eq!(
-        status_as(
-            &format!("{}/healthz", exporter.url()),
-            "alice",
-            "correct horse"
-        )
-        .await,
-        200
-    );
+    for path in ["/healthz", "/readyz", "/healthz?user=x"] {
+        let url = format!("{}{path}", exporter.url());
+        let response = get(&url).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()["x-frame-options"],
+            "deny",
+            "headers on probes too"
+        );
+        assert_eq!(status_as(&url, "alice", "wrong").await, 200, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -383,6 +454,22 @@ async fn basic_auth_over_tls() {
     assert_eq!(ok.status(), 200);
     let refused = client.get(&url).send().await.expect("request");
     assert_eq!(refused.status(), 401);
+
+    // The probes answer without credentials, over the same TLS listener.
+    for path in ["/healthz", "/readyz"] {
+        let response = client
+            .get(https_url(&exporter, path))
+            .send()
+            .await
+            .expect("HTTPS probe");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", exporter.addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "probes stay behind TLS: {plain:?}");
 }
 
 #[tokio::test]
@@ -479,4 +566,271 @@ async fn a_renewed_certificate_applies_to_new_connections() {
     tokio::time::sleep(monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500))
         .await;
     assert!(tls_client(&second, None).get(&url).send().await.is_ok());
+}
+
+/// A TLS connection to the exporter, trusting `ca`, handshake done.
+async fn tls_connect(
+    exporter: &RunningExporter,
+    ca: &Ca,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+        roots.add(cert.expect("PEM")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(exporter.addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
+/// How long after `since` the server closes `stream`, while the client
+/// starts a request header and then adds a line to it every `every` (or,
+/// with None, sends nothing). Panics if the server has not closed it in 20 s.
+async fn closed_after(
+    stream: impl AsyncRead + AsyncWrite,
+    since: Instant,
+    every: Option<Duration>,
+) -> Duration {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let closed = async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return since.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    };
+    let trickle = async move {
+        if let Some(every) = every {
+            let mut line = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+            for i in 0.. {
+                if writer.write_all(&line).await.is_err() || writer.flush().await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(every).await;
+                line = format!("X-Slow-{i}: still coming\r\n").into_bytes();
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        elapsed = closed => elapsed,
+        () = trickle => unreachable!(),
+        () = tokio::time::sleep(Duration::from_secs(20)) => panic!("still open after 20 s"),
+    }
+}
+
+fn around(elapsed: Duration, expected: Duration) -> bool {
+    // Never early; late by a loaded machine's scheduling at most.
+    elapsed >= expected - Duration::from_millis(100) && elapsed < expected + Duration::from_secs(3)
+}
+
+async fn start_with_limits(
+    read_header_timeout: Duration,
+    idle_timeout: Duration,
+    web_config: Option<&Path>,
+) -> (RunningSimulator, RunningExporter) {
+    let sim = simulator(3).await;
+    let mut cfg = config(&sim);
+    cfg.web_config_file = web_config.map(Path::to_path_buf);
+    cfg.web_limits.read_header_timeout = read_header_timeout;
+    cfg.web_limits.idle_timeout = idle_timeout;
+    let exporter = start_exporter(&cfg).await;
+    (sim, exporter)
+}
+
+#[tokio::test]
+async fn slow_and_silent_clients_are_closed_after_the_read_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let (_sim, exporter) = start_with_limits(timeout, Duration::from_secs(3), None).await;
+    let connect = async || {
+        (
+            TcpStream::connect(exporter.addr).await.expect("connect"),
+            Instant::now(),
+        )
+    };
+
+    let (slow, since) = connect().await;
+    // A line every 300 ms keeps the socket busy, and the header never ends.
+    let slow = closed_after(slow, since, Some(Duration::from_millis(300)));
+    let (silent, since) = connect().await;
+    let silent = closed_after(silent, since, None);
+    let (slow, silent) = tokio::join!(slow, silent);
+    assert!(around(slow, timeout), "slow header: closed after {slow:?}");
+    assert!(
+        around(silent, timeout),
+        "nothing sent: closed after {silent:?}"
+    );
+
+    // On a keep-alive connection: idle longer than the read-header timeout
+    // is fine, the next header must then be complete within it of its first
+    // byte, and an idle connection goes after the idle timeout.
+    let (mut stream, _) = connect().await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for _ in 0..2 {
+        stream.write_all(request).await.expect("write");
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"ok\n") {
+            let mut buf = [0u8; 512];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        tokio::time::sleep(timeout + Duration::from_millis(500)).await;
+    }
+    let slow_again = closed_after(stream, Instant::now(), Some(Duration::from_millis(300))).await;
+    assert!(
+        around(slow_again, timeout),
+        "second request: {slow_again:?}"
+    );
+
+    let (mut stream, _) = connect().await;
+    stream.write_all(request).await.expect("write");
+    let mut buf = [0u8; 512];
+    assert!(stream.read(&mut buf).await.expect("read") > 0);
+    let idle = closed_after(stream, Instant::now(), None).await;
+    assert!(
+        around(idle, Duration::from_secs(3)),
+        "idle: closed after {idle:?}"
+    );
+
+    // Scrapes go on.
+    scrape(&exporter).await;
+}
+
+#[tokio::test]
+async fn over_tls_the_read_header_timeout_includes_the_handshake() {
+    let ca = Ca::new("server CA");
+    let web = WebDir::new();
+    web.server_cert(&ca);
+    web.write("web.yml", TLS);
+    let timeout = Duration::from_secs(1);
+    let (_sim, exporter) =
+        start_with_limits(timeout, Duration::from_secs(90), Some(&web.path("web.yml"))).await;
+
+    // No ClientHello at all.
+    let silent = async {
+        let since = Instant::now();
+        let tcp = TcpStream::connect(exporter.addr).await.expect("connect");
+        closed_after(tcp, since, None).await
+    };
+    // The handshake, then a header that never ends, counted from the connect.
+    let slow = async {
+        let since = Instant::now();
+        let tls = tls_connect(&exporter, &ca).await;
+        closed_after(tls, since, Some(Duration::from_millis(300))).await
+    };
+    let (silent, slow) = tokio::join!(silent, slow);
+    assert!(
+        around(silent, timeout),
+        "no handshake: closed after {silent:?}"
+    );
+    assert!(
+        around(slow, timeout),
+        "slow header over TLS: closed after {slow:?}"
+    );
+
+    let response = tls_client(&ca, None)
+        .get(https_url(&exporter, "/metrics"))
+        .send()
+        .await
+        .expect("HTTPS scrape");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_scrape_succeeds_with_500_idle_connections_open() {
+    // This process holds both ends of every connection.
+    monogoto_exporter::web::raise_open_file_limit();
+    let sim = simulator(3).await;
+    let exporter = start_exporter(&config(&sim)).await;
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        idle.push(TcpStream::connect(exporter.addr).await.expect("connect"));
+    }
+    let text = scrape(&exporter).await;
+    assert!(text.contains("monogoto_up 1"));
+    drop(idle);
+}
+
+#[tokio::test]
+async fn beyond_max_connections_the_oldest_unfinished_connection_makes_room() {
+    let sim = simulator(3).await;
+    let mut cfg = config(&sim);
+    cfg.web_limits.max_connections = 20;
+    let exporter = start_exporter(&cfg).await;
+    let mut silent = Vec::new();
+    for _ in 0..60 {
+        silent.push(TcpStream::connect(exporter.addr).await.expect("connect"));
+    }
+    // Every scrape still gets in, each making room in turn.
+    for _ in 0..3 {
+        scrape(&exporter).await;
+    }
+    // The first 40 (and then 3 more) were closed to make room; the newest stay.
+    let mut buf = [0u8; 1];
+    let oldest = tokio::time::timeout(Duration::from_secs(5), silent[0].read(&mut buf)).await;
+    assert!(
+        matches!(oldest, Ok(Ok(0) | Err(_))),
+        "the oldest is closed: {oldest:?}"
+    );
+    let newest = tokio::time::timeout(Duration::from_millis(300), silent[59].read(&mut buf)).await;
+    assert!(newest.is_err(), "the newest stays open: {newest:?}");
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_does_not_hold_up_a_fresh_scrape() {
+    let web = WebDir::new();
+    // bcrypt cost 8: each wrong password costs a tangible slice of CPU.
+    let hash = bcrypt::hash("s3cret", 8).expect("bcrypt");
+    let (_sim, exporter) = start(&web, &format!("basic_auth_users:\n  prom: '{hash}'\n")).await;
+    let url = format!("{}/metrics", exporter.url());
+
+    // 60 wrong passwords at once from another address of the loopback.
+    let attacker = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<IpAddr>().expect("ip"))
+        .build()
+        .expect("client");
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let (attacker, url, answered) = (attacker.clone(), url.clone(), answered.clone());
+        flood.spawn(async move {
+            let status = attacker
+                .get(&url)
+                .basic_auth("prom", Some(format!("guess {i}")))
+                .send()
+                .await
+                .expect("request")
+                .status();
+            answered.fetch_add(1, Ordering::SeqCst);
+            status
+        });
+    }
+    // The flood is being checked once its first answer is back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no answer to the flood");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Never verified before: it needs bcrypt like the flood.
+    assert_eq!(status_as(&url, "prom", "s3cret").await, 200);
+    let before = answered.load(Ordering::SeqCst);
+    assert!(
+        before < 30,
+        "{before} of the 60 wrong passwords were answered before the right one"
+    );
+    while let Some(status) = flood.join_next().await {
+        assert_eq!(status.expect("task"), 401);
+    }
 }

@@ -745,6 +745,31 @@ mod tests {
             e.contains("client_allowed_sans requires client_auth_type"),
             "{e}"
         );
+        // Without a verified chain a self-signed certificate could carry any
+        // allowed name: refused, under either spelling of the policy.
+        for name in ["RequireAnyClientCert", "RequireClientCert"] {
+            let e = error(
+                &format!(
+                    "{base}  client_auth_type: {name}\n  client_ca_file: ca.crt\n  client_allowed_sans: [a]\n"
+                ),
+                dir,
+            );
+            assert!(
+                e.starts_with(
+                    "tls_server_config: client_allowed_sans requires client_auth_type RequireAndVerifyClientCert"
+                ) && e.contains("not RequireAnyClientCert"),
+                "{name}: {e}"
+            );
+        }
+        assert!(
+            parse(
+                &format!(
+                    "{base}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  client_allowed_sans: [a]\n"
+                ),
+                dir,
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! all re-read from disk while running.
 //!
 //! Whether the listener speaks TLS is fixed at start-up, as in exporter-toolkit;
-//! everything else (certificates, users, headers, ...) follows the file.
+//! everything else (certificates, users, headers, ...) follows the file. How
+//! long and how many connections are kept is the same with or without a file
+//! (see [`connections`]).
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod tls;
 
 use std::future::Future;
@@ -17,22 +20,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::serve::ListenerExt as _;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{WebConfig, WebConfigError};
+pub use connections::{Limits, raise_open_file_limit};
 
 /// How often the web configuration file (and the files it names) is checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
-
-/// A client has this long to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A listener and router ready to serve, with the web configuration already
 /// validated, so that a bad file stops start-up rather than the first scrape.
@@ -40,6 +35,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     web: Option<Web>,
+    limits: Limits,
 }
 
 struct Web {
@@ -52,12 +48,14 @@ impl Server {
         listener: TcpListener,
         router: Router,
         web_config: Option<&Path>,
+        limits: Limits,
     ) -> Result<Server, WebConfigError> {
         let Some(path) = web_config else {
             return Ok(Server {
                 listener,
                 router,
                 web: None,
+                limits,
             });
         };
         let config = WebConfig::load(path)?;
@@ -82,6 +80,7 @@ impl Server {
                 path: path.to_path_buf(),
                 live,
             }),
+            limits,
         })
     }
 
@@ -102,11 +101,16 @@ impl Server {
             listener,
             router,
             web,
+            limits,
         } = self;
+        tracing::debug!(
+            read_header_timeout = ?limits.read_header_timeout,
+            idle_timeout = ?limits.idle_timeout,
+            max_connections = limits.max_connections,
+            "connection limits"
+        );
         let Some(web) = web else {
-            return axum::serve(listener.tap_io(no_delay), router)
-                .with_graceful_shutdown(shutdown)
-                .await;
+            return connections::serve(listener, router, None, limits, shutdown).await;
         };
         let stop_reloading = CancellationToken::new();
         tokio::spawn(reload_loop(
@@ -115,13 +119,8 @@ impl Server {
             stop_reloading.clone(),
         ));
         let _stop_reloading = stop_reloading.drop_guard();
-        if web.live.load().tls.is_some() {
-            serve_tls(listener, router, web.live, shutdown).await
-        } else {
-            axum::serve(listener.tap_io(no_delay), router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        let tls = web.live.load().tls.is_some().then_some(web.live);
+        connections::serve(listener, router, tls, limits, shutdown).await
     }
 }
 
@@ -139,9 +138,10 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     web_config: Option<&Path>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    Server::new(listener, router, web_config)?
+    Server::new(listener, router, web_config, limits)?
         .serve(shutdown)
         .await?;
     Ok(())
@@ -153,79 +153,6 @@ pub enum ServeError {
     Config(#[from] WebConfigError),
     #[error("{0}")]
     Io(#[from] io::Error),
-}
-
-async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    live: Arc<ArcSwap<WebConfig>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    // Connections still in their handshake when shutdown starts are dropped:
-    // they have no request in flight to finish.
-    let handshakes = CancellationToken::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (mut tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Per-connection errors (reset before accept) and
-                    // descriptor exhaustion alike: pause briefly, keep serving.
-                    tracing::debug!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        no_delay(&mut tcp);
-        let config = live.load_full();
-        let Some(tls) = config.tls.clone() else {
-            // A reload never switches TLS off (see `compatible`); be safe anyway.
-            continue;
-        };
-        let http2 = config.http2;
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        let cancelled = handshakes.clone();
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(tls).accept(tcp));
-            let stream = tokio::select! {
-                () = cancelled.cancelled() => return,
-                result = handshake => match result {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-            };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            if !http2 {
-                builder = builder.http1_only();
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(router),
-                )
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    handshakes.cancel();
-    graceful.shutdown().await;
-    Ok(())
 }
 
 /// Re-reads the file every [`RELOAD_INTERVAL`] and on SIGHUP. A valid new

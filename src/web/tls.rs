@@ -135,12 +135,14 @@ fn client_verifier(
                 .into(),
         );
     }
-    if !material.client_allowed_sans.is_empty() && !auth.requires_certificate() {
-        return Err(
-            "client_allowed_sans requires client_auth_type RequireAnyClientCert or \
-             RequireAndVerifyClientCert"
-                .into(),
-        );
+    // A name in a certificate means something only once a CA vouched for it:
+    // with RequireAnyClientCert anyone can make a self-signed one carrying an
+    // allowed name, and with VerifyClientCertIfGiven no certificate passes too.
+    if !material.client_allowed_sans.is_empty() && auth != ClientAuth::RequireAndVerifyClientCert {
+        return Err(format!(
+            "client_allowed_sans requires client_auth_type RequireAndVerifyClientCert (with \
+             client_ca_file), not {auth}: the names of a certificate no CA verified prove nothing"
+        ));
     }
     let verifier: Arc<dyn ClientCertVerifier> = match auth {
         ClientAuth::NoClientCert => WebPkiClientVerifier::no_client_auth(),

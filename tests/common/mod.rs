@@ -38,6 +38,7 @@ pub fn config(sim: &RunningSimulator) -> Config {
         listen_address: "127.0.0.1:0".into(),
         telemetry_path: "/metrics".into(),
         web_config_file: None,
+        web_limits: Default::default(),
         url: sim.url(),
         credentials: Some(Credentials::Token(SecretString::from(
             sim.simulator.static_token(),
