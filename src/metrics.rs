@@ -64,6 +64,7 @@ pub struct HealthMetrics {
     pub rate_limited: IntCounter,
     pub refresh_errors: IntCounterVec,
     pub shard_info: IntGaugeVec,
+    pub shards: IntGauge,
 }
 
 impl Default for HealthMetrics {
@@ -154,6 +155,14 @@ impl HealthMetrics {
             &["index", "count"],
         )
         .expect("valid metric");
+        // The count on its own too, so that rules can compare the shards that
+        // report with the shards there should be (MonogotoShardsMissing).
+        let shards = IntGauge::new(
+            "monogoto_shards",
+            "The number of shards the fleet is split across (--shard.count); 1 when it is not sharded.",
+        )
+        .expect("valid metric");
+        shards.set(1);
         let build_info = prometheus::GaugeVec::new(
             Opts::new(
                 "monogoto_exporter_build_info",
@@ -194,6 +203,7 @@ impl HealthMetrics {
             Box::new(rate_limited.clone()),
             Box::new(refresh_errors.clone()),
             Box::new(shard_info.clone()),
+            Box::new(shards.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -220,6 +230,7 @@ impl HealthMetrics {
             rate_limited,
             refresh_errors,
             shard_info,
+            shards,
         }
     }
 
@@ -228,6 +239,8 @@ impl HealthMetrics {
         self.shard_info
             .with_label_values(&[shard.index.to_string(), shard.count.to_string()])
             .set(1);
+        self.shards
+            .set(i64::try_from(shard.count).unwrap_or(i64::MAX));
     }
 
     pub fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
@@ -512,5 +525,17 @@ mod tests {
         assert!(text.contains("monogoto_parse_errors_total{field=\"ActiveSessions\"} 0"));
         assert!(text.contains("monogoto_exporter_build_info{"));
         assert!(text.contains("monogoto_up 0"));
+        assert!(text.contains("monogoto_shards 1\n"), "unsharded by default");
+    }
+
+    #[test]
+    fn the_shard_count_is_exported_with_the_shard() {
+        let health = HealthMetrics::new();
+        health.set_shard(crate::shard::Shard { index: 2, count: 3 });
+        let mut out = Vec::new();
+        health.render_into(&mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("monogoto_shard_info{count=\"3\",index=\"2\"} 1\n"));
+        assert!(text.contains("monogoto_shards 3\n"), "{text}");
     }
 }
