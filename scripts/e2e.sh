@@ -301,7 +301,7 @@ helper check-alert "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnec
 # --- 4. every rule against the live data; dashboards ----------------------------
 helper rules-healthy "$prom" "$rules" >&2 || fail "rules are unhealthy against live data"
 helper never-notified "$tmp/notifications.jsonl" \
-    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow' ||
+    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing' ||
     fail "an exporter or fleet alert fired although everything was healthy"
 log "ok: no exporter or fleet alert fired"
 
