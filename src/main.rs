@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use secrecy::SecretString;
 
-use monogoto_exporter::app;
 use monogoto_exporter::config::{
     Cli, Command, Config, Credentials, DemoArgs, Environment, LogConfig, LogFormat, Mode,
     SimulateArgs,
 };
 use monogoto_exporter::simulator::{Simulator, SimulatorConfig};
+use monogoto_exporter::{app, check};
 
 /// mimalloc returns freed memory to the system and keeps fragmentation low
 /// while snapshots of a large fleet are built and dropped, which glibc's
@@ -62,6 +62,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if cli.config_check {
+        return check_config(&cli);
+    }
     match cli.command {
         None => {
             let config =
@@ -75,6 +78,38 @@ fn main() -> ExitCode {
         }
         Some(Command::Demo(demo)) => runtime.block_on(run_demo(demo)),
         Some(Command::Simulate(args)) => runtime.block_on(run_simulator(args)),
+    }
+}
+
+/// `--config.check`: the summary on stdout and exit 0, or every problem on
+/// stderr and exit 2.
+fn check_config(cli: &Cli) -> ExitCode {
+    if cli.command.is_some() {
+        return config_error(
+            "config: config.check: checks the exporter's own configuration; give it without a command",
+        );
+    }
+    match check::check(&cli.exporter, &Environment::from_process()) {
+        Ok(report) => {
+            println!("monogoto-exporter: configuration OK (the API was not contacted)");
+            for line in &report.summary {
+                println!("  {line}");
+            }
+            for warning in &report.warnings {
+                println!("  warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                "monogoto-exporter: configuration invalid: {} problem(s)",
+                problems.len()
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

@@ -68,6 +68,7 @@ pub struct HealthMetrics {
     pub things_inactive: IntGauge,
     pub things_missing: IntGauge,
     pub budget_wait: prometheus::Counter,
+    pub shards: IntGauge,
 }
 
 impl Default for HealthMetrics {
@@ -178,6 +179,14 @@ impl HealthMetrics {
             "Time requests spent waiting for the request budget, in seconds; its rate near 1 means the exporter runs at the budget.",
         )
         .expect("valid metric");
+        // The count on its own too, so that rules can compare the shards that
+        // report with the shards there should be (MonogotoShardsMissing).
+        let shards = IntGauge::new(
+            "monogoto_shards",
+            "The number of shards the fleet is split across (--shard.count); 1 when it is not sharded.",
+        )
+        .expect("valid metric");
+        shards.set(1);
         let build_info = prometheus::GaugeVec::new(
             Opts::new(
                 "monogoto_exporter_build_info",
@@ -222,6 +231,7 @@ impl HealthMetrics {
             Box::new(things_inactive.clone()),
             Box::new(things_missing.clone()),
             Box::new(budget_wait.clone()),
+            Box::new(shards.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -252,6 +262,7 @@ impl HealthMetrics {
             things_inactive,
             things_missing,
             budget_wait,
+            shards,
         }
     }
 
@@ -260,6 +271,8 @@ impl HealthMetrics {
         self.shard_info
             .with_label_values(&[shard.index.to_string(), shard.count.to_string()])
             .set(1);
+        self.shards
+            .set(i64::try_from(shard.count).unwrap_or(i64::MAX));
     }
 
     pub fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
@@ -544,5 +557,17 @@ mod tests {
         assert!(text.contains("monogoto_parse_errors_total{field=\"ActiveSessions\"} 0"));
         assert!(text.contains("monogoto_exporter_build_info{"));
         assert!(text.contains("monogoto_up 0"));
+        assert!(text.contains("monogoto_shards 1\n"), "unsharded by default");
+    }
+
+    #[test]
+    fn the_shard_count_is_exported_with_the_shard() {
+        let health = HealthMetrics::new();
+        health.set_shard(crate::shard::Shard { index: 2, count: 3 });
+        let mut out = Vec::new();
+        health.render_into(&mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("monogoto_shard_info{count=\"3\",index=\"2\"} 1\n"));
+        assert!(text.contains("monogoto_shards 3\n"), "{text}");
     }
 }

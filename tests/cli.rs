@@ -645,3 +645,182 @@ async fn scrapes_get_in_past_500_silent_connections_with_256_open_files() {
     sigterm(&child.0);
     assert!(wait_exit(&mut child.0, Duration::from_secs(5)).success());
 }
+
+#[test]
+fn version_names_the_revision_and_the_rustc_version() {
+    let out = run(command().arg("--version"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected = format!(
+        "monogoto-exporter {} (revision {}, rustc ",
+        env!("CARGO_PKG_VERSION"),
+        monogoto_exporter::config::LONG_VERSION
+            .split("revision ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .expect("a revision in the version")
+    );
+    assert!(text.starts_with(&expected), "{text:?}");
+    // build.rs says "unknown" rather than nothing when git or rustc cannot tell.
+    let rustc = text
+        .trim_end()
+        .strip_suffix(')')
+        .and_then(|t| t.rsplit("rustc ").next())
+        .expect("a rustc version");
+    assert!(
+        rustc == "unknown" || rustc.split('.').count() >= 3,
+        "{text:?}"
+    );
+    assert!(
+        text.contains(env!("MONOGOTO_EXPORTER_RUSTC")),
+        "the same rustc as build_info: {text:?}"
+    );
+}
+
+/// A directory with a configuration that is valid throughout: YAML, token
+/// file, ICCIDs file and a web configuration with one basic auth user.
+struct CheckFixture {
+    dir: tempfile::TempDir,
+}
+
+impl CheckFixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).expect("write fixture");
+        };
+        write("token", "s3cr3t-token-value\n");
+        write(
+            "fleet.txt",
+            "# two SIMs\n898820000000000001\n8988200000000000002\n\n898820000000000003\n",
+        );
+        write(
+            "web.yml",
+            "basic_auth_users:\n  prometheus: $2y$10$1Wz5NXQE1Ukg7PHvBLk/Ee9priOMbB7KhcbHJJEdgUe6a7NIIpKlC\n",
+        );
+        let config = format!(
+            "monogoto:\n  iccids_file: {fleet}\n  rate_limit: 1/min\npoll:\n  interval: 60s\n  batch_size: 2\nweb:\n  config_file: {web}\n",
+            fleet = dir.path().join("fleet.txt").display(),
+            web = dir.path().join("web.yml").display(),
+        );
+        write("config.yml", &config);
+        CheckFixture { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).expect("write fixture");
+    }
+
+    /// `--config.check` with the fixture's files, the API URL pointing at `api`.
+    fn check(&self, api: &str, extra: &[&str]) -> Output {
+        run(command()
+            .args(["--config.check", "--config.file", &self.path("config.yml")])
+            .args(["--monogoto.token-file", &self.path("token")])
+            .args(["--monogoto.url", api])
+            .args(extra))
+    }
+}
+
+#[test]
+fn config_check_summarizes_a_good_configuration_without_contacting_the_api() {
+    let fixture = CheckFixture::new();
+    // A listener no one may connect to: the check must not.
+    let api = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    api.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", api.local_addr().expect("addr"));
+    let out = fixture.check(&url, &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for expected in [
+        "configuration OK",
+        "SIMs: 3 configured",
+        "auth: token",
+        "budget: 1/min (monogoto.rate-limit)",
+        // 3 SIMs in batches of 2: 2 requests, at 1 a minute.
+        "refresh target: 2m (poll.interval 1m; 2 status request(s) of up to 2 SIMs within 1/min)",
+        "web: TLS no, basic auth users 1, client auth NoClientCert",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+    assert!(!text.contains("s3cr3t"), "no secret in the summary: {text}");
+    assert!(
+        matches!(api.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the check connected to the API"
+    );
+
+    let out = run(command()
+        .env("MONOGOTO_TOKEN", "s3cr3t")
+        .args(["--config.check", "--monogoto.discover"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("SIMs: discovery"), "{text}");
+}
+
+#[test]
+fn config_check_reports_every_problem_and_exits_2() {
+    let url = "http://127.0.0.1:1";
+    // Each broken input alone.
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        (
+            "",
+            "",
+            &["--poll.interval", "5x"],
+            "config: poll.interval \"5x\"",
+        ),
+        (
+            "config.yml",
+            "poll: [not, a, mapping\n",
+            &[],
+            "invalid YAML",
+        ),
+        (
+            "fleet.txt",
+            "898820000000000001\nnot-an-iccid\n",
+            &[],
+            "line 2: \"not-an-iccid\"",
+        ),
+        (
+            "web.yml",
+            "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n",
+            &[],
+            "config: web.config.file",
+        ),
+    ];
+    for (file, text, args, expected) in cases {
+        let fixture = CheckFixture::new();
+        if !file.is_empty() {
+            fixture.write(file, text);
+        }
+        let out = fixture.check(url, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{file} {args:?}: {err}");
+        assert!(err.contains(expected), "{expected:?} in {err}");
+        assert!(
+            err.contains("configuration invalid: 1 problem(s)"),
+            "{file} {args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no summary for a bad configuration");
+    }
+
+    // All of them at once, and a bad flag value on top: each is reported.
+    let fixture = CheckFixture::new();
+    fixture.write("fleet.txt", "not-an-iccid\n");
+    fixture.write("web.yml", "tls_server_config: {}\nno_such_key: 1\n");
+    let out = fixture.check(url, &["--poll.interval", "5x", "--shard.index", "7"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for expected in [
+        "config: web.config.file",
+        "config: poll.interval \"5x\"",
+        "config: monogoto.iccids-file",
+        "config: shard.index \"7\"",
+        "configuration invalid: 4 problem(s)",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+}

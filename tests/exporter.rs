@@ -617,6 +617,7 @@ async fn three_shards_export_every_thing_exactly_once() {
             ),
             Some(1.0)
         );
+        assert_eq!(value(&s, "monogoto_shards"), Some(3.0));
         let configured = value(&s, "monogoto_things_configured").expect("configured");
         assert!(
             configured > 50.0 && configured < 150.0,
