@@ -1174,6 +1174,17 @@ mod tests {
         Config::resolve(&parse(args), token_env(), Mode::Exporter)
     }
 
+    /// The error of a configuration file holding `text` (with one ICCID given as a flag).
+    fn yaml_error(text: &str) -> String {
+        let f = yaml(text);
+        error(&[
+            "--config.file",
+            f.path().to_str().expect("utf-8"),
+            "--monogoto.iccid",
+            A,
+        ])
+    }
+
     fn error(args: &[&str]) -> String {
         resolve(args)
             .expect_err("config must be rejected")
@@ -1641,13 +1652,7 @@ mod tests {
             "3 refresh targets, known once polling"
         );
         // The YAML file goes through the same checks.
-        let f = yaml("poll:\n  interval: 1ms\n");
-        let e = error(&[
-            "--config.file",
-            f.path().to_str().expect("utf-8"),
-            "--monogoto.iccid",
-            A,
-        ]);
+        let e = yaml_error("poll:\n  interval: 1ms\n");
         assert!(e.starts_with("config: poll.interval \"1ms\""), "{e}");
     }
 
@@ -1710,29 +1715,11 @@ mod tests {
 
     #[test]
     fn bad_yaml_and_unknown_keys_are_errors() {
-        let f = yaml("poll:\n  intervall: 30s\n");
-        let e = error(&[
-            "--config.file",
-            f.path().to_str().expect("utf-8"),
-            "--monogoto.iccid",
-            A,
-        ]);
+        let e = yaml_error("poll:\n  intervall: 30s\n");
         assert!(e.contains("invalid YAML") && e.contains("intervall"), "{e}");
-        let f = yaml("poll: [unclosed\n");
-        let e = error(&[
-            "--config.file",
-            f.path().to_str().expect("utf-8"),
-            "--monogoto.iccid",
-            A,
-        ]);
+        let e = yaml_error("poll: [unclosed\n");
         assert!(e.starts_with("config: config.file"), "{e}");
-        let f = yaml("poll:\n  batch_size: 99\n");
-        let e = error(&[
-            "--config.file",
-            f.path().to_str().expect("utf-8"),
-            "--monogoto.iccid",
-            A,
-        ]);
+        let e = yaml_error("poll:\n  batch_size: 99\n");
         assert!(e.starts_with("config: poll.batch-size \"99\""), "{e}");
     }
 
@@ -2036,13 +2023,7 @@ mod tests {
             .is_ok(),
             "the bounds themselves"
         );
-        let f = yaml("web:\n  max_connections: -1\n");
-        let e = error(&[
-            "--config.file",
-            f.path().to_str().expect("utf-8"),
-            "--monogoto.iccid",
-            A,
-        ]);
+        let e = yaml_error("web:\n  max_connections: -1\n");
         assert!(e.starts_with("config: web.max-connections \"-1\""), "{e}");
     }
 

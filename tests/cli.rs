@@ -202,14 +202,7 @@ fn client_allowed_sans_without_a_verified_chain_exits_2() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let status = wait_exit(&mut child, Duration::from_secs(10));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let (status, err) = exit_and_stderr(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(
         err.starts_with("config: web.config.file ")
@@ -541,14 +534,7 @@ fn values_the_exporter_cannot_honour_exit_2() {
             .spawn()
             .expect("spawn");
         // Before these were refused, some ran on: do not wait for them forever.
-        let status = wait_exit(&mut child, Duration::from_secs(10));
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .expect("piped stderr")
-            .read_to_string(&mut err)
-            .expect("read stderr");
+        let (status, err) = exit_and_stderr(&mut child, Duration::from_secs(10));
         assert_eq!(status.code(), Some(2), "{args:?}: {err}");
         assert!(err.starts_with(expected), "{args:?}: {err:?}");
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
@@ -823,4 +809,21 @@ fn config_check_reports_every_problem_and_exits_2() {
     ] {
         assert!(err.contains(expected), "{expected:?} in {err}");
     }
+}
+
+/// Waits for `child` to exit (killing it after `timeout`) and returns its
+/// status and everything it wrote to its piped stderr.
+fn exit_and_stderr(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let status = wait_exit(child, timeout);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    (status, err)
 }
