@@ -33,21 +33,7 @@ impl Endpoint {
 
 /// The fields of the status answer whose parse errors are counted from zero,
 /// so that `rate()` sees the first error.
-const KNOWN_FIELDS: &[&str] = &[
-    "ThingId",
-    "ThingName",
-    "ActiveIMSI",
-    "MSISDN",
-    "ProvisionStatus",
-    "ConnectionStatus",
-    "ActiveSessions",
-    "UplinkThroughput",
-    "DownlinkThroughput",
-    "LastConnectedTime",
-    "LastConnectionTime",
-    "LastDisconnectionTime",
-    "Data",
-];
+const KNOWN_FIELDS: &[&str] = crate::monogoto::model::PARSE_ERROR_FIELDS;
 
 /// The exporter's own health.
 pub struct HealthMetrics {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+mod decode;
 pub mod model;
 pub mod rate_limit;
 pub mod retry;
