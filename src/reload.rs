@@ -374,50 +374,66 @@ fn display_path(path: Option<&Path>) -> String {
     path.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
-/// What identifies the content of a file without keeping it: its size and
-/// modification time (a cheap check) and a SHA-256 of its bytes (read only
-/// when those changed, so that a `touch` is no change). An unreadable file
-/// is fingerprinted by its error, so that it is reported once, not at every check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What identifies the content of a file without keeping it: a SHA-256 of
+/// its bytes, so that a `touch` is no change. The bytes are read again only
+/// when size, modification time or inode changed, or when the file was
+/// modified shortly before it was last read (as git does: a second write
+/// within the clock's granularity would leave the time as it was). An
+/// unreadable file is fingerprinted by its error, so that it is reported
+/// once, not at every check.
+#[derive(Debug, Clone)]
 enum Fingerprint {
     File {
         len: u64,
         modified: Option<SystemTime>,
+        inode: u64,
+        read_at: SystemTime,
         sha256: [u8; 32],
     },
     Unreadable(std::io::ErrorKind),
 }
+
+/// A file modified less than this before it was read is read again at the next check.
+const RACY: Duration = Duration::from_secs(2);
 
 impl Fingerprint {
     fn of(path: &Path) -> Fingerprint {
         Fingerprint::again(path, None)
     }
 
-    /// The fingerprint now, reusing `previous`'s hash when size and time are unchanged.
+    /// The fingerprint now, reusing `previous`'s hash when it still holds.
     fn again(path: &Path, previous: Option<&Fingerprint>) -> Fingerprint {
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) => return Fingerprint::Unreadable(e.kind()),
         };
-        let (len, modified) = (meta.len(), meta.modified().ok());
+        let (len, modified, inode) = (meta.len(), meta.modified().ok(), inode(&meta));
         if let Some(Fingerprint::File {
             len: l,
-            modified: m,
+            modified: Some(m),
+            inode: i,
+            read_at,
             sha256,
         }) = previous
-            && (*l, *m) == (len, modified)
-            && modified.is_some()
+            && (*l, Some(*m), *i) == (len, modified, inode)
+            && m.checked_add(RACY)
+                .is_some_and(|settled| settled < *read_at)
         {
             return Fingerprint::File {
                 len,
                 modified,
+                inode,
+                read_at: *read_at,
                 sha256: *sha256,
             };
         }
+        let read_at = SystemTime::now();
         match std::fs::read(path) {
             Ok(bytes) => Fingerprint::File {
                 len,
                 modified,
+                inode,
+                read_at,
                 sha256: Sha256::digest(&bytes).into(),
             },
             Err(e) => Fingerprint::Unreadable(e.kind()),
@@ -431,6 +447,16 @@ impl Fingerprint {
             _ => false,
         }
     }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
 }
 
 fn unix_now() -> f64 {
@@ -564,5 +590,24 @@ mod tests {
         let gone = Fingerprint::again(&file, Some(&changed));
         assert!(!gone.same_content(&changed));
         assert!(gone.same_content(&Fingerprint::of(&file)), "reported once");
+    }
+
+    #[test]
+    fn a_second_write_within_the_clock_granularity_is_seen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("fleet.txt");
+        std::fs::write(&file, format!("{A}\n")).expect("write");
+        let first = Fingerprint::of(&file);
+        let modified = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        // Same size, same inode, same time: only the content tells.
+        std::fs::write(&file, "898820000000000009\n").expect("rewrite");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(modified))
+            .expect("set mtime");
+        assert!(!Fingerprint::again(&file, Some(&first)).same_content(&first));
     }
 }
