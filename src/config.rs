@@ -1562,6 +1562,10 @@ mod tests {
                 "config: web.telemetry-path \"/healthz\"",
             ),
             (
+                &["--web.telemetry-path", "/-/reload"],
+                "config: web.telemetry-path \"/-/reload\": is taken",
+            ),
+            (
                 &["--monogoto.url", "console.monogoto.io"],
                 "config: monogoto.url \"console.monogoto.io\": invalid URL",
             ),
@@ -2103,6 +2107,65 @@ mod tests {
             A,
         ]);
         assert!(e.starts_with("config: web.max-connections \"-1\""), "{e}");
+    }
+
+    #[test]
+    fn what_a_reload_compares_is_recorded() {
+        let c = resolve(&["--monogoto.iccid", A]).expect("valid");
+        assert!(!c.enable_lifecycle, "off by default, as in Prometheus");
+        assert_eq!(c.iccids_file, None);
+        assert_eq!(
+            c.credentials_source,
+            CredentialsSource {
+                token: Some(SecretSource::Environment),
+                password: None
+            }
+        );
+
+        let fleet = yaml(&format!("{B}\n"));
+        let token = yaml("t\n");
+        let f = yaml(&format!(
+            "monogoto:\n  iccids_file: {}\n  token_file: {}\n",
+            fleet.path().display(),
+            token.path().display()
+        ));
+        let c = Config::resolve(
+            &parse(&[
+                "--config.file",
+                f.path().to_str().expect("utf-8"),
+                "--web.enable-lifecycle",
+            ]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
+        assert!(c.enable_lifecycle);
+        assert_eq!(c.iccids_file.as_deref(), Some(fleet.path()));
+        assert_eq!(c.iccids, vec![B.to_string()]);
+        assert_eq!(
+            c.credentials_source.token,
+            Some(SecretSource::File(token.path().to_path_buf()))
+        );
+
+        let f = yaml("monogoto:\n  username: u\n  password: p\n");
+        let c = Config::resolve(
+            &parse(&[
+                "--config.file",
+                f.path().to_str().expect("utf-8"),
+                "--monogoto.iccid",
+                A,
+            ]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.credentials_source,
+            CredentialsSource {
+                token: None,
+                password: Some(SecretSource::Inline)
+            }
+        );
     }
 
     #[test]

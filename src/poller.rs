@@ -278,20 +278,21 @@ impl Poller {
             self.warned_stale.store(false, Ordering::Relaxed);
         }
         // With discovery, a SIM no longer configured may still be listed:
-        // the next refresh's list decides.
-        let removed = if gone.is_empty() || self.discover {
-            None
-        } else {
+        // the next refresh's list decides. A SIM configured again is no
+        // longer left out.
+        let publish_removals = !gone.is_empty() && !self.discover;
+        if publish_removals || !settings.removed.is_empty() {
             let mut removed = HashSet::clone(&settings.removed);
-            removed.extend(gone);
+            if publish_removals {
+                removed.extend(gone);
+            }
             removed.retain(|iccid| !after.contains(iccid.as_str()));
-            Some(Arc::new(removed))
-        };
+            settings.removed = Arc::new(removed);
+        }
         settings.configured = Arc::new(configured);
         settings.poll = poll;
         settings.discover_interval = discover_interval;
-        if let Some(removed) = removed {
-            settings.removed = removed;
+        if publish_removals {
             self.removals.notify_one();
         }
         drop(settings);
@@ -941,6 +942,63 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    fn poller(configured: Vec<String>, shard: Shard) -> Poller {
+        let health = Arc::new(HealthMetrics::new());
+        let client = Client::new(
+            crate::monogoto::ClientOptions::new("http://127.0.0.1:9"),
+            crate::config::Credentials::Token("t".to_string().into()),
+            health.clone(),
+        )
+        .expect("client");
+        Poller::new(
+            client,
+            PollConfig::default(),
+            configured,
+            false,
+            Arc::new(Fleet::default()),
+            health,
+        )
+        .with_shard(shard)
+    }
+
+    #[test]
+    fn reconfigure_counts_what_changed_for_this_shard() {
+        let all = iccids(40);
+        let shard = Shard { index: 1, count: 2 };
+        let p = poller(all[..20].to_vec(), shard);
+        let mine = |list: &[String]| list.iter().filter(|i| shard.owns(i)).count();
+        assert_eq!(p.configured().len(), mine(&all[..20]));
+
+        let same = p.reconfigure(
+            PollConfig::default(),
+            all[..20].to_vec(),
+            DEFAULT_DISCOVER_INTERVAL,
+        );
+        assert!(same.is_empty(), "{same:?}");
+
+        let poll = PollConfig {
+            interval: Duration::from_secs(5),
+            concurrency: 1,
+            ..PollConfig::default()
+        };
+        let changed = p.reconfigure(
+            poll.clone(),
+            all[10..40].to_vec(),
+            DEFAULT_DISCOVER_INTERVAL,
+        );
+        assert_eq!(changed.added, mine(&all[20..40]));
+        assert_eq!(changed.removed, mine(&all[..10]));
+        assert_eq!(changed.settings, ["poll.interval", "poll.concurrency"]);
+        assert_eq!(p.configured().len(), mine(&all[10..40]));
+        assert!(p.configured().iter().all(|i| shard.owns(i)));
+        assert_eq!(p.settings().removed.len(), mine(&all[..10]));
+        assert_eq!(p.settings().poll, poll);
+
+        // Back again: no longer removed.
+        p.reconfigure(poll, all[..40].to_vec(), DEFAULT_DISCOVER_INTERVAL);
+        assert!(p.settings().removed.is_empty());
     }
 
     #[test]
