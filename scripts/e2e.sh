@@ -307,7 +307,7 @@ helper check-alert "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnec
 # --- 4. every rule against the live data; dashboards ----------------------------
 helper rules-healthy "$prom" "$rules" >&2 || fail "rules are unhealthy against live data"
 helper never-notified "$tmp/notifications.jsonl" \
-    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing' ||
+    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing|MonogotoConfigReloadFailed' ||
     fail "an exporter or fleet alert fired although everything was healthy"
 log "ok: no exporter or fleet alert fired"
 helper query "$prom" 'monogoto_refresh_target_seconds > 2 and on () monogoto_up == 1' ||

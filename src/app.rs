@@ -12,6 +12,7 @@ use crate::config::{Config, Credentials};
 use crate::metrics::HealthMetrics;
 use crate::monogoto::{Client, ClientOptions};
 use crate::poller::Poller;
+use crate::reload::{Reloader, Resolve};
 use crate::server::{self, AppState};
 use crate::snapshot::Fleet;
 
@@ -41,6 +42,8 @@ pub struct RunningExporter {
     pub fleet: Arc<Fleet>,
     pub health: Arc<HealthMetrics>,
     pub poller: Arc<Poller>,
+    /// Reloads the configuration; none when started without a source ([`start`]).
+    pub reloader: Option<Arc<Reloader>>,
     cancel: CancellationToken,
     server: JoinHandle<()>,
     polling: JoinHandle<()>,
@@ -81,8 +84,26 @@ impl RunningExporter {
     }
 }
 
-/// Binds the listen address, starts polling (the first refresh at once) and serving.
+/// Binds the listen address, starts polling (the first refresh at once) and
+/// serving. The configuration stays as given: see [`start_reloadable`].
 pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
+    start_with(config, None).await
+}
+
+/// [`start`], reloading the configuration from `resolve` on SIGHUP, on
+/// `POST /-/reload` (with `--web.enable-lifecycle`) and when the ICCIDs file
+/// changes on disk (see [`crate::reload`]).
+pub async fn start_reloadable(
+    config: &Config,
+    resolve: Resolve,
+) -> Result<RunningExporter, StartError> {
+    start_with(config, Some(resolve)).await
+}
+
+async fn start_with(
+    config: &Config,
+    resolve: Option<Resolve>,
+) -> Result<RunningExporter, StartError> {
     let listener = TcpListener::bind(&config.listen_address)
         .await
         .map_err(|source| StartError::Listen {
@@ -125,6 +146,21 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         .with_discover_interval(config.discover_interval)
         .with_shard(config.shard),
     );
+    health.config_loaded(
+        true,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    );
+    let reloader = resolve.map(|resolve| {
+        Arc::new(Reloader::new(
+            config.clone(),
+            resolve,
+            poller.clone(),
+            health.clone(),
+        ))
+    });
 
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -139,6 +175,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         shard = %config.shard,
         interval = %humantime::format_duration(config.poll.interval),
         rate_limit = %config.rate_limit,
+        lifecycle = config.enable_lifecycle,
         "monogoto-exporter started"
     );
 
@@ -146,6 +183,8 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         fleet: fleet.clone(),
         health: health.clone(),
         telemetry_path: config.telemetry_path.as_str().into(),
+        enable_lifecycle: config.enable_lifecycle,
+        reloader: reloader.clone(),
     });
     // Validated again here: the file may have changed since the config was resolved.
     let web_server = crate::web::Server::new(
@@ -160,6 +199,9 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
     let polling_failed = CancellationToken::new();
     let task = tokio::spawn(poller.clone().run(cancel.clone()));
     let polling_task = task.abort_handle();
+    if let Some(reloader) = &reloader {
+        tokio::spawn(reloader.clone().watch(cancel.clone()));
+    }
     let polling = tokio::spawn(supervise_polling(
         task,
         cancel.clone(),
@@ -179,6 +221,7 @@ pub async fn start(config: &Config) -> Result<RunningExporter, StartError> {
         fleet,
         health,
         poller,
+        reloader,
         cancel,
         server,
         polling,

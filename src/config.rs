@@ -208,6 +208,9 @@ pub struct ExporterArgs {
     /// Client connections open at once; at the cap the oldest without a request in flight is closed [default: 512].
     #[arg(long = "web.max-connections", value_name = "N")]
     pub max_connections: Option<String>,
+    /// Answer POST and PUT on /-/reload by reloading the configuration, as SIGHUP does (off: 403, as in Prometheus).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Base URL of the Monogoto console API [default: https://console.monogoto.io].
     #[arg(long = "monogoto.url", env = "MONOGOTO_URL", value_name = "URL")]
     pub url: Option<String>,
@@ -316,9 +319,16 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// `--web.read-header-timeout` and `--web.max-connections`.
     pub web_limits: crate::web::Limits,
+    /// `--web.enable-lifecycle`: `POST /-/reload` reloads the configuration.
+    pub enable_lifecycle: bool,
     pub url: String,
     pub credentials: Option<Credentials>,
+    /// Where the credentials came from: a reload cannot move the client to another source.
+    pub credentials_source: CredentialsSource,
+    /// The configured ICCIDs, those of `iccids_file` included.
     pub iccids: Vec<String>,
+    /// `--monogoto.iccids-file`, watched for changes while running.
+    pub iccids_file: Option<PathBuf>,
     pub discover: bool,
     pub discover_interval: Duration,
     pub rate_limit: Budget,
@@ -338,6 +348,23 @@ pub enum Credentials {
         username: String,
         password: SecretString,
     },
+}
+
+/// Where a secret was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    /// `MONOGOTO_TOKEN` or `MONOGOTO_PASSWORD`.
+    Environment,
+    /// Written in the YAML file itself.
+    Inline,
+}
+
+/// Where the token or the password came from (none when not used).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialsSource {
+    pub token: Option<SecretSource>,
+    pub password: Option<SecretSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -610,7 +637,7 @@ impl Config {
         };
         let filter = validate_log_filter(filter)?;
 
-        let credentials = resolve_credentials(args, &env, &monogoto)?;
+        let (credentials, credentials_source) = resolve_credentials(args, &env, &monogoto)?;
 
         let mut iccids = Vec::new();
         let flag_iccids = if args.iccids.is_empty() {
@@ -624,8 +651,9 @@ impl Config {
                     .map_err(|why| ConfigError::value("monogoto.iccid", raw, why))?,
             );
         }
-        if let Some(path) = args.iccids_file.clone().or(monogoto.iccids_file.clone()) {
-            iccids.extend(read_iccids_file(&path)?);
+        let iccids_file = args.iccids_file.clone().or(monogoto.iccids_file.clone());
+        if let Some(path) = &iccids_file {
+            iccids.extend(read_iccids_file(path)?);
         }
         dedup_keep_order(&mut iccids);
         let discover = args.discover.or(monogoto.discover).unwrap_or(false);
@@ -706,9 +734,12 @@ impl Config {
             telemetry_path,
             web_config_file,
             web_limits,
+            enable_lifecycle: args.enable_lifecycle,
             url,
             credentials,
+            credentials_source,
             iccids,
+            iccids_file,
             discover,
             discover_interval,
             rate_limit,
@@ -955,11 +986,11 @@ fn validate_telemetry_path(value: Option<String>) -> Result<String, ConfigError>
             "must be a plain path: {, }, *, :, ? and # are not allowed",
         ));
     }
-    if ["/", "/healthz", "/readyz"].contains(&value.as_str()) {
+    if ["/", "/healthz", "/readyz", "/-/reload"].contains(&value.as_str()) {
         return Err(ConfigError::value(
             "web.telemetry-path",
             &value,
-            "is taken by the landing page or a probe; choose another, e.g. \"/metrics\"",
+            "is taken by the landing page, a probe or /-/reload; choose another, e.g. \"/metrics\"",
         ));
     }
     Ok(value)
@@ -1023,21 +1054,30 @@ fn resolve_credentials(
     args: &ExporterArgs,
     env: &Environment,
     file: &MonogotoFile,
-) -> Result<Option<Credentials>, ConfigError> {
+) -> Result<(Option<Credentials>, CredentialsSource), ConfigError> {
     let token = if let Some(path) = &args.token_file {
-        Some(read_secret_file("monogoto.token-file", path)?)
+        Some((
+            read_secret_file("monogoto.token-file", path)?,
+            SecretSource::File(path.clone()),
+        ))
     } else if let Some(token) = &env.token {
-        Some(env_secret("monogoto.token", ENV_TOKEN, token)?)
+        Some((
+            env_secret("monogoto.token", ENV_TOKEN, token)?,
+            SecretSource::Environment,
+        ))
     } else if let Some(path) = &file.token_file {
-        Some(read_secret_file("monogoto.token-file", path)?)
+        Some((
+            read_secret_file("monogoto.token-file", path)?,
+            SecretSource::File(path.clone()),
+        ))
     } else {
         file.token
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .map(|t| SecretString::from(t.to_string()))
+            .map(|t| (SecretString::from(t.to_string()), SecretSource::Inline))
     };
-    if let Some(token) = token {
+    if let Some((token, source)) = token {
         // Sent as a header: a line break inside would fail every request.
         if token.expose_secret().chars().any(|c| c.is_ascii_control()) {
             return Err(ConfigError::new(
@@ -1045,7 +1085,11 @@ fn resolve_credentials(
                 "contains a control character (a line break?) that an HTTP header cannot carry",
             ));
         }
-        return Ok(Some(Credentials::Token(token)));
+        let source = CredentialsSource {
+            token: Some(source),
+            password: None,
+        };
+        return Ok((Some(Credentials::Token(token)), source));
     }
 
     let username = args
@@ -1054,20 +1098,35 @@ fn resolve_credentials(
         .or(file.username.clone())
         .filter(|u| !u.is_empty());
     let password = if let Some(path) = &args.password_file {
-        Some(read_secret_file("monogoto.password-file", path)?)
+        Some((
+            read_secret_file("monogoto.password-file", path)?,
+            SecretSource::File(path.clone()),
+        ))
     } else if let Some(password) = &env.password {
-        Some(env_secret("monogoto.password", ENV_PASSWORD, password)?)
+        Some((
+            env_secret("monogoto.password", ENV_PASSWORD, password)?,
+            SecretSource::Environment,
+        ))
     } else if let Some(path) = &file.password_file {
-        Some(read_secret_file("monogoto.password-file", path)?)
+        Some((
+            read_secret_file("monogoto.password-file", path)?,
+            SecretSource::File(path.clone()),
+        ))
     } else {
         file.password
             .as_deref()
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(|p| SecretString::from(p.to_string()))
+            .map(|p| (SecretString::from(p.to_string()), SecretSource::Inline))
     };
     match (username, password) {
-        (Some(username), Some(password)) => Ok(Some(Credentials::Login { username, password })),
+        (Some(username), Some((password, source))) => Ok((
+            Some(Credentials::Login { username, password }),
+            CredentialsSource {
+                token: None,
+                password: Some(source),
+            },
+        )),
         (Some(_), None) => Err(ConfigError::new(
             "monogoto.password",
             format!(
@@ -1078,7 +1137,7 @@ fn resolve_credentials(
             "monogoto.username",
             "a password is set but no user name: set --monogoto.username or MONOGOTO_USERNAME",
         )),
-        (None, None) => Ok(None),
+        (None, None) => Ok((None, CredentialsSource::default())),
     }
 }
 
@@ -1512,6 +1571,10 @@ mod tests {
             (
                 &["--web.telemetry-path", "/healthz"],
                 "config: web.telemetry-path \"/healthz\"",
+            ),
+            (
+                &["--web.telemetry-path", "/-/reload"],
+                "config: web.telemetry-path \"/-/reload\": is taken",
             ),
             (
                 &["--monogoto.url", "console.monogoto.io"],
@@ -2025,6 +2088,65 @@ mod tests {
         );
         let e = yaml_error("web:\n  max_connections: -1\n");
         assert!(e.starts_with("config: web.max-connections \"-1\""), "{e}");
+    }
+
+    #[test]
+    fn what_a_reload_compares_is_recorded() {
+        let c = resolve(&["--monogoto.iccid", A]).expect("valid");
+        assert!(!c.enable_lifecycle, "off by default, as in Prometheus");
+        assert_eq!(c.iccids_file, None);
+        assert_eq!(
+            c.credentials_source,
+            CredentialsSource {
+                token: Some(SecretSource::Environment),
+                password: None
+            }
+        );
+
+        let fleet = yaml(&format!("{B}\n"));
+        let token = yaml("t\n");
+        let f = yaml(&format!(
+            "monogoto:\n  iccids_file: {}\n  token_file: {}\n",
+            fleet.path().display(),
+            token.path().display()
+        ));
+        let c = Config::resolve(
+            &parse(&[
+                "--config.file",
+                f.path().to_str().expect("utf-8"),
+                "--web.enable-lifecycle",
+            ]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
+        assert!(c.enable_lifecycle);
+        assert_eq!(c.iccids_file.as_deref(), Some(fleet.path()));
+        assert_eq!(c.iccids, vec![B.to_string()]);
+        assert_eq!(
+            c.credentials_source.token,
+            Some(SecretSource::File(token.path().to_path_buf()))
+        );
+
+        let f = yaml("monogoto:\n  username: u\n  password: p\n");
+        let c = Config::resolve(
+            &parse(&[
+                "--config.file",
+                f.path().to_str().expect("utf-8"),
+                "--monogoto.iccid",
+                A,
+            ]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.credentials_source,
+            CredentialsSource {
+                token: None,
+                password: Some(SecretSource::Inline)
+            }
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod monogoto;
 pub mod poller;
 pub mod record;
+pub mod reload;
 pub mod schedule;
 pub mod server;
 pub mod shard;

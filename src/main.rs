@@ -3,13 +3,14 @@
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser as _;
 use secrecy::SecretString;
 
 use monogoto_exporter::config::{
-    Cli, Command, Config, Credentials, DemoArgs, Environment, LogConfig, LogFormat, Mode,
-    SimulateArgs,
+    Cli, Command, Config, Credentials, DemoArgs, Environment, ExporterArgs, LogConfig, LogFormat,
+    Mode, SimulateArgs,
 };
 use monogoto_exporter::simulator::{Simulator, SimulatorConfig};
 use monogoto_exporter::{app, check};
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
                 };
             init_logging(&config.log);
             monogoto_exporter::web::raise_open_file_limit();
-            runtime.block_on(run_exporter(config))
+            runtime.block_on(run_exporter(config, cli.exporter))
         }
         Some(Command::Demo(demo)) => runtime.block_on(run_demo(demo)),
         Some(Command::Simulate(args)) => runtime.block_on(run_simulator(args)),
@@ -118,8 +119,12 @@ fn config_error(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-async fn run_exporter(config: Config) -> ExitCode {
-    let exporter = match app::start(&config).await {
+async fn run_exporter(config: Config, args: ExporterArgs) -> ExitCode {
+    // A reload resolves again exactly as the start did: the same flags, the
+    // environment, the YAML file and the ICCIDs file as they are then.
+    let resolve =
+        Arc::new(move || Config::resolve(&args, Environment::from_process(), Mode::Exporter));
+    let exporter = match app::start_reloadable(&config, resolve).await {
         Ok(exporter) => exporter,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -170,14 +175,23 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
         }
     };
     // The demo drives the whole path a real account takes: login, discovery, status.
-    config.url = running.url();
-    config.credentials = Some(Credentials::Login {
-        username,
-        password: SecretString::from(password),
+    let url = running.url();
+    let demo_overrides = move |config: &mut Config| {
+        config.url = url.clone();
+        config.credentials = Some(Credentials::Login {
+            username: username.clone(),
+            password: SecretString::from(password.clone()),
+        });
+        config.discover = true;
+    };
+    demo_overrides(&mut config);
+    let resolve = Arc::new(move || {
+        let mut config = Config::resolve(&args, Environment::from_process(), Mode::Demo)?;
+        demo_overrides(&mut config);
+        Ok(config)
     });
-    config.discover = true;
 
-    let exporter = match app::start(&config).await {
+    let exporter = match app::start_reloadable(&config, resolve).await {
         Ok(exporter) => exporter,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

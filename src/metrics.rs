@@ -55,6 +55,8 @@ pub struct HealthMetrics {
     pub things_missing: IntGauge,
     pub budget_wait: prometheus::Counter,
     pub shards: IntGauge,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_success: Gauge,
 }
 
 impl Default for HealthMetrics {
@@ -173,6 +175,18 @@ impl HealthMetrics {
         )
         .expect("valid metric");
         shards.set(1);
+        // Named as Prometheus and Alertmanager name theirs, so that the same
+        // habits (and alerts) carry over.
+        let config_last_reload_successful = IntGauge::new(
+            "monogoto_config_last_reload_successful",
+            "1 if the last reload of the configuration succeeded (and at start), 0 if it failed: the configuration in force is then not the one on disk.",
+        )
+        .expect("valid metric");
+        let config_last_reload_success = Gauge::new(
+            "monogoto_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful reload of the configuration, or of the start.",
+        )
+        .expect("valid metric");
         let build_info = prometheus::GaugeVec::new(
             Opts::new(
                 "monogoto_exporter_build_info",
@@ -218,6 +232,8 @@ impl HealthMetrics {
             Box::new(things_missing.clone()),
             Box::new(budget_wait.clone()),
             Box::new(shards.clone()),
+            Box::new(config_last_reload_successful.clone()),
+            Box::new(config_last_reload_success.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -249,6 +265,16 @@ impl HealthMetrics {
             things_missing,
             budget_wait,
             shards,
+            config_last_reload_successful,
+            config_last_reload_success,
+        }
+    }
+
+    /// Records how a (re)load of the configuration went; a success at `unix_time`.
+    pub fn config_loaded(&self, succeeded: bool, unix_time: f64) {
+        self.config_last_reload_successful.set(i64::from(succeeded));
+        if succeeded {
+            self.config_last_reload_success.set(unix_time);
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -98,17 +98,49 @@ struct Slice {
     failed: usize,
 }
 
+/// What a reload may change while polling goes on (see [`Poller::reconfigure`]).
+#[derive(Clone)]
+struct Settings {
+    poll: PollConfig,
+    /// This shard's configured ICCIDs.
+    configured: Arc<Vec<String>>,
+    discover_interval: Duration,
+    /// Configured ICCIDs that a reconfiguration removed while a refresh
+    /// follows the list from before: left out of its publications, so that
+    /// they leave /metrics without waiting for its end.
+    removed: Arc<HashSet<String>>,
+}
+
+/// What [`Poller::reconfigure`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Configured ICCIDs (of this shard) added and removed.
+    pub added: usize,
+    pub removed: usize,
+    /// Poll settings that changed, by key (`poll.interval`, ...).
+    pub settings: Vec<&'static str>,
+}
+
+impl Reconfigured {
+    pub fn is_empty(&self) -> bool {
+        self.added == 0 && self.removed == 0 && self.settings.is_empty()
+    }
+}
+
 pub struct Poller {
     client: Client,
-    poll: PollConfig,
-    configured: Arc<Vec<String>>,
+    settings: std::sync::Mutex<Settings>,
+    /// Wakes the refresh loop when a reconfiguration changed something, so
+    /// that the next refresh starts at once instead of after the interval.
+    wake: Notify,
+    /// Tells a refresh in progress to publish at once: configured SIMs were removed.
+    removals: Notify,
     discover: bool,
     fleet: Arc<Fleet>,
     health: Arc<HealthMetrics>,
     /// The last successful discovery, used until the next one is due and
     /// while discovery fails.
     discovered: Mutex<Discovery>,
-    discover_interval: Duration,
     shard: Shard,
     /// Held for a whole refresh: two refreshes never run at once.
     schedule: Mutex<Schedule>,
@@ -137,13 +169,18 @@ impl Poller {
         health.things_configured.set(configured.len() as i64);
         Poller {
             client,
-            poll,
-            configured: Arc::new(configured),
+            settings: std::sync::Mutex::new(Settings {
+                poll,
+                configured: Arc::new(configured),
+                discover_interval: DEFAULT_DISCOVER_INTERVAL,
+                removed: Arc::default(),
+            }),
+            wake: Notify::new(),
+            removals: Notify::new(),
             discover,
             fleet,
             health,
             discovered: Mutex::new(Discovery::default()),
-            discover_interval: DEFAULT_DISCOVER_INTERVAL,
             shard: Shard::default(),
             schedule: Mutex::new(Schedule::default()),
             pacer: Pacer::default(),
@@ -157,7 +194,8 @@ impl Poller {
 
     /// Refreshes at once, then again as soon as the last refresh is done and
     /// an interval has passed since it started, until cancelled. A refresh
-    /// the budget makes longer than the interval is followed at once.
+    /// the budget makes longer than the interval is followed at once, and so
+    /// is one during or after which a reconfiguration changed something.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             let started = Instant::now();
@@ -165,11 +203,101 @@ impl Poller {
                 _ = cancel.cancelled() => return,
                 _ = self.refresh() => {}
             }
+            let interval = self.settings().poll.interval;
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(started + self.poll.interval) => {}
+                _ = tokio::time::sleep_until(later(started, interval)) => {}
+                () = self.wake.notified() => {
+                    tracing::debug!("the configuration changed: refreshing now");
+                }
             }
         }
+    }
+
+    fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ICCIDs configured now (this shard's).
+    pub fn configured(&self) -> Arc<Vec<String>> {
+        self.settings().configured.clone()
+    }
+
+    /// Applies a reloaded configuration: the configured ICCIDs (kept to this
+    /// shard's) and the poll settings a refresh reads at its start. SIMs
+    /// added are polled from the next refresh, which starts as soon as the
+    /// one in progress (if any) is done; SIMs removed leave /metrics at the
+    /// next publication, which a refresh in progress makes at once.
+    /// `poll.timeout` and `poll.retries` belong to the API client, which a
+    /// reload does not rebuild: they are ignored here.
+    pub fn reconfigure(
+        &self,
+        poll: PollConfig,
+        configured: Vec<String>,
+        discover_interval: Duration,
+    ) -> Reconfigured {
+        let mut configured = configured;
+        configured.retain(|iccid| self.shard.owns(iccid));
+        let mut settings = self.settings();
+        let before: HashSet<&str> = settings.configured.iter().map(String::as_str).collect();
+        let after: HashSet<&str> = configured.iter().map(String::as_str).collect();
+        let added = after.difference(&before).count();
+        let gone: Vec<String> = before
+            .difference(&after)
+            .map(|iccid| iccid.to_string())
+            .collect();
+        let mut changed = Reconfigured {
+            added,
+            removed: gone.len(),
+            settings: Vec::new(),
+        };
+        let old = &settings.poll;
+        for (key, differs) in [
+            ("poll.interval", old.interval != poll.interval),
+            ("poll.batch-size", old.batch_size != poll.batch_size),
+            ("poll.concurrency", old.concurrency != poll.concurrency),
+            ("poll.stale-after", old.stale_after != poll.stale_after),
+            (
+                "poll.inactive-interval",
+                old.inactive_interval != poll.inactive_interval,
+            ),
+            (
+                "monogoto.discover-interval",
+                settings.discover_interval != discover_interval,
+            ),
+        ] {
+            if differs {
+                changed.settings.push(key);
+            }
+        }
+        if changed.is_empty() {
+            // The order may have changed; what is followed has not.
+            return changed;
+        }
+        if old.stale_after != poll.stale_after {
+            self.warned_stale.store(false, Ordering::Relaxed);
+        }
+        // With discovery, a SIM no longer configured may still be listed:
+        // the next refresh's list decides. A SIM configured again is no
+        // longer left out.
+        let publish_removals = !gone.is_empty() && !self.discover;
+        if publish_removals || !settings.removed.is_empty() {
+            let mut removed = HashSet::clone(&settings.removed);
+            if publish_removals {
+                removed.extend(gone);
+            }
+            removed.retain(|iccid| !after.contains(iccid.as_str()));
+            settings.removed = Arc::new(removed);
+        }
+        settings.configured = Arc::new(configured);
+        settings.poll = poll;
+        settings.discover_interval = discover_interval;
+        if publish_removals {
+            self.removals.notify_one();
+        }
+        drop(settings);
+        self.wake.notify_one();
+        changed
     }
 
     /// One refresh: a whole pass over the SIMs followed (the active tier and
@@ -181,19 +309,34 @@ impl Poller {
         let started = Instant::now();
         let mut report = RefreshReport::default();
         let mut errors = ErrorLog::default();
+        // The settings in force for this whole refresh. The removals a
+        // reconfiguration made so far are in its list: no longer pending.
+        let settings = {
+            let mut live = self.settings();
+            live.removed = Arc::default();
+            live.clone()
+        };
+        let poll = &settings.poll;
 
-        let (iccids, listed_states, discovered) = self.iccids(&mut report, &mut errors).await;
+        let (iccids, listed_states, discovered) =
+            self.iccids(&mut report, &mut errors, &settings).await;
         schedule.follow(iccids, listed_states.as_ref(), started);
         self.health
             .things_configured
             .set(schedule.followed().len() as i64);
-        let plan = self.plan(&schedule).await;
-        self.show_plan(&plan, discovered);
+        let plan = self.plan(&schedule, &settings).await;
+        self.show_plan(&plan, discovered, poll);
+        if schedule.has_dropped() && self.fleet.is_ready() {
+            // SIMs no longer followed leave /metrics now, not once the first
+            // answers are in (which the budget may make a while).
+            self.publish(&mut schedule, &plan, poll, &mut Slice::default())
+                .await;
+        }
 
-        let inactive_interval = self.poll.inactive_interval;
+        let inactive_interval = poll.inactive_interval;
         let batches = schedule.batches(
             started,
-            self.poll.batch_size,
+            poll.batch_size,
             inactive_interval,
             plan.inactive_batches_per_refresh,
         );
@@ -203,7 +346,7 @@ impl Poller {
             failed: usize::from(report.discovery_failed),
             ..Slice::default()
         };
-        let mut next_publication = later(started, self.poll.interval);
+        let mut next_publication = later(started, poll.interval);
         {
             let followed = schedule.followed().clone();
             let requests = batches.into_iter().map(|positions| {
@@ -219,14 +362,27 @@ impl Poller {
                     }
                     let waited = self.pacer.wait(spacing).await;
                     self.health.budget_wait.inc_by(waited.as_secs_f64());
-                    let result = self.read_batch(&iccids).await;
+                    let result = self.read_batch(&iccids, poll.batch_size).await;
                     if result.as_ref().is_err_and(ApiError::is_auth) {
                         auth_failed.store(true, Ordering::Relaxed);
                     }
                     (positions, iccids, Some(result))
                 })
-                .buffer_unordered(self.poll.concurrency);
-            while let Some((positions, iccids, result)) = results.next().await {
+                .buffer_unordered(poll.concurrency);
+            loop {
+                let next = tokio::select! {
+                    next = results.next() => next,
+                    () = self.removals.notified() => {
+                        // Configured SIMs were removed: they leave /metrics
+                        // now rather than at the end of this refresh.
+                        self.publish(&mut schedule, &plan, poll, &mut Slice::default())
+                            .await;
+                        continue;
+                    }
+                };
+                let Some((positions, iccids, result)) = next else {
+                    break;
+                };
                 let now = Instant::now();
                 match result {
                     Some(Ok(BatchAnswer {
@@ -249,7 +405,7 @@ impl Poller {
                             .collect();
                         let refused: Vec<usize> =
                             rejected.iter().filter_map(|i| position_of(i)).collect();
-                        self.log_rejections(&rejected);
+                        self.log_rejections(&rejected, inactive_interval);
                         schedule.record(
                             &positions,
                             Outcome::Answered {
@@ -284,12 +440,12 @@ impl Poller {
                     }
                 }
                 if now >= next_publication {
-                    self.publish(&mut schedule, &plan, &mut slice).await;
-                    next_publication = later(now, self.poll.interval);
+                    self.publish(&mut schedule, &plan, poll, &mut slice).await;
+                    next_publication = later(now, poll.interval);
                 }
             }
         }
-        self.publish(&mut schedule, &plan, &mut slice).await;
+        self.publish(&mut schedule, &plan, poll, &mut slice).await;
 
         errors.report(&mut report);
         let (missing, named) = schedule.missing(5);
@@ -313,28 +469,36 @@ impl Poller {
             "refresh finished"
         );
         // The first refresh sorted the SIMs into tiers: the plan is known now.
-        let plan = self.plan(&schedule).await;
+        let plan = self.plan(&schedule, &settings).await;
         let first = !self.first_refresh_done.swap(true, Ordering::Relaxed);
-        self.show_plan(&plan, first);
+        self.show_plan(&plan, first, poll);
         report
     }
 
     /// Publishes what arrived since the last publication, removes the SIMs
-    /// no longer followed or stale, and sets `monogoto_up` from how the
-    /// requests of the slice went.
-    async fn publish(&self, schedule: &mut Schedule, plan: &Plan, slice: &mut Slice) {
-        let evicted = schedule.evictions(
-            Instant::now(),
-            plan.stale_after,
-            self.poll.inactive_interval,
-        );
-        let fresh = std::mem::take(&mut slice.fresh);
+    /// no longer followed (or no longer configured) or stale, and sets
+    /// `monogoto_up` from how the requests of the slice went.
+    async fn publish(
+        &self,
+        schedule: &mut Schedule,
+        plan: &Plan,
+        poll: &PollConfig,
+        slice: &mut Slice,
+    ) {
+        let evicted = schedule.evictions(Instant::now(), plan.stale_after, poll.inactive_interval);
+        let removed = self.settings().removed.clone();
+        let mut fresh = std::mem::take(&mut slice.fresh);
+        if !removed.is_empty() {
+            fresh.retain(|record| !removed.contains(record.iccid()));
+        }
         let fleet = self.fleet.clone();
         let now = SystemTime::now();
         // Rendering a large fleet takes a while: off the async workers, so
         // scrapes keep being answered meanwhile.
         let built = tokio::task::spawn_blocking(move || {
-            fleet.advance(fresh, now, |iccid, _| !evicted.contains(iccid))
+            fleet.advance(fresh, now, |iccid, _| {
+                !evicted.contains(iccid) && !removed.contains(iccid)
+            })
         })
         .await;
         match built {
@@ -353,7 +517,7 @@ impl Poller {
     }
 
     /// Names each ICCID the API refused, once.
-    fn log_rejections(&self, rejected: &[String]) {
+    fn log_rejections(&self, rejected: &[String], inactive_interval: Duration) {
         if rejected.is_empty() {
             return;
         }
@@ -365,10 +529,10 @@ impl Poller {
             if logged.insert(iccid.clone()) {
                 tracing::warn!(
                     iccid = %iccid,
-                    retry_in = %round(if self.poll.inactive_interval.is_zero() {
+                    retry_in = %round(if inactive_interval.is_zero() {
                         Duration::from_secs(3600)
                     } else {
-                        self.poll.inactive_interval
+                        inactive_interval
                     }),
                     "the API refuses this ICCID (400 Invalid Input Data); the rest of its batch is polled as usual"
                 );
@@ -377,8 +541,8 @@ impl Poller {
     }
 
     /// The plan for the fleet as it is followed now.
-    async fn plan(&self, schedule: &Schedule) -> Plan {
-        let (active, inactive) = schedule.tiers(self.poll.inactive_interval);
+    async fn plan(&self, schedule: &Schedule, settings: &Settings) -> Plan {
+        let (active, inactive) = schedule.tiers(settings.poll.inactive_interval);
         let listing_pages = if self.discover {
             let discovered = self.discovered.lock().await;
             Some(discovered.pages.max(1))
@@ -391,9 +555,9 @@ impl Poller {
                 inactive,
                 listing_pages,
             },
-            &self.poll,
+            &settings.poll,
             &self.client.budget(),
-            self.discover_interval,
+            settings.discover_interval,
         );
         self.health.refresh_target.set(plan.target.as_secs_f64());
         self.health.things_inactive.set(inactive as i64);
@@ -404,7 +568,7 @@ impl Poller {
     /// moments that `due` marks (after the first refresh, when the tiers are
     /// known, and after each discovery); a warning once when the operator's
     /// stale-after had to be raised.
-    fn show_plan(&self, plan: &Plan, due: bool) {
+    fn show_plan(&self, plan: &Plan, due: bool, poll: &PollConfig) {
         let mut logged = self.logged_plan.lock().unwrap_or_else(|p| p.into_inner());
         let changed = logged.as_ref().is_none_or(|last| {
             (last.active, last.inactive, &last.budget, last.target)
@@ -417,7 +581,7 @@ impl Poller {
                 requests_per_refresh = format!("{:.1}", plan.requests_per_refresh),
                 budget = %plan.budget,
                 refresh_target = %round(plan.target),
-                interval = %round(self.poll.interval),
+                interval = %round(poll.interval),
                 stale_after = %round(plan.stale_after),
                 discover_every = plan.discover_every.map(|d| round(d).to_string()),
                 "polling plan: SIMs per tier, requests per refresh and the time a refresh takes under the budget"
@@ -426,7 +590,7 @@ impl Poller {
         }
         if plan.stale_after_raised && !self.warned_stale.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                configured = %round(self.poll.stale_after.unwrap_or_default()),
+                configured = %round(poll.stale_after.unwrap_or_default()),
                 raised_to = %round(plan.stale_after),
                 "--poll.stale-after is shorter than a refresh under the request budget: raised to the refresh target, or SIMs would vanish before their turn"
             );
@@ -436,17 +600,21 @@ impl Poller {
     /// Keeps only this shard's ICCIDs, configured and discovered.
     pub fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = shard;
-        Arc::make_mut(&mut self.configured).retain(|iccid| shard.owns(iccid));
+        let settings = self.settings.get_mut().unwrap_or_else(|p| p.into_inner());
+        Arc::make_mut(&mut settings.configured).retain(|iccid| shard.owns(iccid));
         self.health
             .things_configured
-            .set(self.configured.len() as i64);
+            .set(settings.configured.len() as i64);
         self.health.set_shard(shard);
         self
     }
 
     /// Sets how often discovery lists the Things again.
     pub fn with_discover_interval(mut self, interval: Duration) -> Self {
-        self.discover_interval = interval;
+        self.settings
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .discover_interval = interval;
         self
     }
 
@@ -456,16 +624,21 @@ impl Poller {
         &self,
         report: &mut RefreshReport,
         errors: &mut ErrorLog,
+        settings: &Settings,
     ) -> (Arc<Vec<String>>, Option<HashMap<String, bool>>, bool) {
+        let configured = &settings.configured;
         if !self.discover {
-            return (self.configured.clone(), None, false);
+            return (configured.clone(), None, false);
         }
         let mut cache = self.discovered.lock().await;
         // Between discoveries the cached list serves, so a refresh spends its
         // request budget on status, not on listing an unchanged fleet. A
         // listing too costly for the budget is repeated less often.
-        let every =
-            schedule::discover_every(cache.pages, &self.client.budget(), self.discover_interval);
+        let every = schedule::discover_every(
+            cache.pages,
+            &self.client.budget(),
+            settings.discover_interval,
+        );
         let due = cache.at.is_none_or(|at| at.elapsed() >= every);
         let mut completed = false;
         // A listing too long for one interval carries on in the next
@@ -488,7 +661,7 @@ impl Poller {
                         slice_end
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert_with(|| later(Instant::now(), self.poll.interval));
+                            .get_or_insert_with(|| later(Instant::now(), settings.poll.interval));
                         page
                     }
                 })
@@ -547,11 +720,11 @@ impl Poller {
             ),
             _ => cache.iccids.clone(),
         };
-        if self.configured.is_empty() {
+        if configured.is_empty() {
             return (listed, states, completed);
         }
-        let mut seen: HashSet<&str> = self.configured.iter().map(String::as_str).collect();
-        let mut all = Vec::clone(&self.configured);
+        let mut seen: HashSet<&str> = configured.iter().map(String::as_str).collect();
+        let mut all = Vec::clone(configured);
         all.extend(listed.iter().filter(|i| seen.insert(i)).cloned());
         (Arc::new(all), states, completed)
     }
@@ -559,8 +732,7 @@ impl Poller {
     /// Reads a batch; a batch of several SIMs answered 400 ("Invalid Input
     /// Data") is split in halves until the SIMs the API refuses are alone,
     /// so that one bad ICCID does not cost the others their data.
-    async fn read_batch(&self, batch: &[String]) -> Result<BatchAnswer, ApiError> {
-        let limit = self.poll.batch_size;
+    async fn read_batch(&self, batch: &[String], limit: usize) -> Result<BatchAnswer, ApiError> {
         let result = read_batch(batch, |offset| {
             self.client.thing_status(batch, limit, offset, None)
         })
@@ -574,8 +746,8 @@ impl Poller {
                     });
                 }
                 let (left, right) = batch.split_at(batch.len() / 2);
-                let mut answer = Box::pin(self.read_batch(left)).await?;
-                let more = Box::pin(self.read_batch(right)).await?;
+                let mut answer = Box::pin(self.read_batch(left, limit)).await?;
+                let more = Box::pin(self.read_batch(right, limit)).await?;
                 answer.things.extend(more.things);
                 answer.strangers += more.strangers;
                 answer.rejected.extend(more.rejected);
@@ -770,6 +942,63 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    fn poller(configured: Vec<String>, shard: Shard) -> Poller {
+        let health = Arc::new(HealthMetrics::new());
+        let client = Client::new(
+            crate::monogoto::ClientOptions::new("http://127.0.0.1:9"),
+            crate::config::Credentials::Token("t".to_string().into()),
+            health.clone(),
+        )
+        .expect("client");
+        Poller::new(
+            client,
+            PollConfig::default(),
+            configured,
+            false,
+            Arc::new(Fleet::default()),
+            health,
+        )
+        .with_shard(shard)
+    }
+
+    #[test]
+    fn reconfigure_counts_what_changed_for_this_shard() {
+        let all = iccids(40);
+        let shard = Shard { index: 1, count: 2 };
+        let p = poller(all[..20].to_vec(), shard);
+        let mine = |list: &[String]| list.iter().filter(|i| shard.owns(i)).count();
+        assert_eq!(p.configured().len(), mine(&all[..20]));
+
+        let same = p.reconfigure(
+            PollConfig::default(),
+            all[..20].to_vec(),
+            DEFAULT_DISCOVER_INTERVAL,
+        );
+        assert!(same.is_empty(), "{same:?}");
+
+        let poll = PollConfig {
+            interval: Duration::from_secs(5),
+            concurrency: 1,
+            ..PollConfig::default()
+        };
+        let changed = p.reconfigure(
+            poll.clone(),
+            all[10..40].to_vec(),
+            DEFAULT_DISCOVER_INTERVAL,
+        );
+        assert_eq!(changed.added, mine(&all[20..40]));
+        assert_eq!(changed.removed, mine(&all[..10]));
+        assert_eq!(changed.settings, ["poll.interval", "poll.concurrency"]);
+        assert_eq!(p.configured().len(), mine(&all[10..40]));
+        assert!(p.configured().iter().all(|i| shard.owns(i)));
+        assert_eq!(p.settings().removed.len(), mine(&all[..10]));
+        assert_eq!(p.settings().poll, poll);
+
+        // Back again: no longer removed.
+        p.reconfigure(poll, all[..40].to_vec(), DEFAULT_DISCOVER_INTERVAL);
+        assert!(p.settings().removed.is_empty());
     }
 
     #[test]

@@ -192,6 +192,11 @@ impl Schedule {
         &self.followed
     }
 
+    /// Whether SIMs followed before are no longer, and have yet to leave /metrics.
+    pub fn has_dropped(&self) -> bool {
+        !self.dropped.is_empty()
+    }
+
     /// Follows `iccids` from now on, keeping what is known of those followed
     /// before. `listed_inactive` is what a discovery listing said of a SIM's
     /// state, which counts as an answer for its tier.

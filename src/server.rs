@@ -1,4 +1,4 @@
-//! The HTTP side: `/`, the telemetry path, `/healthz` and `/readyz`.
+//! The HTTP side: `/`, the telemetry path, `/healthz`, `/readyz` and `/-/reload`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::exposition;
 use crate::metrics::HealthMetrics;
+use crate::reload::Reloader;
 use crate::snapshot::Fleet;
 
 pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -21,6 +22,10 @@ pub struct AppState {
     pub fleet: Arc<Fleet>,
     pub health: Arc<HealthMetrics>,
     pub telemetry_path: Arc<str>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` reloads the configuration.
+    pub enable_lifecycle: bool,
+    /// What `/-/reload` reloads with; none when started without a configuration source.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -30,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route(&telemetry_path, get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/-/reload", post(reload).put(reload).get(reload_needs_post))
         .with_state(state)
 }
 
@@ -66,6 +72,51 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response()
     }
+}
+
+/// `POST` or `PUT /-/reload`, answered as Prometheus answers it: 403 without
+/// `--web.enable-lifecycle`, else 200 once reloaded or 500 with the error.
+async fn reload(State(state): State<AppState>, method: Method) -> Response {
+    if !state.enable_lifecycle {
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled (start with --web.enable-lifecycle).\n",
+        )
+            .into_response();
+    }
+    let Some(reloader) = state.reloader else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to reload config: this exporter was started without a configuration to reload\n",
+        )
+            .into_response();
+    };
+    // A task of its own: a client that hangs up does not cut a reload short.
+    let trigger = format!("{method} /-/reload");
+    let outcome = tokio::spawn(async move { reloader.reload(&trigger).await }).await;
+    match outcome {
+        Ok(Ok(reloaded)) => (StatusCode::OK, format!("{reloaded}\n")).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /-/reload`: 405, as Prometheus answers, enabled or not.
+async fn reload_needs_post() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST, PUT")],
+        "Only POST or PUT requests allowed\n",
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

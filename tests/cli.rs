@@ -827,3 +827,128 @@ fn exit_and_stderr(
         .expect("read stderr");
     (status, err)
 }
+
+#[cfg(unix)]
+fn sighup(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+async fn scrape_text(base: &str) -> String {
+    get(&format!("{base}/metrics"))
+        .await
+        .text()
+        .await
+        .expect("body")
+}
+
+#[cfg(unix)]
+/// Waits (generously) until the exporter at `base` serves metrics for which `done` holds.
+async fn wait_metrics(base: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape_text(base).await;
+        if done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGHUP re-reads the YAML file: a SIM added is exported; a changed listen
+/// address is refused by name, and the process serves on as it was.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_configuration_file() {
+    let sim = simulator(3).await;
+    let ids = sim.simulator.iccids();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = dir.path().join("config.yml");
+    let port = free_port();
+    let write = |listen: &str, iccids: &[&String]| {
+        let list: Vec<String> = iccids.iter().map(|i| format!("\"{i}\"")).collect();
+        let next = dir.path().join("config.next");
+        std::fs::write(
+            &next,
+            format!(
+                "web:\n  listen_address: {listen}\nmonogoto:\n  iccids: [{}]\n  rate_limit: \"0\"\npoll:\n  interval: 1s\n",
+                list.join(", ")
+            ),
+        )
+        .expect("write");
+        std::fs::rename(&next, &yaml).expect("rename");
+    };
+    let listen = format!("127.0.0.1:{port}");
+    write(&listen, &[&ids[0]]);
+    let child = command()
+        .env("MONOGOTO_TOKEN", sim.simulator.static_token())
+        .env("MONOGOTO_URL", sim.url())
+        .args(["--config.file", yaml.to_str().expect("utf-8")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child = Running(child);
+    let base = format!("http://{listen}");
+    wait_ready(&base).await;
+    let exported =
+        |text: &str, iccid: &str| text.contains(&format!("monogoto_thing_info{{iccid=\"{iccid}\""));
+    let text = scrape_text(&base).await;
+    assert!(
+        exported(&text, &ids[0]) && !exported(&text, &ids[1]),
+        "{text}"
+    );
+    assert!(
+        text.contains("monogoto_config_last_reload_successful 1\n"),
+        "{text}"
+    );
+
+    write(&listen, &[&ids[0], &ids[1]]);
+    sighup(&child.0);
+    wait_metrics(&base, "the SIM added by SIGHUP", |text| {
+        exported(text, &ids[1])
+    })
+    .await;
+
+    write("127.0.0.1:1", &[&ids[0], &ids[1], &ids[2]]);
+    sighup(&child.0);
+    let text = wait_metrics(&base, "the failed reload", |text| {
+        text.contains("monogoto_config_last_reload_successful 0\n")
+    })
+    .await;
+    assert!(
+        exported(&text, &ids[1]) && !exported(&text, &ids[2]),
+        "{text}"
+    );
+    assert!(
+        child.0.try_wait().expect("try_wait").is_none(),
+        "a failed reload does not stop the process"
+    );
+
+    sigterm(&child.0);
+    assert!(wait_exit(&mut child.0, Duration::from_secs(5)).success());
+    let mut logs = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    assert!(
+        logs.contains("configuration reloaded") && logs.contains("SIGHUP"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("reloading the configuration failed") && logs.contains("web.listen-address"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(&sim.simulator.static_token()),
+        "no token in logs"
+    );
+}
