@@ -175,6 +175,13 @@ impl Status {
                 ))
                 .unwrap_or_default(),
         );
+        let path = html_escape(telemetry_path);
+        let _ = writeln!(
+            out,
+            "<nav><a href=\"{path}\">{path}</a> metrics &middot; \
+             <a href=\"/healthz\">/healthz</a> liveness &middot; \
+             <a href=\"/readyz\">/readyz</a> readiness</nav>\n<div class=\"grid\">"
+        );
 
         out.push_str("<section><h2>Polling</h2>\n<table class=\"figures\">\n");
         let (api, api_class) = if !self.polling {
@@ -227,7 +234,7 @@ impl Status {
             &mut out,
             "Waited for the request budget",
             &format!(
-                "{} in all since start <span class=\"muted\">(a rate near 1 s/s means the exporter runs at the budget)</span>",
+                "{} in all since start <span class=\"muted\">(near 1 s per second: running at the budget)</span>",
                 seconds(self.budget_wait)
             ),
         );
@@ -242,7 +249,7 @@ impl Status {
         );
         row(
             &mut out,
-            "&nbsp;&nbsp;inactive, polled once per inactive interval",
+            "&nbsp;&nbsp;polled once per inactive interval",
             &self.inactive.to_string(),
         );
         row(
@@ -275,23 +282,24 @@ impl Status {
             "ACTIVE and disconnected",
             &self.disconnected_active.to_string(),
         );
-        out.push_str("</table></section>\n");
+        out.push_str("</table></section>\n</div>\n");
 
+        // One row of totals, a column per kind: the kinds are few and fixed.
         out.push_str(
-            "<section><h2>Refresh errors</h2>\n\
-             <p class=\"muted\">Failed batches and discoveries by kind, in total since the exporter started \
+            "<section><h2>Refresh errors, in total since start</h2>\n\
+             <p class=\"muted\">Failed batches and discoveries by kind since the exporter started \
              (<code>monogoto_refresh_errors_total</code>), not only the last refresh's.</p>\n\
-             <table class=\"list\"><tr><th>kind</th><th>total since start</th></tr>\n",
+             <table class=\"list errors\"><tr>",
         );
-        for (kind, total) in &self.errors {
-            let class = if *total > 0 { " class=\"warn\"" } else { "" };
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td{class}>{total}</td></tr>",
-                html_escape(kind)
-            );
+        for (kind, _) in &self.errors {
+            let _ = write!(out, "<th>{}</th>", html_escape(kind));
         }
-        out.push_str("</table></section>\n");
+        out.push_str("</tr>\n<tr>");
+        for (_, total) in &self.errors {
+            let class = if *total > 0 { " class=\"warn\"" } else { "" };
+            let _ = write!(out, "<td{class}>{total}</td>");
+        }
+        out.push_str("</tr></table></section>\n");
 
         if self.disconnected_active > 0 {
             let _ = write!(
@@ -321,14 +329,9 @@ impl Status {
             out.push_str("</table></section>\n");
         }
 
-        let path = html_escape(telemetry_path);
         let _ = write!(
             out,
-            "<section><h2>Endpoints</h2>\n<ul>\
-             <li><a href=\"{path}\">{path}</a>: the metrics</li>\
-             <li><a href=\"/healthz\">/healthz</a>: liveness</li>\
-             <li><a href=\"/readyz\">/readyz</a>: readiness</li></ul></section>\n\
-             <footer>This page reloads every {REFRESH_SECONDS} s. Each view counts the connected SIMs \
+            "<footer>This page reloads every {REFRESH_SECONDS} s. Each view counts the connected SIMs \
              over the whole snapshot.</footer>\n</body></html>\n"
         );
         out
@@ -426,19 +429,21 @@ const STYLE: &str = "\
 @media (prefers-color-scheme:dark){:root{--fg:#e4e7ec;--muted:#98a2b3;--line:#344054;--card:#1d2330;\
 --ok:#75e0a7;--ok-bg:#053321;--warn:#fec84b;--warn-bg:#4e1d09;--bad:#fda29b;--bad-bg:#55160c}}\
 body{font:15px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif;color:var(--fg);\
-max-width:60rem;margin:1.5rem auto;padding:0 1rem}\
-h1{margin:0 0 .2rem;font-size:1.6rem}h2{font-size:1.1rem;margin:0 0 .5rem}\
-section{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem;margin:1rem 0}\
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}\
+max-width:72rem;margin:1.5rem auto;padding:0 1rem}\
+h1{margin:0;font-size:1.6rem}h2{font-size:1.1rem;margin:0 0 .5rem}\
+nav{margin:.4rem 0 0}a{color:inherit}\
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(26rem,100%),1fr));gap:0 1rem}.grid section{margin-bottom:0}\
+section{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem;margin:1rem 0}\
+table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}\
 tr:last-child th,tr:last-child td{border-bottom:none}\
-table.figures th{font-weight:normal;color:var(--muted);width:40%}\
-table.list th{font-size:.85rem;color:var(--muted)}\
+table.figures th{font-weight:normal;color:var(--muted);width:50%}\
+table.list th{font-size:.85rem;color:var(--muted)}table.errors td{font-size:1.1rem}\
 .muted,.build,footer{color:var(--muted)}.build{margin:0}footer{font-size:.85rem;margin:1rem 0}\
-p.muted{margin:0 0 .5rem;font-size:.9rem}td.warn{color:var(--warn);font-weight:bold}\
+p.muted{margin:0 0 .5rem;font-size:.9rem}code{font-size:.9em}\
 .badge{display:inline-block;padding:0 .5rem;border-radius:999px;font-weight:600}\
 .ok{color:var(--ok);background:var(--ok-bg)}.warn{color:var(--warn);background:var(--warn-bg)}\
-.bad{color:var(--bad);background:var(--bad-bg)}td.warn{background:none}\
-a{color:inherit}code{font-size:.9em}";
+.bad{color:var(--bad);background:var(--bad-bg)}td.warn{background:none;font-weight:bold}";
 
 #[cfg(test)]
 mod tests {
@@ -534,7 +539,8 @@ mod tests {
         assert!(page.contains("polled every refresh</th><td>5</td>"));
         assert!(page.contains("1m 5s ago"), "{page}");
         assert!(page.contains("3.50 s against a target of 1m"), "{page}");
-        assert!(page.contains("<td>timeout</td><td class=\"warn\">3</td>"));
+        assert!(page.contains("<th>timeout</th>"));
+        assert!(page.contains("<td class=\"warn\">3</td>"));
         assert!(page.contains("<span class=\"badge ok\">up</span>"));
         assert!(page.contains(&format!(
             "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">"

@@ -88,7 +88,7 @@ async fn the_status_page_shows_the_fleet_and_escapes_names() {
     );
     assert!(
         page.contains(&format!(
-            "inactive, polled once per inactive interval</th><td>{inactive}</td>"
+            "polled once per inactive interval</th><td>{inactive}</td>"
         )),
         "{page}"
     );
