@@ -4,8 +4,8 @@
 //! One HTML document built per request, with inline CSS only: no script, no
 //! external asset, so it works offline and under a strict Content-Security-Policy.
 //! A view walks the snapshot once to count the connected SIMs (O(SIMs):
-//! a few milliseconds at 100,000), and renders at most
-//! [`DISCONNECTED_ROWS`] of them; it never renders the whole fleet.
+//! about 10 ms at 100,000, on a blocking thread so that scrapes are not held
+//! up), and renders at most [`DISCONNECTED_ROWS`] of them; never the whole fleet.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -28,14 +28,28 @@ pub const DISCONNECTED_ROWS: usize = 10;
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'";
 
 pub async fn status_page(State(state): State<AppState>) -> Response {
-    let snapshot = state.fleet.snapshot();
-    let status = Status::gather(
-        &snapshot,
-        &state.health,
-        state.fleet.is_ready(),
-        state.fleet.is_polling(),
-    );
-    let page = status.render(&state.telemetry_path, SystemTime::now());
+    let built = tokio::task::spawn_blocking(move || {
+        let snapshot = state.fleet.snapshot();
+        let status = Status::gather(
+            &snapshot,
+            &state.health,
+            state.fleet.is_ready(),
+            state.fleet.is_polling(),
+        );
+        status.render(&state.telemetry_path, SystemTime::now())
+    })
+    .await;
+    let page = match built {
+        Ok(page) => page,
+        Err(e) => {
+            tracing::error!(error = %e, "building the status page failed");
+            return (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "the status page could not be built; see the log\n",
+            )
+                .into_response();
+        }
+    };
     (
         [
             (
