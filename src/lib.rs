@@ -15,4 +15,5 @@ pub mod server;
 pub mod shard;
 pub mod simulator;
 pub mod snapshot;
+pub mod status_page;
 pub mod web;

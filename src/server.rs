@@ -1,4 +1,5 @@
-//! The HTTP side: `/`, the telemetry path, `/healthz`, `/readyz` and `/-/reload`.
+//! The HTTP side: `/` (the status page), the telemetry path, `/healthz`,
+//! `/readyz` and `/-/reload`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -7,13 +8,14 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::exposition;
 use crate::metrics::HealthMetrics;
 use crate::reload::Reloader;
 use crate::snapshot::Fleet;
+use crate::status_page;
 
 pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -31,23 +33,12 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let telemetry_path = state.telemetry_path.to_string();
     Router::new()
-        .route("/", get(landing_page))
+        .route("/", get(status_page::status_page))
         .route(&telemetry_path, get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/-/reload", post(reload).put(reload).get(reload_needs_post))
         .with_state(state)
-}
-
-async fn landing_page(State(state): State<AppState>) -> Html<String> {
-    let path = html_escape(&state.telemetry_path);
-    Html(format!(
-        "<!DOCTYPE html>\n<html><head><title>Monogoto Exporter</title></head><body>\n\
-         <h1>Monogoto Exporter</h1>\n<p>Prometheus exporter for the connectivity of Monogoto SIM fleets, version {}.</p>\n\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li><li><a href=\"/readyz\">Readiness</a></li></ul>\n\
-         </body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    ))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -167,11 +158,13 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-fn html_escape(s: &str) -> String {
+/// Escapes text for HTML content and quoted attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 #[cfg(test)]

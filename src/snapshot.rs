@@ -296,6 +296,14 @@ impl Snapshot {
         Some(&bucket.things[at].record)
     }
 
+    /// Every Thing, bucket by bucket: in no useful order, for summaries that
+    /// walk the whole fleet (the status page).
+    pub fn records(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.things.iter().map(|e| &e.record))
+    }
+
     /// When the least recently refreshed Thing still served was refreshed.
     pub fn oldest_refresh(&self) -> Option<SystemTime> {
         self.oldest
@@ -742,5 +750,24 @@ mod tests {
             before.is_empty(),
             "a reader's snapshot never changes under it"
         );
+    }
+
+    #[test]
+    fn records_visit_every_thing_once() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let stale = Duration::from_secs(180);
+        let things: Vec<Record> = (0..1000)
+            .map(|i| thing(&format!("8988{i:015}"), i % 3 == 0))
+            .collect();
+        let snapshot = Snapshot::empty().next(things, t0, stale);
+        let mut seen: Vec<&str> = snapshot.records().map(Record::iccid).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 1000);
+        let connected = snapshot
+            .records()
+            .filter(|r| r.connected() == Some(true))
+            .count();
+        assert_eq!(connected, 334);
     }
 }
