@@ -54,6 +54,9 @@ pub struct HealthMetrics {
     pub things_inactive: IntGauge,
     pub things_missing: IntGauge,
     pub budget_wait: prometheus::Counter,
+    /// The failed batches of the last complete refresh by kind, for the
+    /// status page (the counters add up every refresh since start).
+    pub last_refresh_errors: std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>,
     pub shards: IntGauge,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success: Gauge,
@@ -264,6 +267,7 @@ impl HealthMetrics {
             things_inactive,
             things_missing,
             budget_wait,
+            last_refresh_errors: std::sync::Mutex::default(),
             shards,
             config_last_reload_successful,
             config_last_reload_success,

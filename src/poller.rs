@@ -448,6 +448,11 @@ impl Poller {
         self.publish(&mut schedule, &plan, poll, &mut slice).await;
 
         errors.report(&mut report);
+        *self
+            .health
+            .last_refresh_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = report.errors.clone();
         let (missing, named) = schedule.missing(5);
         if missing > 0 {
             tracing::warn!(

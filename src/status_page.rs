@@ -102,8 +102,9 @@ pub struct Status {
     pub disconnected_active: usize,
     /// The most recently disconnected first, at most [`DISCONNECTED_ROWS`].
     pub disconnected: Vec<Disconnected>,
-    /// `monogoto_refresh_errors_total` by kind.
-    pub errors: Vec<(&'static str, u64)>,
+    /// By kind: the failed batches of the last complete refresh, and
+    /// `monogoto_refresh_errors_total` (since start).
+    pub errors: Vec<(&'static str, u64, u64)>,
     pub budget_wait: f64,
     /// (index, count) when the fleet is sharded.
     pub shard: Option<(String, String)>,
@@ -130,11 +131,17 @@ impl Status {
                 Some(false) => {}
             }
         }
+        let last = health
+            .last_refresh_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let errors = crate::monogoto::client::ERROR_KINDS
             .iter()
             .map(|kind| {
                 let total = health.refresh_errors.with_label_values(&[*kind]).get();
-                (*kind, total)
+                let last = last.get(kind).copied().unwrap_or(0) as u64;
+                (*kind, last, total)
             })
             .collect();
         Status {
@@ -298,20 +305,24 @@ impl Status {
         );
         out.push_str("</table></section>\n</div>\n");
 
-        // One row of totals, a column per kind: the kinds are few and fixed.
+        // A column per kind (the kinds are few and fixed): the last complete
+        // refresh, and in total since start.
         out.push_str(
-            "<section><h2>Refresh errors, in total since start</h2>\n\
-             <p class=\"muted\">Failed batches and discoveries by kind since the exporter started \
-             (<code>monogoto_refresh_errors_total</code>), not only the last refresh's.</p>\n\
-             <table class=\"list errors\"><tr>",
+            "<section><h2>Refresh errors</h2>\n\
+             <p class=\"muted\">Failed batches and discoveries by kind, in the last complete \
+             refresh and in total since start (<code>monogoto_refresh_errors_total</code>).</p>\n\
+             <table class=\"list errors\"><tr><th></th>",
         );
-        for (kind, _) in &self.errors {
+        for (kind, _, _) in &self.errors {
             let _ = write!(out, "<th>{}</th>", html_escape(kind));
         }
-        out.push_str("</tr>\n<tr>");
-        for (_, total) in &self.errors {
-            let class = if *total > 0 { " class=\"warn\"" } else { "" };
-            let _ = write!(out, "<td{class}>{total}</td>");
+        for (label, pick) in [("last refresh", 0usize), ("total since start", 1usize)] {
+            let _ = write!(out, "</tr>\n<tr><th>{label}</th>");
+            for (_, last, total) in &self.errors {
+                let n = if pick == 0 { *last } else { *total };
+                let class = if n > 0 { " class=\"warn\"" } else { "" };
+                let _ = write!(out, "<td{class}>{n}</td>");
+            }
         }
         out.push_str("</tr></table></section>\n");
 
@@ -546,7 +557,17 @@ mod tests {
             (5, 2, 1, 1)
         );
         assert_eq!(status.disconnected[0].thing_name, "c");
-        assert!(status.errors.contains(&("timeout", 3)));
+        assert!(status.errors.contains(&("timeout", 0, 3)));
+        health
+            .last_refresh_errors
+            .lock()
+            .expect("not poisoned")
+            .insert("status", 2);
+        let status = Status::gather(&snap, &health, true, true);
+        assert!(
+            status.errors.contains(&("status", 2, 0)),
+            "the last refresh's"
+        );
         let page = status.render("/metrics", SystemTime::now());
         assert!(page.contains("<strong>2</strong> of 5 reported (40.0%); 1 in an unknown state"));
         assert!(page.contains("<tr><th>Followed</th><td>7</td></tr>"));
