@@ -22,6 +22,10 @@ use crate::schedule::{self, Outcome, Pacer, Plan, Schedule};
 use crate::shard::Shard;
 use crate::snapshot::Fleet;
 
+/// A refresh longer than its interval publishes its progress this often at
+/// most: each publication re-renders every bucket it touches, and answers
+/// spread over the whole fleet touch them all.
+const MIN_PUBLICATION_PERIOD: Duration = Duration::from_secs(5);
 /// `GET /things` answers at most this many Things a page.
 pub const THINGS_PAGE_SIZE: usize = 50;
 /// A listing longer than this many pages is cut off: a server that never
@@ -346,7 +350,8 @@ impl Poller {
             failed: usize::from(report.discovery_failed),
             ..Slice::default()
         };
-        let mut next_publication = later(started, poll.interval);
+        let publication_period = poll.interval.max(MIN_PUBLICATION_PERIOD);
+        let mut next_publication = later(started, publication_period);
         {
             let followed = schedule.followed().clone();
             let requests = batches.into_iter().map(|positions| {
@@ -441,7 +446,7 @@ impl Poller {
                 }
                 if now >= next_publication {
                     self.publish(&mut schedule, &plan, poll, &mut slice).await;
-                    next_publication = later(now, poll.interval);
+                    next_publication = later(now, publication_period);
                 }
             }
         }
