@@ -200,6 +200,24 @@ budget="5/s,40/10s"
 start simulator "$bin" simulate --listen "127.0.0.1:$sim_port" --things 20 --seed 1 --flap-period 1h \
     --rate-limit "$budget"
 wait_until "simulator at $sim" http_ok "$sim/_sim/stats"
+# The simulated fleet connects and disconnects with the wall clock: in some
+# hours fewer than half of its ACTIVE Things are connected, which would fire
+# MonogotoFleetConnectedRatioLow by itself. Every Thing starts connected, so
+# that only what this test does changes the fleet.
+python3 - "$sim" <<'PY' || fail "cannot connect the simulated fleet"
+import json, sys, urllib.request
+sim = sys.argv[1]
+request = urllib.request.Request(f"{sim}/things?limit=50&offset=0",
+                                 headers={"Authorization": "Bearer sim-static-token"})
+things = json.load(urllib.request.urlopen(request, timeout=5))
+for thing in things:
+    iccid = thing["ExternalUniqueId"]
+    body = json.dumps({"connected": True}).encode()
+    urllib.request.urlopen(urllib.request.Request(
+        f"{sim}/_sim/things/{iccid}/connected", data=body, method="POST",
+        headers={"content-type": "application/json"}), timeout=5).read()
+print(f"connected {len(things)} simulated Things", file=sys.stderr)
+PY
 
 start exporter env MONOGOTO_TOKEN=sim-static-token "$bin" \
     --monogoto.url "$sim" --monogoto.discover --poll.interval 2s --poll.batch-size 2 \
