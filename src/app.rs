@@ -8,8 +8,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Credentials};
+use crate::config::Config;
 use crate::metrics::HealthMetrics;
+use crate::monogoto::Credentials;
 use crate::monogoto::{Client, ClientOptions};
 use crate::poller::Poller;
 use crate::reload::{Reloader, Resolve};

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::{self, Config, Credentials, Environment, ExporterArgs, Mode};
+use crate::config::{self, Config, Environment, ExporterArgs, Mode};
+use crate::monogoto::Credentials;
 use crate::schedule;
 use crate::web::WebConfig;
 

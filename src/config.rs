@@ -10,8 +10,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer};
 
 use crate::iccid;
-use crate::monogoto::ThingIdsFormat;
-use crate::monogoto::rate_limit::Budget;
+use crate::monogoto::budget::Budget;
+use crate::monogoto::{Credentials, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES, ThingIdsFormat};
 use crate::shard::{self, Shard};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:19540";
@@ -29,9 +29,7 @@ pub const DEFAULT_RATE_LIMIT: &str = "60/min,1000/h";
 pub const DEFAULT_INACTIVE_INTERVAL: Duration = Duration::from_secs(3600);
 pub const MAX_SHARDS: usize = 1024;
 pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
-pub const DEFAULT_RETRIES: u32 = 3;
 pub const MAX_RETRIES: usize = 10;
-pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 
 /// The range of a duration setting, both ends included, and how to say it.
 /// Every duration is bounded: a few milliseconds floods the logs and the API,
@@ -74,7 +72,7 @@ pub const DISCOVER_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
     text: "from 1m to 30d",
 };
 /// The longest period of a `monogoto.rate-limit` window (`N/PERIOD`).
-pub const MAX_RATE_LIMIT_PERIOD: Duration = crate::monogoto::rate_limit::MAX_WINDOW;
+pub const MAX_RATE_LIMIT_PERIOD: Duration = crate::monogoto::budget::MAX_WINDOW;
 /// Characters a telemetry path may not hold: the router would read `{x}`,
 /// `*rest` and `:x` as parameters or wildcards (or refuse them at start-up),
 /// and a query or fragment never reaches a route.
@@ -339,15 +337,6 @@ pub struct Config {
     pub log: LogConfig,
     /// Problems worth a warning but not a refusal, logged once logging is up.
     pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Credentials {
-    Token(SecretString),
-    Login {
-        username: String,
-        password: SecretString,
-    },
 }
 
 /// Where a secret was read from.

@@ -9,9 +9,10 @@ use clap::Parser as _;
 use secrecy::SecretString;
 
 use monogoto_exporter::config::{
-    Cli, Command, Config, Credentials, DemoArgs, Environment, ExporterArgs, LogConfig, LogFormat,
-    Mode, SimulateArgs,
+    Cli, Command, Config, DemoArgs, Environment, ExporterArgs, LogConfig, LogFormat, Mode,
+    SimulateArgs,
 };
+use monogoto_exporter::monogoto::Credentials;
 use monogoto_exporter::simulator::{Simulator, SimulatorConfig};
 use monogoto_exporter::{app, check};
 

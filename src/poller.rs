@@ -958,7 +958,7 @@ mod tests {
         let health = Arc::new(HealthMetrics::new());
         let client = Client::new(
             crate::monogoto::ClientOptions::new("http://127.0.0.1:9"),
-            crate::config::Credentials::Token("t".to_string().into()),
+            crate::monogoto::Credentials::Token("t".to_string().into()),
             health.clone(),
         )
         .expect("client");

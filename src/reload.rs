@@ -19,8 +19,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Credentials, SecretSource};
+use crate::config::{Config, ConfigError, SecretSource};
 use crate::metrics::HealthMetrics;
+use crate::monogoto::Credentials;
 use crate::poller::{Poller, Reconfigured};
 
 /// How often the ICCIDs file is checked for changes, as the web configuration file is.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::PollConfig;
+use crate::monogoto::budget::Budget;
 use crate::monogoto::model::is_inactive_status;
-use crate::monogoto::rate_limit::Budget;
 
 /// The default stale-after is this many refresh targets.
 pub const STALE_AFTER_TARGETS: u32 = 3;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::monogoto::rate_limit::Limiter;
+use crate::monogoto::budget::Limiter;
 
 fn budget(s: &str) -> Budget {
     s.parse().expect("valid budget")

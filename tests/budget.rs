@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use monogoto_exporter::app::RunningExporter;
-use monogoto_exporter::monogoto::rate_limit::Budget;
+use monogoto_exporter::monogoto::budget::Budget;
 use monogoto_exporter::simulator::{RunningSimulator, SimEndpoint, SimulatorConfig};
 
 const SCALED_BUDGET: &str = "4/s,20/10s";

@@ -272,7 +272,7 @@ async fn a_token_logs_in_again_before_it_expires() {
 async fn a_wrong_password_never_loops() {
     let sim = simulator(5).await;
     let mut cfg = config(&sim);
-    cfg.credentials = Some(monogoto_exporter::config::Credentials::Login {
+    cfg.credentials = Some(monogoto_exporter::monogoto::Credentials::Login {
         username: "demo".into(),
         password: secrecy::SecretString::from("wrong"),
     });
@@ -307,7 +307,7 @@ async fn a_wrong_password_never_loops() {
 async fn a_rejected_static_token_sets_up_to_zero() {
     let sim = simulator(5).await;
     let mut cfg = config(&sim);
-    cfg.credentials = Some(monogoto_exporter::config::Credentials::Token(
+    cfg.credentials = Some(monogoto_exporter::monogoto::Credentials::Token(
         secrecy::SecretString::from("bogus"),
     ));
     let exporter = start_exporter(&cfg).await;

@@ -484,7 +484,7 @@ async fn the_rate_limit_paces_every_request() {
     cfg.poll.batch_size = 1;
     cfg.poll.inactive_interval = Duration::ZERO;
     cfg.rate_limit = "10/s"
-        .parse::<monogoto_exporter::monogoto::rate_limit::Budget>()
+        .parse::<monogoto_exporter::monogoto::budget::Budget>()
         .expect("valid");
     let exporter = start_exporter(&cfg).await;
     sim.simulator.reset_counters();
@@ -507,7 +507,7 @@ async fn a_fleet_larger_than_the_interval_allows_is_paced_not_failed() {
     cfg.poll.batch_size = 1;
     cfg.poll.interval = Duration::from_secs(1);
     cfg.rate_limit = "8/s"
-        .parse::<monogoto_exporter::monogoto::rate_limit::Budget>()
+        .parse::<monogoto_exporter::monogoto::budget::Budget>()
         .expect("valid");
     let started = Instant::now();
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
@@ -554,7 +554,7 @@ async fn a_listing_too_long_for_one_refresh_resumes_in_the_next() {
     cfg.poll.interval = Duration::from_secs(1);
     // 13 pages of /things and 12 status requests at 5/s: several refreshes' worth.
     cfg.rate_limit = "5/s"
-        .parse::<monogoto_exporter::monogoto::rate_limit::Budget>()
+        .parse::<monogoto_exporter::monogoto::budget::Budget>()
         .expect("valid");
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
     wait_until(
@@ -670,8 +670,8 @@ async fn absurd_rate_limit_headers_neither_panic_nor_stop_polling() {
 /// the test need not wait 15 minutes: it pauses that long, then answers again.
 #[tokio::test]
 async fn the_client_resumes_after_a_capped_pause() {
-    use monogoto_exporter::config::Credentials;
     use monogoto_exporter::metrics::HealthMetrics;
+    use monogoto_exporter::monogoto::Credentials;
     use monogoto_exporter::monogoto::{Client, ClientOptions};
     use secrecy::SecretString;
 

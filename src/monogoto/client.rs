@@ -11,11 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::auth::{self, LoginState, Token};
+use super::budget::{Budget, Limiter};
+use super::login::{self, Credentials, LoginState, Token};
 use super::model::{self, DecodeError, StatusPage, THING_ID_PREFIX};
-use super::rate_limit::{Budget, Limiter};
 use super::retry;
-use crate::config::Credentials;
 use crate::metrics::{Endpoint, HealthMetrics};
 
 /// Bodies larger than this are refused rather than buffered.
@@ -616,7 +615,7 @@ impl Client {
         match self.log_in(username, password, deadline).await {
             Ok((secret, customer_id)) => {
                 state.generation += 1;
-                let renew_at = auth::renew_at(secret.expose_secret(), now);
+                let renew_at = login::renew_at(secret.expose_secret(), now);
                 let token = Arc::new(Token::new(secret, state.generation, renew_at, customer_id));
                 state.succeed(token.clone());
                 tracing::info!(
@@ -703,7 +702,7 @@ impl Client {
                 body: snippet(&body),
             });
         }
-        let (token, customer_id) = auth::parse_login_answer(&body)
+        let (token, customer_id) = login::parse_login_answer(&body)
             .ok_or_else(|| ApiError::Login("login answer holds no token".to_string()))?;
         Ok((SecretString::from(token), customer_id))
     }

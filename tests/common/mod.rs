@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use monogoto_exporter::app::{self, RunningExporter};
-use monogoto_exporter::config::{Config, Credentials, LogConfig, LogFormat, PollConfig};
-use monogoto_exporter::monogoto::rate_limit::Budget;
+use monogoto_exporter::config::{Config, LogConfig, LogFormat, PollConfig};
+use monogoto_exporter::monogoto::Credentials;
+use monogoto_exporter::monogoto::budget::Budget;
 use monogoto_exporter::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use secrecy::SecretString;
 

@@ -18,6 +18,16 @@ const RENEW_BEFORE_EXP: Duration = Duration::from_secs(60);
 pub const MIN_LOGIN_BACKOFF: Duration = Duration::from_secs(60);
 pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
+/// How the exporter authenticates: a static token, or a login.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Token(SecretString),
+    Login {
+        username: String,
+        password: SecretString,
+    },
+}
+
 /// A bearer token and what is known about it.
 pub struct Token {
     pub secret: SecretString,
