@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use monogoto_exporter::snapshot::{self, Snapshot};
+use monogoto_exporter::fleet::snapshot::{self, Snapshot};
 
 mod common;
 

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use monogoto_exporter::exposition::{self, Deflater};
-use monogoto_exporter::metrics;
+use monogoto_exporter::fleet::Snapshot;
+use monogoto_exporter::fleet::families;
 use monogoto_exporter::monogoto::model::parse_status_page;
-use monogoto_exporter::snapshot::Snapshot;
 
 mod common;
 use common::{fleet_in_round, status_body};
@@ -61,7 +61,7 @@ fn rendering(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     let records = fleet_in_round(10_000, 0);
     let mut text = Vec::new();
-    metrics::render_things(records.iter(), &mut text);
+    families::render_things(records.iter(), &mut text);
     let series = text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty() && l[0] != b'#')
@@ -70,7 +70,7 @@ fn rendering(c: &mut Criterion) {
     group.bench_function("10000 Things, series/s", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(text.len());
-            metrics::render_things(black_box(&records).iter(), &mut out);
+            families::render_things(black_box(&records).iter(), &mut out);
             out
         })
     });
@@ -78,7 +78,7 @@ fn rendering(c: &mut Criterion) {
     group.bench_function("10000 Things, bytes/s", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(text.len());
-            metrics::render_things(black_box(&records).iter(), &mut out);
+            families::render_things(black_box(&records).iter(), &mut out);
             out
         })
     });

@@ -9,13 +9,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::metrics::HealthMetrics;
+use crate::fleet::Fleet;
+use crate::health::HealthMetrics;
+use crate::http::{self, AppState};
 use crate::monogoto::Credentials;
 use crate::monogoto::{Client, ClientOptions};
 use crate::poller::Poller;
 use crate::reload::{Reloader, Resolve};
-use crate::server::{self, AppState};
-use crate::snapshot::Fleet;
 
 /// In-flight scrapes get this long to finish once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -132,7 +132,7 @@ async fn start_with(
             thing_ids_format: config.thing_ids_format,
         },
         credentials.clone(),
-        health.clone(),
+        health.api.clone(),
     )
     .map_err(|e| StartError::Client(e.to_string()))?;
     let poller = Arc::new(
@@ -180,7 +180,7 @@ async fn start_with(
         "monogoto-exporter started"
     );
 
-    let app = server::router(AppState {
+    let app = http::router(AppState {
         fleet: fleet.clone(),
         health: health.clone(),
         telemetry_path: config.telemetry_path.as_str().into(),

@@ -16,7 +16,7 @@ use secrecy::SecretString;
 
 use crate::config::{self, Config, Environment, ExporterArgs, Mode};
 use crate::monogoto::Credentials;
-use crate::schedule;
+use crate::poller::schedule;
 use crate::web::WebConfig;
 
 /// More rounds than there are settings: a safety net, not a limit one meets.

@@ -1,19 +1,21 @@
 //! Prometheus exporter for the connectivity of Monogoto IoT SIM fleets.
+//!
+//! The data flow, one way: `monogoto` (the API) → `poller` (what to ask for,
+//! and when) → `fleet` (records and snapshots, rendered with `exposition`)
+//! → `http` (routes, served by `web`). `config` resolves the settings, `app`
+//! wires the parts together, `reload` applies a changed configuration.
 
 pub mod app;
 pub mod check;
 pub mod config;
 pub mod exposition;
+pub mod fleet;
+pub mod health;
+pub mod http;
 pub mod iccid;
-pub mod metrics;
 pub mod monogoto;
 pub mod poller;
-pub mod record;
 pub mod reload;
-pub mod schedule;
-pub mod server;
 pub mod shard;
 pub mod simulator;
-pub mod snapshot;
-pub mod status_page;
 pub mod web;

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, SecretSource};
-use crate::metrics::HealthMetrics;
+use crate::health::HealthMetrics;
 use crate::monogoto::Credentials;
 use crate::poller::{Poller, Reconfigured};
 

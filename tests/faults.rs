@@ -670,13 +670,13 @@ async fn absurd_rate_limit_headers_neither_panic_nor_stop_polling() {
 /// the test need not wait 15 minutes: it pauses that long, then answers again.
 #[tokio::test]
 async fn the_client_resumes_after_a_capped_pause() {
-    use monogoto_exporter::metrics::HealthMetrics;
+    use monogoto_exporter::monogoto::ApiMetrics;
     use monogoto_exporter::monogoto::Credentials;
     use monogoto_exporter::monogoto::{Client, ClientOptions};
     use secrecy::SecretString;
 
     let sim = simulator(5).await;
-    let health = std::sync::Arc::new(HealthMetrics::new());
+    let health = std::sync::Arc::new(ApiMetrics::new());
     let client = Client::new(
         ClientOptions::new(sim.url()),
         Credentials::Token(SecretString::from(sim.simulator.static_token())),

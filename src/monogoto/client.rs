@@ -1,5 +1,5 @@
 //! HTTP access to the Monogoto console API: authentication, retries, the
-//! shared rate limit, and the accounting of every request in the health metrics.
+//! shared request budget, and the accounting of every request in its metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,91 +12,17 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::budget::{Budget, Limiter};
+use super::error::{ApiError, Endpoint};
 use super::login::{self, Credentials, LoginState, Token};
-use super::model::{self, DecodeError, StatusPage, THING_ID_PREFIX};
+use super::metrics::ApiMetrics;
+use super::model::{self, StatusPage, THING_ID_PREFIX};
 use super::retry;
-use crate::metrics::{Endpoint, HealthMetrics};
 
 /// Bodies larger than this are refused rather than buffered.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 pub const DEFAULT_RETRIES: u32 = 3;
 /// How much of an error body goes into a log line.
 const ERROR_BODY_CHARS: usize = 200;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{endpoint}: request timed out")]
-    Timeout { endpoint: &'static str },
-    #[error("{endpoint}: not sent, the refresh deadline has passed")]
-    DeadlineExceeded { endpoint: &'static str },
-    #[error("{endpoint}: cannot reach the API: {detail}")]
-    Connect {
-        endpoint: &'static str,
-        detail: String,
-    },
-    /// The request could not be built (a header value it cannot carry, say):
-    /// it never left, and trying again would fail the same way.
-    #[error("{endpoint}: cannot build the request: {detail}")]
-    Request {
-        endpoint: &'static str,
-        detail: String,
-    },
-    #[error("{endpoint}: HTTP {code}: {body}")]
-    Status {
-        endpoint: &'static str,
-        code: u16,
-        body: String,
-    },
-    #[error("{endpoint}: {source}")]
-    Decode {
-        endpoint: &'static str,
-        source: DecodeError,
-    },
-    #[error("{endpoint}: answer larger than {limit} bytes, refused")]
-    TooLarge {
-        endpoint: &'static str,
-        limit: usize,
-    },
-    #[error("{endpoint}: unauthorized (HTTP 401): {hint}")]
-    Unauthorized {
-        endpoint: &'static str,
-        hint: &'static str,
-    },
-    #[error("auth: {0}")]
-    Login(String),
-}
-
-impl ApiError {
-    /// The `kind` label of `monogoto_refresh_errors_total`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ApiError::Timeout { .. } | ApiError::DeadlineExceeded { .. } => "timeout",
-            ApiError::Connect { .. } | ApiError::Request { .. } => "connect",
-            // `Success: false` is the API refusing, in a body that decodes fine.
-            ApiError::Status { .. }
-            | ApiError::Decode {
-                source: DecodeError::NotSuccessful { .. },
-                ..
-            } => "status",
-            ApiError::Decode { .. } | ApiError::TooLarge { .. } => "decode",
-            ApiError::Unauthorized { .. } | ApiError::Login(_) => "auth",
-        }
-    }
-
-    /// Credentials are rejected: every further request would be too.
-    pub fn is_auth(&self) -> bool {
-        self.kind() == "auth"
-    }
-
-    /// The API refused the request for the budget (429 to the last retry):
-    /// it was not answered, but says nothing of whether the API works.
-    pub fn is_rate_limited(&self) -> bool {
-        matches!(self, ApiError::Status { code: 429, .. })
-    }
-}
-
-/// The kinds of [`ApiError::kind`], for counting from zero.
-pub const ERROR_KINDS: &[&str] = &["timeout", "connect", "status", "decode", "auth"];
 
 /// How one attempt failed: worth another try (after `wait`, if the API said), or not.
 enum Failure {
@@ -190,7 +116,7 @@ pub struct Client {
     limiter: Limiter,
     auth: AuthMode,
     login: Mutex<LoginState>,
-    health: Arc<HealthMetrics>,
+    metrics: Arc<ApiMetrics>,
     ids_form: IdsForm,
     /// The longest pause the API can impose (see [`retry::MAX_SERVER_PAUSE`]).
     max_server_pause: Duration,
@@ -202,7 +128,7 @@ impl Client {
     pub fn new(
         options: ClientOptions,
         credentials: Credentials,
-        health: Arc<HealthMetrics>,
+        metrics: Arc<ApiMetrics>,
     ) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .connect_timeout(options.timeout)
@@ -227,7 +153,7 @@ impl Client {
             limiter: Limiter::new(&options.rate_limit),
             auth,
             login: Mutex::new(LoginState::default()),
-            health,
+            metrics,
             ids_form: IdsForm {
                 repeat: (options.thing_ids_format == ThingIdsFormat::Repeat).into(),
                 settled: (options.thing_ids_format != ThingIdsFormat::Auto).into(),
@@ -328,7 +254,7 @@ impl Client {
             source,
         })?;
         for field in &page.field_errors {
-            self.health.count_parse_error(field);
+            self.metrics.count_parse_error(field);
         }
         Ok(page)
     }
@@ -347,7 +273,7 @@ impl Client {
             source,
         })?;
         for field in &page.field_errors {
-            self.health.count_parse_error(field);
+            self.metrics.count_parse_error(field);
         }
         Ok((page.returned, page.things()))
     }
@@ -375,8 +301,8 @@ impl Client {
                 return Err(error);
             }
             retries += 1;
-            self.health
-                .api_retries
+            self.metrics
+                .retries
                 .with_label_values(&[endpoint.label()])
                 .inc();
             tracing::debug!(
@@ -450,7 +376,7 @@ impl Client {
                 };
                 let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
                 if rate_limited {
-                    self.health.rate_limited.inc();
+                    self.metrics.rate_limited.inc();
                 }
                 if rate_limited || status.is_server_error() {
                     if let Some(wait) = wait {
@@ -488,7 +414,7 @@ impl Client {
                 endpoint: endpoint.label(),
             })
         })?;
-        self.health.budget_wait.inc_by(waited.as_secs_f64());
+        self.metrics.budget_wait.inc_by(waited.as_secs_f64());
         let timeout = match deadline {
             Some(d) => self
                 .timeout
@@ -505,20 +431,20 @@ impl Client {
         let elapsed = started.elapsed().as_secs_f64();
         match result {
             Ok(response) => {
-                self.health
+                self.metrics
                     .observe_request(endpoint, response.status().as_str(), elapsed);
                 self.note_rate_limit_headers(response.headers());
                 Ok(response)
             }
             Err(e) if e.is_builder() => {
-                self.health.observe_request(endpoint, "error", elapsed);
+                self.metrics.observe_request(endpoint, "error", elapsed);
                 Err(Failure::Final(ApiError::Request {
                     endpoint: endpoint.label(),
                     detail: error_chain(&e),
                 }))
             }
             Err(e) => {
-                self.health.observe_request(endpoint, "error", elapsed);
+                self.metrics.observe_request(endpoint, "error", elapsed);
                 Err(Failure::Retryable {
                     error: transport_error(endpoint, &e),
                     wait: None,
@@ -821,11 +747,11 @@ mod tests {
     #[tokio::test]
     async fn a_request_that_cannot_be_built_is_final_and_legible() {
         // A token no header can carry (config refuses it; this is the net below).
-        let health = Arc::new(HealthMetrics::new());
+        let metrics = Arc::new(ApiMetrics::new());
         let client = Client::new(
             ClientOptions::new("http://127.0.0.1:9"),
             Credentials::Token(SecretString::from("tok\nen")),
-            health.clone(),
+            metrics.clone(),
         )
         .expect("client");
         let error = client
@@ -841,28 +767,13 @@ mod tests {
         assert!(!text.contains("<url>"), "{text}");
         assert!(!text.contains("tok"), "no secret in the error: {text}");
         assert_eq!(
-            health
-                .api_retries
+            metrics
+                .retries
                 .with_label_values(&[Endpoint::Status.label()])
                 .get(),
             0,
             "not retried"
         );
-    }
-
-    #[test]
-    fn success_false_is_a_status_error_and_bad_bodies_decode_errors() {
-        let decode = |source| ApiError::Decode {
-            endpoint: "status",
-            source,
-        };
-        let refused = decode(DecodeError::NotSuccessful {
-            success: "false".into(),
-            message: "Quota exceeded".into(),
-        });
-        assert_eq!(refused.kind(), "status");
-        assert_eq!(decode(DecodeError::NotJson("eof".into())).kind(), "decode");
-        assert_eq!(decode(DecodeError::NoData).kind(), "decode");
     }
 
     #[test]

@@ -19,9 +19,9 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use super::families;
 use crate::exposition::{Deflater, Segment};
-use crate::metrics;
-use crate::record::Record;
+use crate::fleet::Record;
 use crate::shard::iccid_hash;
 
 /// About this many Things share a bucket: large enough that segments
@@ -88,8 +88,8 @@ impl Renderer {
     fn render(&mut self, things: &[Entry]) -> Vec<Arc<Segment>> {
         self.text.clear();
         self.ends.clear();
-        for family in 0..metrics::THING_FAMILIES {
-            metrics::render_family_lines(family, things.iter().map(|e| &e.record), &mut self.text);
+        for family in 0..families::THING_FAMILIES {
+            families::render_family_lines(family, things.iter().map(|e| &e.record), &mut self.text);
             self.ends.push(self.text.len());
         }
         self.deflater.segments(&self.text, &self.ends)
@@ -137,10 +137,10 @@ fn bucket_of(iccid: &str, buckets: usize) -> usize {
 fn family_headers() -> &'static [Arc<Segment>] {
     static HEADERS: OnceLock<Vec<Arc<Segment>>> = OnceLock::new();
     HEADERS.get_or_init(|| {
-        (0..metrics::THING_FAMILIES)
+        (0..families::THING_FAMILIES)
             .map(|family| {
                 let mut text = Vec::new();
-                metrics::render_family_header(family, &mut text);
+                families::render_family_header(family, &mut text);
                 Segment::new(text)
             })
             .collect()
@@ -157,7 +157,7 @@ impl Snapshot {
         let oldest = buckets.iter().filter_map(|b| b.oldest).min();
         let oldest_line = oldest.map(|oldest| {
             let mut text = Vec::new();
-            metrics::render_oldest_refresh(oldest, &mut text);
+            families::render_oldest_refresh(oldest, &mut text);
             Segment::new(text)
         });
         Snapshot {
@@ -573,7 +573,7 @@ mod tests {
             .count();
         assert_eq!(
             rerendered,
-            metrics::THING_FAMILIES + 1,
+            families::THING_FAMILIES + 1,
             "one bucket's families and the oldest line"
         );
         assert_eq!(
@@ -639,7 +639,7 @@ mod tests {
                 let alive = old_segments.iter().filter(|w| w.strong_count() > 0).count();
                 assert_eq!(
                     alive,
-                    (buckets - done) * metrics::THING_FAMILIES,
+                    (buckets - done) * families::THING_FAMILIES,
                     "step {steps}"
                 );
                 assert_eq!(current.len(), n);

@@ -11,13 +11,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::status_page;
 use crate::exposition;
-use crate::metrics::HealthMetrics;
+use crate::fleet::Fleet;
+use crate::health::HealthMetrics;
 use crate::reload::Reloader;
-use crate::snapshot::Fleet;
-use crate::status_page;
 
-pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+use crate::exposition::text::CONTENT_TYPE_TEXT_0_0_4;
 
 #[derive(Clone)]
 pub struct AppState {

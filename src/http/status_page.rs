@@ -15,10 +15,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use prometheus::core::Collector as _;
 
-use crate::metrics::HealthMetrics;
-use crate::record::Record;
-use crate::server::{AppState, html_escape};
-use crate::snapshot::Snapshot;
+use crate::fleet::Record;
+use crate::fleet::Snapshot;
+use crate::health::HealthMetrics;
+use crate::http::routes::{AppState, html_escape};
+use crate::monogoto::ErrorKind;
 
 /// The page reloads itself this often, in seconds.
 pub const REFRESH_SECONDS: u32 = 10;
@@ -136,12 +137,15 @@ impl Status {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let errors = crate::monogoto::client::ERROR_KINDS
+        let errors = ErrorKind::ALL
             .iter()
             .map(|kind| {
-                let total = health.refresh_errors.with_label_values(&[*kind]).get();
+                let total = health
+                    .refresh_errors
+                    .with_label_values(&[kind.label()])
+                    .get();
                 let last = last.get(kind).copied().unwrap_or(0) as u64;
-                (*kind, last, total)
+                (kind.label(), last, total)
             })
             .collect();
         Status {
@@ -167,7 +171,7 @@ impl Status {
                 })
                 .collect(),
             errors,
-            budget_wait: health.budget_wait.get(),
+            budget_wait: health.api.budget_wait.get(),
             shard: shard(health),
         }
     }
@@ -562,7 +566,7 @@ mod tests {
             .last_refresh_errors
             .lock()
             .expect("not poisoned")
-            .insert("status", 2);
+            .insert(crate::monogoto::ErrorKind::Status, 2);
         let status = Status::gather(&snap, &health, true, true);
         assert!(
             status.errors.contains(&("status", 2, 0)),

@@ -1,5 +1,5 @@
 //! The refresh loop: discovery, passes over the fleet paced by the request
-//! budget (see [`crate::schedule`]), paging, and publishing snapshots as a
+//! budget (see [`schedule`]), paging, and publishing snapshots as a
 //! pass progresses.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,14 +13,16 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod schedule;
+
+use self::schedule::{Outcome, Pacer, Plan, Schedule};
 use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
-use crate::metrics::HealthMetrics;
+use crate::fleet::Fleet;
+use crate::fleet::Record;
+use crate::health::HealthMetrics;
 use crate::monogoto::model::{ListedThing, StatusPage};
-use crate::monogoto::{ApiError, Client, ThingStatus};
-use crate::record::Record;
-use crate::schedule::{self, Outcome, Pacer, Plan, Schedule};
+use crate::monogoto::{ApiError, Client, ErrorKind, ThingStatus};
 use crate::shard::Shard;
-use crate::snapshot::Fleet;
 
 /// A refresh longer than its interval publishes its progress this often at
 /// most: each publication re-renders every bucket it touches, and answers
@@ -55,7 +57,7 @@ pub struct RefreshReport {
     pub discovery_failed: bool,
     pub things_refreshed: usize,
     /// Failed batches (and discoveries) by [`ApiError::kind`].
-    pub errors: BTreeMap<&'static str, usize>,
+    pub errors: BTreeMap<ErrorKind, usize>,
 }
 
 impl RefreshReport {
@@ -68,7 +70,7 @@ impl RefreshReport {
 /// per kind at the end.
 #[derive(Default)]
 struct ErrorLog {
-    by_kind: BTreeMap<&'static str, (usize, String)>,
+    by_kind: BTreeMap<ErrorKind, (usize, String)>,
 }
 
 impl ErrorLog {
@@ -76,18 +78,21 @@ impl ErrorLog {
         self.record_kind(error.kind(), error.to_string(), health);
     }
 
-    fn record_kind(&mut self, kind: &'static str, message: String, health: &HealthMetrics) {
-        health.refresh_errors.with_label_values(&[kind]).inc();
+    fn record_kind(&mut self, kind: ErrorKind, message: String, health: &HealthMetrics) {
+        health
+            .refresh_errors
+            .with_label_values(&[kind.label()])
+            .inc();
         self.by_kind.entry(kind).or_insert_with(|| (0, message)).0 += 1;
     }
 
     fn report(&self, report: &mut RefreshReport) {
         for (kind, (count, first)) in &self.by_kind {
             report.errors.insert(*kind, *count);
-            if *kind == "auth" {
+            if *kind == ErrorKind::Auth {
                 tracing::error!(failed = count, error = %first, "the Monogoto API rejected the credentials; serving the last data");
             } else {
-                tracing::warn!(kind = *kind, failed = count, first_error = %first, "requests failed this refresh; their Things keep their last values");
+                tracing::warn!(kind = kind.label(), failed = count, first_error = %first, "requests failed this refresh; their Things keep their last values");
             }
         }
     }
@@ -366,7 +371,7 @@ impl Poller {
                         return (positions, iccids, None);
                     }
                     let waited = self.pacer.wait(spacing).await;
-                    self.health.budget_wait.inc_by(waited.as_secs_f64());
+                    self.health.api.budget_wait.inc_by(waited.as_secs_f64());
                     let result = self.read_batch(&iccids, poll.batch_size).await;
                     if result.as_ref().is_err_and(ApiError::is_auth) {
                         auth_failed.store(true, Ordering::Relaxed);
@@ -421,7 +426,7 @@ impl Poller {
                             inactive_interval,
                         );
                         for _ in 0..strangers {
-                            self.health.count_parse_error("ThingId");
+                            self.health.api.count_parse_error("ThingId");
                         }
                         report.things_refreshed += things.len();
                         // Compact at once: a large fleet's answers add up while the refresh runs.
@@ -441,7 +446,7 @@ impl Poller {
                     // Not sent: the credentials were rejected meanwhile.
                     None => {
                         report.failed_batches += 1;
-                        errors.record_kind("auth", String::new(), &self.health);
+                        errors.record_kind(ErrorKind::Auth, String::new(), &self.health);
                     }
                 }
                 if now >= next_publication {
@@ -959,7 +964,7 @@ mod tests {
         let client = Client::new(
             crate::monogoto::ClientOptions::new("http://127.0.0.1:9"),
             crate::monogoto::Credentials::Token("t".to_string().into()),
-            health.clone(),
+            health.api.clone(),
         )
         .expect("client");
         Poller::new(

@@ -441,5 +441,4 @@ impl Pacer {
 }
 
 #[cfg(test)]
-#[path = "schedule_tests.rs"]
 mod tests;
