@@ -86,7 +86,7 @@ fn main() {
         let previous = current.clone();
         let at = t0 + Duration::from_secs(60);
         let keep = snapshot::refreshed_within(at, stale);
-        let next = previous.advance(fresh, at, keep, |partial| current = partial);
+        let next = previous.into_next(fresh, at, keep, |partial| current = partial);
         current = next;
         let peak = PEAK.load(Ordering::Relaxed) - base;
         assert_eq!(current.len(), n);

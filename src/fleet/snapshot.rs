@@ -174,7 +174,7 @@ impl Snapshot {
     /// `stale_after` are dropped.
     pub fn next(&self, fresh: Vec<Record>, now: SystemTime, stale_after: Duration) -> Snapshot {
         self.clone()
-            .advance(fresh, now, refreshed_within(now, stale_after), |_| {})
+            .into_next(fresh, now, refreshed_within(now, stale_after), |_| {})
     }
 
     /// [`Snapshot::next`] with the Things kept decided by `keep` (given the
@@ -182,7 +182,7 @@ impl Snapshot {
     /// the progress every few buckets. The previous layout of buckets is kept while the fleet
     /// stays within a factor of two of the size it suits; past that, the
     /// fleet is laid out anew and comes out whole.
-    pub fn advance(
+    pub fn into_next(
         self,
         mut fresh: Vec<Record>,
         now: SystemTime,
@@ -384,7 +384,7 @@ fn merge(
     out
 }
 
-/// A `keep` for [`Snapshot::advance`]: Things refreshed at most `stale_after` before `now`.
+/// A `keep` for [`Snapshot::into_next`]: Things refreshed at most `stale_after` before `now`.
 pub fn refreshed_within(
     now: SystemTime,
     stale_after: Duration,
@@ -425,9 +425,9 @@ impl Fleet {
         self.current.store(Arc::new(snapshot));
     }
 
-    /// Builds and publishes the next snapshot (see [`Snapshot::advance`]),
+    /// Builds and publishes the next snapshot (see [`Snapshot::into_next`]),
     /// publishing its progress on the way; returns the number of Things.
-    pub fn advance(
+    pub fn publish_next(
         &self,
         fresh: Vec<Record>,
         now: SystemTime,
@@ -436,7 +436,7 @@ impl Fleet {
         // A build that panicked left no half-made state behind: go on.
         let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
         let previous = Snapshot::clone(&self.current.load());
-        let next = previous.advance(fresh, now, keep, |partial| self.publish(partial));
+        let next = previous.into_next(fresh, now, keep, |partial| self.publish(partial));
         let len = next.len();
         self.publish(next);
         len
@@ -628,7 +628,7 @@ mod tests {
         let mut current = first.clone();
         drop(first);
         let mut steps = 0;
-        let last = current.clone().advance(
+        let last = current.clone().into_next(
             fleet(n, false),
             t0 + Duration::from_secs(60),
             refreshed_within(t0 + Duration::from_secs(60), stale),
@@ -703,7 +703,7 @@ mod tests {
         let empty = Snapshot::empty().next(Vec::new(), t0, stale);
         assert_eq!(empty.buckets.len(), 1);
         let mut published = 0;
-        let full = empty.advance(
+        let full = empty.into_next(
             fleet(5000, true),
             t0 + Duration::from_secs(60),
             refreshed_within(t0 + Duration::from_secs(60), stale),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod login;
 pub mod metrics;
 pub mod model;
+pub mod paging;
 pub mod retry;
 
 pub use client::{Client, ClientOptions, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES, ThingIdsFormat};

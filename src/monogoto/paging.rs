@@ -1,0 +1,319 @@
+//! Paging through the API's answers: a status batch read until every SIM
+//! asked for was seen, and a `GET /things` listing that can resume where a
+//! failed page left it. Generic over the page fetch, so they are tested
+//! without HTTP.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use super::ThingStatus;
+use super::model::{ListedThing, StatusPage};
+
+/// `GET /things` answers at most this many Things a page.
+pub const THINGS_PAGE_SIZE: usize = 50;
+/// A listing longer than this many pages is cut off: a server that never
+/// answers a short page must not keep discovery going forever.
+const MAX_THINGS_PAGES: usize = 100_000;
+
+/// Reads one batch page by page: `offset` advances by the number of Things
+/// returned, until every requested Thing was seen, a page is empty, or a page
+/// brings no new Thing. A batch answered whole costs one request; a server that
+/// caps its pages below `limit` is still read to the end.
+pub async fn read_batch<F, Fut, E>(iccids: &[String], mut fetch_page: F) -> Result<BatchAnswer, E>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<StatusPage, E>>,
+{
+    let wanted: HashSet<&str> = iccids.iter().map(String::as_str).collect();
+    let mut seen: HashSet<String> = HashSet::with_capacity(wanted.len());
+    let mut answer = BatchAnswer {
+        things: Vec::with_capacity(wanted.len()),
+        ..BatchAnswer::default()
+    };
+    let mut offset = 0;
+    // Each page that continues the loop brings at least one new Thing, so
+    // this bound is never reached by a well-behaved server.
+    for _ in 0..=wanted.len() {
+        let page = fetch_page(offset).await?;
+        if page.returned == 0 {
+            break;
+        }
+        let before = seen.len();
+        for thing in page.things {
+            if !wanted.contains(thing.iccid.as_str()) {
+                // Not asked for: not ours to export (another shard's, say).
+                answer.strangers += 1;
+            } else if seen.insert(thing.iccid.clone()) {
+                answer.things.push(thing);
+            }
+        }
+        if seen.len() == wanted.len() || seen.len() == before {
+            break;
+        }
+        offset += page.returned;
+    }
+    Ok(answer)
+}
+
+/// What the API answered for one batch.
+#[derive(Debug, Default)]
+pub struct BatchAnswer {
+    /// The SIMs asked for that it returned, each once.
+    pub things: Vec<ThingStatus>,
+    /// Entries for SIMs not asked for, which are ignored.
+    pub strangers: usize,
+    /// SIMs the API refused to be asked for (400 for them alone).
+    pub rejected: Vec<String>,
+}
+
+/// A `GET /things` listing, page by page until a page comes back shorter than
+/// the page size. It keeps its progress when a page fails, so it can resume.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub found: Vec<ListedThing>,
+    seen: HashSet<String>,
+    offset: usize,
+    pub pages: usize,
+}
+
+impl Listing {
+    /// Fetches pages from where it stopped until the listing is complete, or
+    /// a page fails (the error is returned; what was listed so far stays).
+    pub async fn resume<F, Fut, E>(&mut self, mut fetch_page: F) -> Result<(), E>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<(usize, Vec<ListedThing>), E>>,
+    {
+        while self.pages < MAX_THINGS_PAGES {
+            let (returned, things) = fetch_page(self.offset).await?;
+            self.pages += 1;
+            let before = self.found.len();
+            let seen = &mut self.seen;
+            self.found
+                .extend(things.into_iter().filter(|t| seen.insert(t.iccid.clone())));
+            if returned < THINGS_PAGE_SIZE || self.found.len() == before {
+                return Ok(());
+            }
+            self.offset += returned;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn iccids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("8988{i:015}")).collect()
+    }
+
+    fn status(iccid: &str) -> ThingStatus {
+        ThingStatus {
+            iccid: iccid.to_string(),
+            ..ThingStatus::default()
+        }
+    }
+
+    /// A server answering the requested ids in order, at most `cap` a page.
+    fn server<'a>(
+        ids: &'a [String],
+        cap: usize,
+        calls: &'a RefCell<Vec<usize>>,
+    ) -> impl FnMut(usize) -> std::future::Ready<Result<StatusPage, ()>> + 'a {
+        move |offset| {
+            calls.borrow_mut().push(offset);
+            let things: Vec<_> = ids
+                .iter()
+                .skip(offset)
+                .take(cap)
+                .map(|i| status(i))
+                .collect();
+            std::future::ready(Ok(StatusPage {
+                returned: things.len(),
+                things,
+                field_errors: Vec::new(),
+            }))
+        }
+    }
+
+    fn block<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn batches_round_up() {
+        let ids = iccids(101);
+        let batches: Vec<_> = ids.chunks(50).map(<[String]>::len).collect();
+        assert_eq!(batches, vec![50, 50, 1]);
+    }
+
+    #[test]
+    fn a_batch_answered_whole_costs_one_request() {
+        let ids = iccids(50);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, server(&ids, 50, &calls)))
+            .expect("ok")
+            .things;
+        assert_eq!(things.len(), 50);
+        assert_eq!(*calls.borrow(), vec![0]);
+    }
+
+    #[test]
+    fn a_capped_server_is_read_to_the_end() {
+        let ids = iccids(50);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, server(&ids, 20, &calls)))
+            .expect("ok")
+            .things;
+        assert_eq!(things.len(), 50);
+        assert_eq!(*calls.borrow(), vec![0, 20, 40]);
+    }
+
+    #[test]
+    fn an_empty_page_stops() {
+        let ids = iccids(10);
+        let present = iccids(4);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, server(&present, 3, &calls)))
+            .expect("ok")
+            .things;
+        assert_eq!(things.len(), 4, "missing Things are simply not there");
+        assert_eq!(*calls.borrow(), vec![0, 3, 4]);
+    }
+
+    #[test]
+    fn a_page_without_new_things_stops() {
+        let ids = iccids(5);
+        let mut calls = 0;
+        let things = block(read_batch(&ids, |_offset| {
+            calls += 1;
+            // A server ignoring offset: always the same two Things.
+            std::future::ready(Ok::<_, ()>(StatusPage {
+                returned: 2,
+                things: vec![status(&ids[0]), status(&ids[1])],
+                field_errors: Vec::new(),
+            }))
+        }))
+        .expect("ok")
+        .things;
+        assert_eq!(things.len(), 2);
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn unrequested_things_are_ignored() {
+        let ids = iccids(2);
+        let stranger = status("898899999999999999");
+        let things = block(read_batch(&ids, |_| {
+            std::future::ready(Ok::<_, ()>(StatusPage {
+                returned: 3,
+                things: vec![stranger.clone(), status(&ids[0]), status(&ids[1])],
+                field_errors: Vec::new(),
+            }))
+        }))
+        .expect("ok");
+        assert_eq!(things.strangers, 1, "counted, to be reported");
+        let things = things.things;
+        assert_eq!(
+            things.iter().map(|t| t.iccid.as_str()).collect::<Vec<_>>(),
+            vec![ids[0].as_str(), ids[1].as_str()]
+        );
+    }
+
+    #[test]
+    fn a_failed_page_fails_the_batch() {
+        let ids = iccids(3);
+        let result = block(read_batch(&ids, |_| {
+            std::future::ready(Err::<StatusPage, _>("boom"))
+        }));
+        assert_eq!(result.map(|a| a.things.len()), Err("boom"));
+    }
+
+    /// Discovers a fleet of `n` from a server answering 50 a page; returns
+    /// what was found and the offsets asked for.
+    fn discover(n: usize) -> (Vec<String>, Vec<String>, Vec<usize>) {
+        let fleet = iccids(n);
+        let calls = RefCell::new(Vec::new());
+        let mut listing = Listing::default();
+        block(listing.resume(|offset| {
+            calls.borrow_mut().push(offset);
+            let page: Vec<String> = fleet
+                .iter()
+                .skip(offset)
+                .take(THINGS_PAGE_SIZE)
+                .cloned()
+                .collect();
+            std::future::ready(Ok::<_, ()>((page.len(), listed(page))))
+        }))
+        .expect("ok");
+        let found = listing.found.into_iter().map(|t| t.iccid).collect();
+        (fleet, found, calls.into_inner())
+    }
+
+    fn listed(iccids: Vec<String>) -> Vec<ListedThing> {
+        iccids
+            .into_iter()
+            .map(|iccid| ListedThing {
+                iccid,
+                inactive: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_resumes_where_a_failed_page_left_it() {
+        let fleet = iccids(120);
+        let page = |offset: usize| -> (usize, Vec<ListedThing>) {
+            let p: Vec<String> = fleet
+                .iter()
+                .skip(offset)
+                .take(THINGS_PAGE_SIZE)
+                .cloned()
+                .collect();
+            (p.len(), listed(p))
+        };
+        let mut listing = Listing::default();
+        let mut calls = Vec::new();
+        let first = block(listing.resume(|offset| {
+            calls.push(offset);
+            std::future::ready(if offset == 50 {
+                Err("deadline")
+            } else {
+                Ok(page(offset))
+            })
+        }));
+        assert_eq!(first, Err("deadline"));
+        assert_eq!(listing.found.len(), 50);
+        block(listing.resume(|offset| {
+            calls.push(offset);
+            std::future::ready(Ok::<_, &str>(page(offset)))
+        }))
+        .expect("completes");
+        assert_eq!(listing.found, listed(fleet));
+        assert_eq!(
+            calls,
+            vec![0, 50, 50, 100],
+            "the failed page is asked again, nothing before it"
+        );
+    }
+
+    #[test]
+    fn discovery_pages_until_a_short_page() {
+        let (fleet, found, offsets) = discover(120);
+        assert_eq!(found, fleet);
+        assert_eq!(offsets, vec![0, 50, 100]);
+
+        let (fleet, found, offsets) = discover(100);
+        assert_eq!(found, fleet);
+        assert_eq!(
+            offsets,
+            vec![0, 50, 100],
+            "an exact multiple ends on an empty page"
+        );
+    }
+}
