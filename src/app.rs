@@ -18,7 +18,7 @@ use crate::poller::Poller;
 use crate::reload::{Reloader, Resolve};
 
 /// In-flight scrapes get this long to finish once shutdown starts.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

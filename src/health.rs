@@ -18,20 +18,20 @@ pub struct HealthMetrics {
     pub api: Arc<ApiMetrics>,
     pub up: IntGauge,
     pub last_refresh_success: Gauge,
-    pub refresh_duration: Gauge,
+    pub(crate) refresh_duration: Gauge,
     pub things_configured: IntGauge,
     pub things_reported: IntGauge,
-    pub refresh_errors: IntCounterVec,
-    pub shard_info: IntGaugeVec,
-    pub refresh_target: Gauge,
+    pub(crate) refresh_errors: IntCounterVec,
+    pub(crate) shard_info: IntGaugeVec,
+    pub(crate) refresh_target: Gauge,
     pub things_inactive: IntGauge,
     pub things_missing: IntGauge,
     /// The failed batches of the last complete refresh by kind, for the
     /// status page (the counters add up every refresh since start).
-    pub last_refresh_errors: Mutex<BTreeMap<ErrorKind, usize>>,
-    pub shards: IntGauge,
-    pub config_last_reload_successful: IntGauge,
-    pub config_last_reload_success: Gauge,
+    pub(crate) last_refresh_errors: Mutex<BTreeMap<ErrorKind, usize>>,
+    pub(crate) shards: IntGauge,
+    pub(crate) config_last_reload_successful: IntGauge,
+    pub(crate) config_last_reload_success: Gauge,
 }
 
 impl Default for HealthMetrics {
@@ -188,14 +188,14 @@ impl HealthMetrics {
     }
 
     /// Records how a (re)load of the configuration went; a success at `unix_time`.
-    pub fn config_loaded(&self, succeeded: bool, unix_time: f64) {
+    pub(crate) fn config_loaded(&self, succeeded: bool, unix_time: f64) {
         self.config_last_reload_successful.set(i64::from(succeeded));
         if succeeded {
             self.config_last_reload_success.set(unix_time);
         }
     }
 
-    pub fn set_shard(&self, shard: Shard) {
+    pub(crate) fn set_shard(&self, shard: Shard) {
         self.shard_info.reset();
         self.shard_info
             .with_label_values(&[shard.index.to_string(), shard.count.to_string()])
@@ -205,7 +205,7 @@ impl HealthMetrics {
     }
 
     /// Appends the health metrics in the text exposition format.
-    pub fn render_into(&self, out: &mut Vec<u8>) {
+    pub(crate) fn render_into(&self, out: &mut Vec<u8>) {
         let families = self.registry.gather();
         // Encoding into a Vec cannot fail for well-formed families.
         if let Err(e) = TextEncoder::new().encode(&families, out) {
@@ -217,7 +217,7 @@ impl HealthMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monogoto::Endpoint;
+    use crate::monogoto::error::Endpoint;
 
     #[test]
     fn health_metrics_render() {

@@ -6,16 +6,17 @@
 /// Shortest ICCID accepted, trailing `F` included. The API's own documented
 /// example (`8912372646888991`) has 16 digits, so shorter forms than E.118's
 /// usual 19 or 20 exist in the wild.
-pub const MIN_LEN: usize = 10;
+pub(crate) const MIN_LEN: usize = 10;
 /// Longest ICCID accepted (ITU-T E.118 allows up to 22 characters).
-pub const MAX_LEN: usize = 22;
+pub(crate) const MAX_LEN: usize = 22;
 
 /// Why a value is not an ICCID, for error messages.
-pub const NOT_AN_ICCID: &str = "not an ICCID (10 to 22 characters: digits, optionally ending in F)";
+pub(crate) const NOT_AN_ICCID: &str =
+    "not an ICCID (10 to 22 characters: digits, optionally ending in F)";
 
 /// Checks an ICCID (digits, [`MIN_LEN`] to [`MAX_LEN`] characters, an optional
 /// trailing `F` or `f`) and returns its canonical form: trimmed, upper-case `F`.
-pub fn normalize(raw: &str) -> Result<String, &'static str> {
+pub(crate) fn normalize(raw: &str) -> Result<String, &'static str> {
     let s = raw.trim();
     let digits = s.strip_suffix(['F', 'f']).unwrap_or(s);
     if !(MIN_LEN..=MAX_LEN).contains(&s.len())

@@ -228,7 +228,7 @@ impl Reloader {
 
 /// The settings of `new` that differ from `old` and that only a restart
 /// applies, each named by its key; values that are not secret are shown.
-pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut shown = |key: &str, before: String, after: String| {
         if before != after {

@@ -32,13 +32,13 @@ impl fmt::Display for Shard {
 
 impl Shard {
     /// Whether this shard exports `iccid`.
-    pub fn owns(&self, iccid: &str) -> bool {
+    pub(crate) fn owns(&self, iccid: &str) -> bool {
         self.count <= 1 || iccid_hash(iccid) % self.count == self.index
     }
 }
 
 /// FNV-1a 64-bit of the ICCID, letters upper-cased.
-pub fn iccid_hash(iccid: &str) -> u64 {
+pub(crate) fn iccid_hash(iccid: &str) -> u64 {
     iccid.bytes().fold(FNV_OFFSET_BASIS, |hash, byte| {
         (hash ^ u64::from(byte.to_ascii_uppercase())).wrapping_mul(FNV_PRIME)
     })
@@ -46,7 +46,7 @@ pub fn iccid_hash(iccid: &str) -> u64 {
 
 /// A shard index as a number (`2`) or as a name ending in `-<ordinal>`, such
 /// as a StatefulSet pod name (`monogoto-exporter-2`).
-pub fn parse_index(value: &str) -> Option<u64> {
+pub(crate) fn parse_index(value: &str) -> Option<u64> {
     let value = value.trim();
     let digits = value.rsplit('-').next().unwrap_or(value);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -4,11 +4,11 @@
 use std::io::Write as _;
 
 /// The content type of the text format.
-pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Escapes a label value as the text format requires: backslash, double quote
 /// and line feed. Everything else, any Unicode included, passes as is.
-pub fn escape_label_value(value: &str, out: &mut Vec<u8>) {
+pub(crate) fn escape_label_value(value: &str, out: &mut Vec<u8>) {
     // Nearly every value needs no escaping: copy it whole.
     if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.extend_from_slice(value.as_bytes());
@@ -29,7 +29,7 @@ pub fn escape_label_value(value: &str, out: &mut Vec<u8>) {
 const EXACT_INTEGER: f64 = 1e15;
 
 /// Writes a sample value as the text format spells it.
-pub fn write_value(value: f64, out: &mut Vec<u8>) {
+pub(crate) fn write_value(value: f64, out: &mut Vec<u8>) {
     if value.is_nan() {
         out.extend_from_slice(b"NaN");
     } else if value.is_infinite() {

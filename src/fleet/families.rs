@@ -68,10 +68,10 @@ const FAMILIES: &[Family] = &[
 ];
 
 /// The number of per-Thing metric families.
-pub const THING_FAMILIES: usize = FAMILIES.len();
+pub(crate) const THING_FAMILIES: usize = FAMILIES.len();
 
 /// The `# HELP` and `# TYPE` lines of per-Thing family `family`.
-pub fn render_family_header(family: usize, out: &mut Vec<u8>) {
+pub(crate) fn render_family_header(family: usize, out: &mut Vec<u8>) {
     if let Some(f) = FAMILIES.get(family) {
         let text = format!(
             "# HELP {} {} {FRESHNESS}\n# TYPE {} gauge\n",
@@ -82,7 +82,7 @@ pub fn render_family_header(family: usize, out: &mut Vec<u8>) {
 }
 
 /// The sample lines of per-Thing family `family` for `things`, in order.
-pub fn render_family_lines<'a>(
+pub(crate) fn render_family_lines<'a>(
     family: usize,
     things: impl Iterator<Item = &'a Record>,
     out: &mut Vec<u8>,
@@ -143,7 +143,7 @@ pub fn render_things<'a>(things: impl Iterator<Item = &'a Record> + Clone, out: 
 /// The oldest data the snapshot still serves. Rendered with the snapshot
 /// rather than registered, because it is a property of the snapshot, and one
 /// series instead of a per-Thing one.
-pub fn render_oldest_refresh(oldest: SystemTime, out: &mut Vec<u8>) {
+pub(crate) fn render_oldest_refresh(oldest: SystemTime, out: &mut Vec<u8>) {
     let seconds = oldest
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

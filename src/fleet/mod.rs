@@ -3,7 +3,7 @@
 //! immutable snapshots that scrapes read while the poller builds the next one.
 
 pub mod families;
-pub mod record;
+pub(crate) mod record;
 pub mod snapshot;
 
 pub use record::Record;

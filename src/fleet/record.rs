@@ -145,7 +145,7 @@ impl Record {
     }
 
     /// The record as the parser's type, for comparisons and the rare merge.
-    pub fn to_status(&self) -> ThingStatus {
+    pub(crate) fn to_status(&self) -> ThingStatus {
         ThingStatus {
             iccid: self.iccid().to_string(),
             thing_name: self.thing_name().to_string(),
@@ -164,7 +164,7 @@ impl Record {
     }
 
     /// Fills the values this record's answer did not understand from `previous`.
-    pub fn keep_last_good(&mut self, previous: &Record) {
+    pub(crate) fn keep_last_good(&mut self, previous: &Record) {
         if self.unparsed.is_empty() {
             return;
         }

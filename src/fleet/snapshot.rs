@@ -101,7 +101,6 @@ impl Renderer {
 pub struct Snapshot {
     buckets: Vec<Arc<Bucket>>,
     len: usize,
-    oldest: Option<SystemTime>,
     /// The `monogoto_snapshot_oldest_refresh_timestamp_seconds` family.
     oldest_line: Option<Arc<Segment>>,
 }
@@ -163,7 +162,6 @@ impl Snapshot {
         Snapshot {
             buckets,
             len,
-            oldest,
             oldest_line,
         }
     }
@@ -305,8 +303,9 @@ impl Snapshot {
     }
 
     /// When the least recently refreshed Thing still served was refreshed.
-    pub fn oldest_refresh(&self) -> Option<SystemTime> {
-        self.oldest
+    #[cfg(test)]
+    fn oldest_refresh(&self) -> Option<SystemTime> {
+        self.buckets.iter().filter_map(|b| b.oldest).min()
     }
 
     /// The per-Thing exposition, as segments to send in order: family by
@@ -421,13 +420,13 @@ impl Fleet {
         self.current.load_full()
     }
 
-    pub fn publish(&self, snapshot: Snapshot) {
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
     }
 
     /// Builds and publishes the next snapshot (see [`Snapshot::into_next`]),
     /// publishing its progress on the way; returns the number of Things.
-    pub fn publish_next(
+    pub(crate) fn publish_next(
         &self,
         fresh: Vec<Record>,
         now: SystemTime,
@@ -447,16 +446,16 @@ impl Fleet {
         self.ready.load(Ordering::Acquire)
     }
 
-    pub fn mark_ready(&self) {
+    pub(crate) fn mark_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
 
     /// False once the poller has stopped unexpectedly.
-    pub fn is_polling(&self) -> bool {
+    pub(crate) fn is_polling(&self) -> bool {
         !self.polling_stopped.load(Ordering::Acquire)
     }
 
-    pub fn mark_polling_stopped(&self) {
+    pub(crate) fn mark_polling_stopped(&self) {
         self.polling_stopped.store(true, Ordering::Release);
     }
 }

@@ -20,7 +20,7 @@ use crate::reload::Reloader;
 use crate::exposition::text::CONTENT_TYPE_TEXT_0_0_4;
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub fleet: Arc<Fleet>,
     pub health: Arc<HealthMetrics>,
     pub telemetry_path: Arc<str>,
@@ -30,7 +30,7 @@ pub struct AppState {
     pub reloader: Option<Arc<Reloader>>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let telemetry_path = state.telemetry_path.to_string();
     Router::new()
         .route("/", get(status_page::status_page))
@@ -139,7 +139,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 /// True if `Accept-Encoding` lists gzip (or `*`) with a non-zero quality.
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()

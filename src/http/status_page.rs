@@ -22,13 +22,13 @@ use crate::http::routes::{AppState, html_escape};
 use crate::monogoto::ErrorKind;
 
 /// The page reloads itself this often, in seconds.
-pub const REFRESH_SECONDS: u32 = 10;
+pub(crate) const REFRESH_SECONDS: u32 = 10;
 /// At most this many disconnected ACTIVE SIMs are listed.
-pub const DISCONNECTED_ROWS: usize = 10;
+pub(crate) const DISCONNECTED_ROWS: usize = 10;
 /// Inline CSS only: the page needs nothing else, so nothing else may load.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'";
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'";
 
-pub async fn status_page(State(state): State<AppState>) -> Response {
+pub(crate) async fn status_page(State(state): State<AppState>) -> Response {
     let built = tokio::task::spawn_blocking(move || {
         let snapshot = state.fleet.snapshot();
         let status = Status::gather(
@@ -75,7 +75,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
 
 /// A disconnected ACTIVE SIM, as the page lists it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Disconnected {
+pub(crate) struct Disconnected {
     pub iccid: String,
     pub thing_name: String,
     /// Unix time of its last disconnection, when the API gave one.
@@ -89,11 +89,11 @@ pub struct Status {
     pub polling: bool,
     pub up: bool,
     /// Unix time; 0 until a refresh fully succeeded.
-    pub last_success: f64,
+    pub(crate) last_success: f64,
     /// 0 until a refresh completed.
-    pub refresh_duration: f64,
-    pub refresh_target: f64,
-    pub followed: u64,
+    pub(crate) refresh_duration: f64,
+    pub(crate) refresh_target: f64,
+    pub(crate) followed: u64,
     pub inactive: u64,
     pub missing: u64,
     pub reported: usize,
@@ -106,7 +106,7 @@ pub struct Status {
     /// By kind: the failed batches of the last complete refresh, and
     /// `monogoto_refresh_errors_total` (since start).
     pub errors: Vec<(&'static str, u64, u64)>,
-    pub budget_wait: f64,
+    pub(crate) budget_wait: f64,
     /// (index, count) when the fleet is sharded.
     pub shard: Option<(String, String)>,
 }
@@ -116,7 +116,12 @@ fn count(value: i64) -> u64 {
 }
 
 impl Status {
-    pub fn gather(snapshot: &Snapshot, health: &HealthMetrics, ready: bool, polling: bool) -> Self {
+    pub(crate) fn gather(
+        snapshot: &Snapshot,
+        health: &HealthMetrics,
+        ready: bool,
+        polling: bool,
+    ) -> Self {
         let mut connected = 0;
         let mut unknown = 0;
         let mut disconnected_active = 0;

@@ -24,7 +24,7 @@ pub struct RateLimit {
 
 /// No window may be longer than this: a longer one is a typo, and its
 /// arithmetic would overflow.
-pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl RateLimit {
     /// Requests per second this window sustains.
@@ -109,12 +109,12 @@ impl Budget {
         &self.0
     }
 
-    pub fn is_unlimited(&self) -> bool {
+    pub(crate) fn is_unlimited(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Requests per second the budget sustains: its tightest window's rate.
-    pub fn sustained_rate(&self) -> Option<f64> {
+    pub(crate) fn sustained_rate(&self) -> Option<f64> {
         self.0.iter().map(RateLimit::rate).reduce(f64::min)
     }
 }
@@ -155,7 +155,7 @@ impl FromStr for Budget {
 }
 
 /// Paces requests; cheap to share behind an `Arc`.
-pub struct Limiter {
+pub(crate) struct Limiter {
     state: Mutex<State>,
 }
 
@@ -173,7 +173,7 @@ struct State {
 
 /// The next free slot is after the caller's deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PastDeadline;
+pub(crate) struct PastDeadline;
 
 impl Limiter {
     pub fn new(budget: &Budget) -> Self {
@@ -204,7 +204,10 @@ impl Limiter {
     /// Waits for a slot to send one request and returns how long it waited. A
     /// slot later than `deadline` is not taken (so a request that could not
     /// be sent in time does not use up the budget of what comes next).
-    pub async fn acquire(&self, deadline: Option<Instant>) -> Result<Duration, PastDeadline> {
+    pub(crate) async fn acquire(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Duration, PastDeadline> {
         let now = Instant::now();
         let slot = {
             let mut state = self.state();
@@ -240,7 +243,7 @@ impl Limiter {
     }
 
     /// Holds every request back until `until` (the API said its window is spent).
-    pub fn pause_until(&self, until: Instant) {
+    pub(crate) fn pause_until(&self, until: Instant) {
         let mut state = self.state();
         if state.paused_until.is_none_or(|current| current < until) {
             state.paused_until = Some(until);
@@ -252,7 +255,7 @@ impl Limiter {
     /// shortest one, which is the one such headers usually describe; returns
     /// the new budget when that changed it. A higher figure is never followed:
     /// the configured budget is the operator's share of the account.
-    pub fn follow_announced_limit(&self, announced: u32) -> Option<Budget> {
+    pub(crate) fn follow_announced_limit(&self, announced: u32) -> Option<Budget> {
         let mut state = self.state();
         let lowest = state.windows.iter().map(|w| w.limit.requests).min()?;
         if announced == 0 || announced >= lowest {

@@ -19,8 +19,8 @@ use super::model::{self, StatusPage, THING_ID_PREFIX};
 use super::retry;
 
 /// Bodies larger than this are refused rather than buffered.
-pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
-pub const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// How much of an error body goes into a log line.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -42,7 +42,7 @@ enum AuthMode {
 }
 
 pub struct ClientOptions {
-    pub base_url: String,
+    pub(crate) base_url: String,
     pub timeout: Duration,
     pub max_body_size: usize,
     pub retries: u32,
@@ -260,7 +260,7 @@ impl Client {
     }
 
     /// One page of `GET /things`: the number of entries and the Things found.
-    pub async fn list_things(
+    pub(crate) async fn list_things(
         &self,
         limit: usize,
         offset: usize,
@@ -718,7 +718,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// Percent-encodes a query value, keeping RFC 3986's unreserved characters.
-pub fn encode_query_value(value: &str) -> String {
+pub(crate) fn encode_query_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -8,14 +8,14 @@ use super::model::DecodeError;
 
 /// The API endpoints, as the `endpoint` label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Auth,
     Things,
     Status,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::Auth, Endpoint::Things, Endpoint::Status];
+    pub(crate) const ALL: [Endpoint; 3] = [Endpoint::Auth, Endpoint::Things, Endpoint::Status];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -37,7 +37,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub(crate) const ALL: [ErrorKind; 5] = [
         ErrorKind::Timeout,
         ErrorKind::Connect,
         ErrorKind::Status,
@@ -123,13 +123,13 @@ impl ApiError {
     }
 
     /// Credentials are rejected: every further request would be too.
-    pub fn is_auth(&self) -> bool {
+    pub(crate) fn is_auth(&self) -> bool {
         self.kind() == ErrorKind::Auth
     }
 
     /// The API refused the request for the budget (429 to the last retry):
     /// it was not answered, but says nothing of whether the API works.
-    pub fn is_rate_limited(&self) -> bool {
+    pub(crate) fn is_rate_limited(&self) -> bool {
         matches!(self, ApiError::Status { code: 429, .. })
     }
 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 const RENEW_BEFORE_EXP: Duration = Duration::from_secs(60);
 /// After a failed login, wait at least this long before the next one, doubling
 /// up to [`MAX_LOGIN_BACKOFF`], so that the account is not locked.
-pub const MIN_LOGIN_BACKOFF: Duration = Duration::from_secs(60);
-pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MIN_LOGIN_BACKOFF: Duration = Duration::from_secs(60);
+pub(crate) const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
 /// How the exporter authenticates: a static token, or a login.
 #[derive(Debug, Clone)]
@@ -32,11 +32,11 @@ pub enum Credentials {
 pub struct Token {
     pub secret: SecretString,
     /// Increases with every login, so a 401 invalidates only the token it was answered to.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// When to log in again before using it; `None` for static tokens and tokens without `exp`.
-    pub renew_at: Option<SystemTime>,
+    pub(crate) renew_at: Option<SystemTime>,
     /// Sent as the `apikey` header, which some endpoints want.
-    pub customer_id: Option<String>,
+    pub(crate) customer_id: Option<String>,
     /// Set once a request with this token succeeded. A 401 on a token that never
     /// worked is not cured by logging in again.
     proven: AtomicBool,
@@ -58,15 +58,15 @@ impl Token {
         }
     }
 
-    pub fn mark_proven(&self) {
+    pub(crate) fn mark_proven(&self) {
         self.proven.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_proven(&self) -> bool {
+    pub(crate) fn is_proven(&self) -> bool {
         self.proven.load(Ordering::Relaxed)
     }
 
-    pub fn needs_renewal(&self, now: SystemTime) -> bool {
+    pub(crate) fn needs_renewal(&self, now: SystemTime) -> bool {
         self.renew_at.is_some_and(|at| now >= at)
     }
 }
@@ -74,11 +74,11 @@ impl Token {
 /// Login state, behind an async mutex so that concurrent requests wait for one
 /// login instead of each starting their own.
 #[derive(Default)]
-pub struct LoginState {
+pub(crate) struct LoginState {
     pub token: Option<Arc<Token>>,
-    pub generation: u64,
-    pub failures: u32,
-    pub next_attempt: Option<Instant>,
+    pub(crate) generation: u64,
+    pub(crate) failures: u32,
+    pub(crate) next_attempt: Option<Instant>,
 }
 
 impl LoginState {
@@ -98,7 +98,7 @@ impl LoginState {
     }
 
     /// How long until a login may be tried again; `None` when it may now.
-    pub fn backoff_left(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn backoff_left(&self, now: Instant) -> Option<Duration> {
         self.next_attempt
             .and_then(|at| at.checked_duration_since(now))
             .filter(|d| !d.is_zero())
@@ -106,7 +106,7 @@ impl LoginState {
 }
 
 /// 1 min, 2 min, 4 min, ... capped at 15 min.
-pub fn login_backoff(previous_failures: u32) -> Duration {
+pub(crate) fn login_backoff(previous_failures: u32) -> Duration {
     let factor = 1u32
         .checked_shl(previous_failures.min(10))
         .unwrap_or(u32::MAX);
@@ -117,7 +117,7 @@ pub fn login_backoff(previous_failures: u32) -> Duration {
 
 /// The `exp` and `iat` claims of a JWT, read without verifying the signature
 /// (we only need to know when the server will stop accepting it).
-pub fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
+pub(crate) fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
@@ -138,7 +138,7 @@ pub fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
 /// The lifetime is taken from `exp - iat` when the token says when it was
 /// issued, so a server clock that differs from ours does not make every
 /// token look expired. `None` when the token carries no usable expiry.
-pub fn renew_at(token: &str, obtained: SystemTime) -> Option<SystemTime> {
+pub(crate) fn renew_at(token: &str, obtained: SystemTime) -> Option<SystemTime> {
     let (expiry, issued) = jwt_times(token)?;
     let lifetime = match issued {
         Some(issued) => expiry.duration_since(issued).ok()?,
@@ -149,7 +149,7 @@ pub fn renew_at(token: &str, obtained: SystemTime) -> Option<SystemTime> {
 }
 
 /// When to log in again, given when the token was obtained and when it expires.
-pub fn renewal_time(obtained: SystemTime, expiry: SystemTime) -> SystemTime {
+pub(crate) fn renewal_time(obtained: SystemTime, expiry: SystemTime) -> SystemTime {
     let lifetime = expiry.duration_since(obtained).unwrap_or_default();
     let margin = RENEW_BEFORE_EXP.min(lifetime / 5);
     expiry - margin
@@ -158,7 +158,7 @@ pub fn renewal_time(obtained: SystemTime, expiry: SystemTime) -> SystemTime {
 /// Reads the token and customer id out of a `POST /Auth` answer. The
 /// documented field is `token`; a few spellings and a `Data` envelope are
 /// accepted as well.
-pub fn parse_login_answer(body: &[u8]) -> Option<(String, Option<String>)> {
+pub(crate) fn parse_login_answer(body: &[u8]) -> Option<(String, Option<String>)> {
     let root: Value = serde_json::from_slice(body).ok()?;
     let obj = match root.get("Data").or_else(|| root.get("data")) {
         Some(inner @ Value::Object(_)) if token_of(inner).is_some() => inner,

@@ -10,11 +10,11 @@ use super::model::PARSE_ERROR_FIELDS;
 
 pub struct ApiMetrics {
     pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
+    pub(crate) request_duration: HistogramVec,
     pub retries: IntCounterVec,
     pub rate_limited: IntCounter,
     pub parse_errors: IntCounterVec,
-    pub budget_wait: Counter,
+    pub(crate) budget_wait: Counter,
 }
 
 impl Default for ApiMetrics {
@@ -88,7 +88,7 @@ impl ApiMetrics {
     }
 
     /// Registers every metric with `registry`.
-    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+    pub(crate) fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.requests.clone()))?;
         registry.register(Box::new(self.request_duration.clone()))?;
         registry.register(Box::new(self.retries.clone()))?;
@@ -97,7 +97,7 @@ impl ApiMetrics {
         registry.register(Box::new(self.budget_wait.clone()))
     }
 
-    pub fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
+    pub(crate) fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
         self.requests
             .with_label_values(&[endpoint.label(), code])
             .inc();
@@ -106,7 +106,7 @@ impl ApiMetrics {
             .observe(seconds);
     }
 
-    pub fn count_parse_error(&self, field: &str) {
+    pub(crate) fn count_parse_error(&self, field: &str) {
         self.parse_errors.with_label_values(&[field]).inc();
     }
 }

@@ -8,11 +8,13 @@ pub mod error;
 pub mod login;
 pub mod metrics;
 pub mod model;
-pub mod paging;
+pub(crate) mod paging;
 pub mod retry;
 
-pub use client::{Client, ClientOptions, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES, ThingIdsFormat};
-pub use error::{ApiError, Endpoint, ErrorKind};
+pub use client::{Client, ClientOptions, ThingIdsFormat};
+pub(crate) use client::{DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES};
+pub use error::ApiError;
+pub(crate) use error::ErrorKind;
 pub use login::Credentials;
 pub use metrics::ApiMetrics;
 pub use model::ThingStatus;

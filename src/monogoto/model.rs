@@ -3,12 +3,11 @@
 //! understood ([`FieldError`], [`Unparsed`]). How a body becomes these is in
 //! `monogoto::decode`, whose entry points are re-exported here.
 
-pub use super::decode::{
-    parse_status_page, parse_things_listing, parse_things_page, parse_timestamp,
-};
+pub(crate) use super::decode::parse_things_listing;
+pub use super::decode::{parse_status_page, parse_things_page};
 
 /// The prefix of a Thing's id; the rest is its ICCID.
-pub const THING_ID_PREFIX: &str = "ThingId_ICCID_";
+pub(crate) const THING_ID_PREFIX: &str = "ThingId_ICCID_";
 
 /// One Thing's data-session status as the exporter understands it.
 /// `None` means unknown: absent from the answer or not understood.
@@ -30,25 +29,25 @@ pub struct ThingStatus {
     pub session_start: Option<f64>,
     /// The values that were present but not understood: the snapshot keeps
     /// their last good values instead of dropping the series.
-    pub unparsed: Unparsed,
+    pub(crate) unparsed: Unparsed,
 }
 
 /// A set of [`ThingStatus`] values, as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Unparsed(pub u16);
+pub(crate) struct Unparsed(pub u16);
 
 impl Unparsed {
-    pub const THING_NAME: u16 = 1 << 0;
-    pub const IMSI: u16 = 1 << 1;
+    pub(crate) const THING_NAME: u16 = 1 << 0;
+    pub(crate) const IMSI: u16 = 1 << 1;
     pub const MSISDN: u16 = 1 << 2;
-    pub const PROVISION_STATUS: u16 = 1 << 3;
+    pub(crate) const PROVISION_STATUS: u16 = 1 << 3;
     pub const CONNECTED: u16 = 1 << 4;
-    pub const ACTIVE_SESSIONS: u16 = 1 << 5;
-    pub const UPLINK: u16 = 1 << 6;
-    pub const DOWNLINK: u16 = 1 << 7;
-    pub const LAST_CONNECTION: u16 = 1 << 8;
-    pub const LAST_DISCONNECTION: u16 = 1 << 9;
-    pub const SESSION_START: u16 = 1 << 10;
+    pub(crate) const ACTIVE_SESSIONS: u16 = 1 << 5;
+    pub(crate) const UPLINK: u16 = 1 << 6;
+    pub(crate) const DOWNLINK: u16 = 1 << 7;
+    pub(crate) const LAST_CONNECTION: u16 = 1 << 8;
+    pub(crate) const LAST_DISCONNECTION: u16 = 1 << 9;
+    pub(crate) const SESSION_START: u16 = 1 << 10;
 
     pub fn has(self, bits: u16) -> bool {
         self.0 & bits != 0
@@ -79,7 +78,7 @@ fn keep<T>(unparsed: Unparsed, bit: u16, value: &mut Option<T>, previous: Option
 
 impl ThingStatus {
     /// Fills the values this status could not understand from `previous`.
-    pub fn keep_last_good(&mut self, previous: &ThingStatus) {
+    pub(crate) fn keep_last_good(&mut self, previous: &ThingStatus) {
         let u = self.unparsed;
         if u.has(Unparsed::THING_NAME) {
             self.thing_name.clone_from(&previous.thing_name);
@@ -140,11 +139,11 @@ impl ThingStatus {
 
 /// A value that could not be understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unparseable;
+pub(crate) struct Unparseable;
 
 /// A field of the answer that could not be understood; the name is the API's
 /// field name and becomes the `field` label of `monogoto_parse_errors_total`.
-pub type FieldError = &'static str;
+pub(crate) type FieldError = &'static str;
 
 /// One decoded page of `GET /thing/status`.
 #[derive(Debug, Default, PartialEq)]
@@ -169,7 +168,7 @@ pub enum DecodeError {
 
 /// One decoded page of `GET /things`.
 #[derive(Debug, Default, PartialEq)]
-pub struct ThingsPage {
+pub(crate) struct ThingsPage {
     /// Entries in the listing, understood or not: paging advances by this.
     pub returned: usize,
     /// The ICCIDs listed, canonical, in order.
@@ -184,7 +183,7 @@ pub struct ThingsPage {
 
 /// A Thing as a `GET /things` listing names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedThing {
+pub(crate) struct ListedThing {
     pub iccid: String,
     /// What its `State` says: inactive (SUSPENDED, RETIRED) or not; `None`
     /// when the listing does not say.
@@ -203,7 +202,7 @@ impl ThingsPage {
 }
 
 /// A provisioning status whose SIM cannot connect, so that it is polled rarely.
-pub fn is_inactive_status(status: &str) -> bool {
+pub(crate) fn is_inactive_status(status: &str) -> bool {
     let status = status.trim();
     status.eq_ignore_ascii_case("SUSPENDED") || status.eq_ignore_ascii_case("RETIRED")
 }
@@ -211,24 +210,24 @@ pub fn is_inactive_status(status: &str) -> bool {
 /// The API's field names a [`FieldError`] can name, defined once: the decoder
 /// matches keys against them and reports its errors with them.
 pub mod field {
-    pub const THING_ID: &str = "ThingId";
-    pub const THING_NAME: &str = "ThingName";
-    pub const ACTIVE_IMSI: &str = "ActiveIMSI";
+    pub(crate) const THING_ID: &str = "ThingId";
+    pub(crate) const THING_NAME: &str = "ThingName";
+    pub(crate) const ACTIVE_IMSI: &str = "ActiveIMSI";
     pub const MSISDN: &str = "MSISDN";
-    pub const PROVISION_STATUS: &str = "ProvisionStatus";
-    pub const CONNECTION_STATUS: &str = "ConnectionStatus";
-    pub const ACTIVE_SESSIONS: &str = "ActiveSessions";
-    pub const UPLINK_THROUGHPUT: &str = "UplinkThroughput";
-    pub const DOWNLINK_THROUGHPUT: &str = "DownlinkThroughput";
-    pub const LAST_CONNECTED_TIME: &str = "LastConnectedTime";
-    pub const LAST_CONNECTION_TIME: &str = "LastConnectionTime";
-    pub const LAST_DISCONNECTION_TIME: &str = "LastDisconnectionTime";
-    pub const DATA: &str = "Data";
+    pub(crate) const PROVISION_STATUS: &str = "ProvisionStatus";
+    pub(crate) const CONNECTION_STATUS: &str = "ConnectionStatus";
+    pub(crate) const ACTIVE_SESSIONS: &str = "ActiveSessions";
+    pub(crate) const UPLINK_THROUGHPUT: &str = "UplinkThroughput";
+    pub(crate) const DOWNLINK_THROUGHPUT: &str = "DownlinkThroughput";
+    pub(crate) const LAST_CONNECTED_TIME: &str = "LastConnectedTime";
+    pub(crate) const LAST_CONNECTION_TIME: &str = "LastConnectionTime";
+    pub(crate) const LAST_DISCONNECTION_TIME: &str = "LastDisconnectionTime";
+    pub(crate) const DATA: &str = "Data";
 }
 
 /// Every [`FieldError`] there can be: the values of the `field` label of
 /// `monogoto_parse_errors_total`.
-pub const PARSE_ERROR_FIELDS: &[FieldError] = &[
+pub(crate) const PARSE_ERROR_FIELDS: &[FieldError] = &[
     field::THING_ID,
     field::THING_NAME,
     field::ACTIVE_IMSI,

@@ -10,7 +10,7 @@ use super::ThingStatus;
 use super::model::{ListedThing, StatusPage};
 
 /// `GET /things` answers at most this many Things a page.
-pub const THINGS_PAGE_SIZE: usize = 50;
+pub(crate) const THINGS_PAGE_SIZE: usize = 50;
 /// A listing longer than this many pages is cut off: a server that never
 /// answers a short page must not keep discovery going forever.
 const MAX_THINGS_PAGES: usize = 100_000;
@@ -19,7 +19,10 @@ const MAX_THINGS_PAGES: usize = 100_000;
 /// returned, until every requested Thing was seen, a page is empty, or a page
 /// brings no new Thing. A batch answered whole costs one request; a server that
 /// caps its pages below `limit` is still read to the end.
-pub async fn read_batch<F, Fut, E>(iccids: &[String], mut fetch_page: F) -> Result<BatchAnswer, E>
+pub(crate) async fn read_batch<F, Fut, E>(
+    iccids: &[String],
+    mut fetch_page: F,
+) -> Result<BatchAnswer, E>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<StatusPage, E>>,
@@ -57,20 +60,20 @@ where
 
 /// What the API answered for one batch.
 #[derive(Debug, Default)]
-pub struct BatchAnswer {
+pub(crate) struct BatchAnswer {
     /// The SIMs asked for that it returned, each once.
     pub things: Vec<ThingStatus>,
     /// Entries for SIMs not asked for, which are ignored.
-    pub strangers: usize,
+    pub(crate) strangers: usize,
     /// SIMs the API refused to be asked for (400 for them alone).
-    pub rejected: Vec<String>,
+    pub(crate) rejected: Vec<String>,
 }
 
 /// A `GET /things` listing, page by page until a page comes back shorter than
 /// the page size. It keeps its progress when a page fails, so it can resume.
 #[derive(Debug, Default)]
-pub struct Listing {
-    pub found: Vec<ListedThing>,
+pub(crate) struct Listing {
+    pub(crate) found: Vec<ListedThing>,
     seen: HashSet<String>,
     offset: usize,
     pub pages: usize,
@@ -79,7 +82,7 @@ pub struct Listing {
 impl Listing {
     /// Fetches pages from where it stopped until the listing is complete, or
     /// a page fails (the error is returned; what was listed so far stays).
-    pub async fn resume<F, Fut, E>(&mut self, mut fetch_page: F) -> Result<(), E>
+    pub(crate) async fn resume<F, Fut, E>(&mut self, mut fetch_page: F) -> Result<(), E>
     where
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = Result<(usize, Vec<ListedThing>), E>>,

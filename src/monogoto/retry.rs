@@ -6,15 +6,15 @@ use std::time::{Duration, SystemTime};
 use chrono::DateTime;
 
 /// The first retry waits up to this long; each further one doubles it.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// No single backoff waits longer than this.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A rate-limit window we know nothing of is assumed to end this far ahead.
-pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
 
 /// Full jitter: uniformly random between zero and the exponential ceiling,
 /// so that clients failing together do not retry together.
-pub fn backoff(retry: u32, random_unit: f64) -> Duration {
+pub(crate) fn backoff(retry: u32, random_unit: f64) -> Duration {
     let ceiling = BACKOFF_BASE
         .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
         .min(BACKOFF_CAP);

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod report;
-pub mod schedule;
+pub(crate) mod schedule;
 
 use report::ErrorLog;
 pub use report::RefreshReport;
@@ -188,7 +188,7 @@ impl Poller {
     /// next publication, which a refresh in progress makes at once.
     /// `poll.timeout` and `poll.retries` belong to the API client, which a
     /// reload does not rebuild: they are ignored here.
-    pub fn reconfigure(
+    pub(crate) fn reconfigure(
         &self,
         poll: PollConfig,
         configured: Vec<String>,
@@ -562,7 +562,7 @@ impl Poller {
     }
 
     /// Keeps only this shard's ICCIDs, configured and discovered.
-    pub fn with_shard(mut self, shard: Shard) -> Self {
+    pub(crate) fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = shard;
         let settings = self.settings.get_mut().unwrap_or_else(|p| p.into_inner());
         Arc::make_mut(&mut settings.configured).retain(|iccid| shard.owns(iccid));
@@ -574,7 +574,7 @@ impl Poller {
     }
 
     /// Sets how often discovery lists the Things again.
-    pub fn with_discover_interval(mut self, interval: Duration) -> Self {
+    pub(crate) fn with_discover_interval(mut self, interval: Duration) -> Self {
         self.settings
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())

@@ -11,8 +11,8 @@ use crate::monogoto::{ApiError, ErrorKind};
 pub struct RefreshReport {
     pub batches: usize,
     pub failed_batches: usize,
-    pub discovery_failed: bool,
-    pub things_refreshed: usize,
+    pub(crate) discovery_failed: bool,
+    pub(crate) things_refreshed: usize,
     /// Failed batches (and discoveries) by [`ApiError::kind`].
     pub errors: BTreeMap<ErrorKind, usize>,
 }

@@ -19,7 +19,7 @@ use crate::monogoto::budget::Budget;
 use crate::monogoto::model::is_inactive_status;
 
 /// The default stale-after is this many refresh targets.
-pub const STALE_AFTER_TARGETS: u32 = 3;
+pub(crate) const STALE_AFTER_TARGETS: u32 = 3;
 /// An inactive SIM's series stay this many inactive intervals.
 const INACTIVE_STALE_INTERVALS: u32 = 3;
 /// Discovery may take at most this share of the budget; a listing that would
@@ -31,37 +31,37 @@ const MIN_ACTIVE_SHARE: f64 = 0.1;
 
 /// How a refresh spends the budget.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub active: usize,
+pub(crate) struct Plan {
+    pub(crate) active: usize,
     pub inactive: usize,
     /// Status requests a refresh costs on average: the active tier's batches
     /// and the inactive tier's share.
-    pub requests_per_refresh: f64,
+    pub(crate) requests_per_refresh: f64,
     pub budget: Budget,
     /// The longer of the interval and what the budget allows.
     pub target: Duration,
     /// Time between status requests; zero when the fleet fits the interval
     /// and requests may go as fast as the budget's windows let them.
-    pub spacing: Duration,
+    pub(crate) spacing: Duration,
     /// Batches of the rarely polled tier a refresh takes at most, so that
     /// SIMs that come due together are spread over refreshes instead of
     /// delaying the active tier.
-    pub inactive_batches_per_refresh: usize,
+    pub(crate) inactive_batches_per_refresh: usize,
     /// In force: as configured but at least the target, or 3 targets.
     pub stale_after: Duration,
     /// An explicit stale-after shorter than the target was raised to it.
-    pub stale_after_raised: bool,
+    pub(crate) stale_after_raised: bool,
     /// How often discovery lists the fleet, when it does.
-    pub discover_every: Option<Duration>,
+    pub(crate) discover_every: Option<Duration>,
 }
 
 /// What a plan is made from, besides the poll settings and the budget.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Fleet {
-    pub active: usize,
+    pub(crate) active: usize,
     pub inactive: usize,
     /// `GET /things` pages a full listing takes, with discovery on.
-    pub listing_pages: Option<usize>,
+    pub(crate) listing_pages: Option<usize>,
 }
 
 pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval: Duration) -> Plan {
@@ -121,7 +121,7 @@ pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval:
 
 /// How often discovery lists the fleet: the configured interval, or less
 /// often when a listing of `pages` would take more than its share of the budget.
-pub fn discover_every(pages: usize, budget: &Budget, configured: Duration) -> Duration {
+pub(crate) fn discover_every(pages: usize, budget: &Budget, configured: Duration) -> Duration {
     match budget.sustained_rate() {
         Some(rate) => configured.max(seconds(pages as f64 / (rate * DISCOVERY_SHARE))),
         None => configured,
@@ -134,7 +134,7 @@ fn seconds(s: f64) -> Duration {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Tier {
+pub(crate) enum Tier {
     /// Polled every refresh: ACTIVE, TEST_ACTIVE, PROVISIONED, unknown status.
     #[default]
     Active,
@@ -164,7 +164,7 @@ struct SimState {
 }
 
 /// How a batch went, for the SIMs in it.
-pub enum Outcome<'a> {
+pub(crate) enum Outcome<'a> {
     /// Answered; the SIMs it returned with their provisioning status, and
     /// those the API refused to be asked for (400 for them alone).
     Answered {
@@ -180,7 +180,7 @@ const REJECTED_RETRY: Duration = Duration::from_secs(3600);
 
 /// The SIMs followed and what is known of each.
 #[derive(Default)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     followed: Arc<Vec<String>>,
     sims: Vec<SimState>,
     /// Followed before and not any more: they leave /metrics at once.
@@ -188,12 +188,12 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn followed(&self) -> &Arc<Vec<String>> {
+    pub(crate) fn followed(&self) -> &Arc<Vec<String>> {
         &self.followed
     }
 
     /// Whether SIMs followed before are no longer, and have yet to leave /metrics.
-    pub fn has_dropped(&self) -> bool {
+    pub(crate) fn has_dropped(&self) -> bool {
         !self.dropped.is_empty()
     }
 
@@ -304,12 +304,13 @@ impl Schedule {
             .collect()
     }
 
-    pub fn iccid(&self, position: usize) -> &str {
+    #[cfg(test)]
+    pub(crate) fn iccid(&self, position: usize) -> &str {
         &self.followed[position]
     }
 
     /// Records how a batch of `positions` went.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         positions: &[usize],
         outcome: Outcome<'_>,
@@ -387,7 +388,7 @@ impl Schedule {
     /// for and not answered for longer than their staleness (`stale_after`;
     /// for SUSPENDED and RETIRED SIMs 3x the inactive interval if longer). A
     /// SIM whose requests were not sent (the budget, a pause) stays.
-    pub fn evictions(
+    pub(crate) fn evictions(
         &mut self,
         now: Instant,
         stale_after: Duration,
@@ -421,7 +422,7 @@ impl Schedule {
 /// last one given out, never earlier than now (a pacer that fell behind does
 /// not burst to catch up).
 #[derive(Default)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     next: std::sync::Mutex<Option<Instant>>,
 }
 

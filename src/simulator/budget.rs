@@ -160,11 +160,11 @@ pub struct PollSummary {
     /// worst age its data reached.
     pub worst_gap_seconds: f64,
     /// The median over Things of each one's longest gap, in seconds.
-    pub median_gap_seconds: f64,
+    pub(crate) median_gap_seconds: f64,
     /// The 99th percentile of the same.
-    pub p99_gap_seconds: f64,
+    pub(crate) p99_gap_seconds: f64,
     /// The longest gap among the Things whose index is in the set asked for.
-    pub worst_gap_seconds_of_selection: Option<f64>,
+    pub(crate) worst_gap_seconds_of_selection: Option<f64>,
 }
 
 impl PollLog {

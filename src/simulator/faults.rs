@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::SimEndpoint;
 
 /// No injected delay (hang or latency) holds an answer longer than this.
-pub const MAX_FAULT_DELAY: Duration = Duration::from_secs(600);
+pub(crate) const MAX_FAULT_DELAY: Duration = Duration::from_secs(600);
 
 /// A fault-injection rule: which requests it takes over and what they get.
 ///
@@ -111,7 +111,7 @@ pub enum RetryAfter {
 }
 
 /// The syntax of `--fault SPEC`, for `--help` and error messages.
-pub const FAULT_SPEC_HELP: &str = "\
+pub(crate) const FAULT_SPEC_HELP: &str = "\
 SPEC is KIND[=VALUE] followed by optional ,OPTION=VALUE parts:
   latency=DURATION         delay the answer (200ms, 2s; a bare number is milliseconds)
   hang                     never answer (until the client gives up; at most 10 minutes)

@@ -45,9 +45,8 @@ mod fleet;
 mod tests;
 
 pub use budget::PollSummary;
-pub use faults::{
-    FAULT_SPEC_HELP, FaultKind, FaultRule, MAX_FAULT_DELAY, ParseFaultError, RetryAfter,
-};
+pub(crate) use faults::{FAULT_SPEC_HELP, MAX_FAULT_DELAY};
+pub use faults::{FaultKind, FaultRule, ParseFaultError};
 pub use fleet::ThingTruth;
 
 use api::{handle_auth, handle_status, handle_things};
@@ -280,7 +279,7 @@ impl Simulator {
 
     /// The API plus the `/_sim` control API. Served other than by [`serve`](Self::serve)
     /// or [`spawn`](Self::spawn), hung requests end only after [`MAX_FAULT_DELAY`].
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         Router::new()
             .route("/Auth", post(handle_auth))
             .route("/things", get(handle_things))
@@ -511,7 +510,8 @@ impl Simulator {
         st.static_revoked = true;
     }
 
-    pub fn set_page_cap(&self, cap: Option<usize>) {
+    #[cfg(test)]
+    pub(crate) fn set_page_cap(&self, cap: Option<usize>) {
         self.lock().page_cap = cap;
     }
 
@@ -521,7 +521,8 @@ impl Simulator {
     }
 
     /// Moves a frozen clock forward (freezes at now+by if not frozen).
-    pub fn advance_time(&self, by: Duration) {
+    #[cfg(test)]
+    pub(crate) fn advance_time(&self, by: Duration) {
         let mut st = self.lock();
         let base = st.frozen.unwrap_or_else(SystemTime::now);
         // Overflow is out of any sensible range: keep the clock where it is.

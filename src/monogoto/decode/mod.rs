@@ -30,7 +30,8 @@ mod thing;
 mod time;
 mod visitor;
 
-pub use time::parse_timestamp;
+#[cfg(test)]
+use time::parse_timestamp;
 
 /// Decodes a `GET /thing/status` body. Trusted only if `Success` is true and
 /// `Data` is an array.
@@ -60,7 +61,7 @@ pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
 
 /// Decodes a `GET /things` body (a bare array; an enveloped `Data` array is
 /// accepted too) into the ICCIDs it lists, in order.
-pub fn parse_things_listing(body: &[u8]) -> Result<ThingsPage, DecodeError> {
+pub(crate) fn parse_things_listing(body: &[u8]) -> Result<ThingsPage, DecodeError> {
     decode(body, Any(ThingsRoot))?.ok_or(DecodeError::NotAList)
 }
 

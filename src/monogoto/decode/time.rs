@@ -3,6 +3,7 @@
 //! before 1970 mean never.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+#[cfg(test)]
 use serde_json::Value;
 
 use super::thing::number;
@@ -26,7 +27,8 @@ pub(super) fn timestamp_field(
 /// A point in time as epoch seconds. Accepts RFC 3339, `YYYY-MM-DD HH:MM:SS`
 /// (UTC), and epoch seconds or milliseconds as numbers or numeric strings.
 /// `Ok(None)` is unknown (null, empty, or zero, which the API uses for never).
-pub fn parse_timestamp(value: &Value) -> Result<Option<f64>, Unparseable> {
+#[cfg(test)]
+pub(super) fn parse_timestamp(value: &Value) -> Result<Option<f64>, Unparseable> {
     timestamp(&Scalar::from(value))
 }
 

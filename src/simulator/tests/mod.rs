@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::api::parse_query;
 use super::fault_answers::{OVERSIZED_CHUNK, http_date};
+use super::faults::RetryAfter;
 use super::fleet::{THING_ID_PREFIX, TimeFormat, encode_time, epoch_secs};
 use super::*;
 
