@@ -14,7 +14,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::auth::RateLimiter;
+use super::throttle::Throttle;
 use super::tls::{self, ClientAuth, TlsMaterial, TlsVersion};
 
 /// The headers exporter-toolkit lets a file set, with their allowed values
@@ -32,7 +32,7 @@ const ALLOWED_HEADERS: &[(&str, &[&str])] = &[
 pub struct WebConfigError(String);
 
 impl WebConfigError {
-    pub fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         WebConfigError(message.into())
     }
 }
@@ -46,20 +46,20 @@ impl fmt::Display for WebConfigError {
 impl std::error::Error for WebConfigError {}
 
 /// One validated version of the file, ready to serve with.
-pub struct WebConfig {
+pub(crate) struct WebConfig {
     /// None: plain HTTP.
-    pub tls: Option<Arc<ServerConfig>>,
-    pub client_auth: ClientAuth,
-    pub http2: bool,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) http2: bool,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// User name to bcrypt hash; empty: no basic auth.
-    pub users: BTreeMap<String, String>,
-    pub rate_limit: Option<RateLimiter>,
+    pub(crate) users: BTreeMap<String, String>,
+    pub(crate) rate_limit: Option<Throttle>,
     /// Keys that are accepted for compatibility but have no effect here.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// SHA-256 of every byte this version was built from (the file and the
     /// files it names), so a reload can tell whether anything changed.
-    pub fingerprint: [u8; 32],
+    pub(crate) fingerprint: [u8; 32],
 }
 
 // Hand-written so that neither the key nor the password hashes can reach a log.
@@ -187,7 +187,7 @@ impl Sources {
 
 impl WebConfig {
     /// Reads and validates the file at `path` and every file it names.
-    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| WebConfigError::new(format!("cannot read: {e}")))?;
         let dir = match path.parent() {
@@ -198,7 +198,7 @@ impl WebConfig {
     }
 
     /// Validates `text`, reading the files it names relative to `dir`.
-    pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, WebConfigError> {
+    pub(crate) fn parse(text: &str, dir: &Path) -> Result<WebConfig, WebConfigError> {
         let raw: RawFile = if text.trim().is_empty() {
             RawFile::default()
         } else {
@@ -462,7 +462,7 @@ fn validate_users(
     Ok(users)
 }
 
-fn validate_rate_limit(raw: RawRateLimit) -> Result<Option<RateLimiter>, WebConfigError> {
+fn validate_rate_limit(raw: RawRateLimit) -> Result<Option<Throttle>, WebConfigError> {
     let interval = match raw.interval {
         None | Some(RawDuration::Int(0)) => return Ok(None),
         Some(RawDuration::Int(n)) => {
@@ -491,13 +491,13 @@ fn validate_rate_limit(raw: RawRateLimit) -> Result<Option<RateLimiter>, WebConf
             "rate_limit.burst: must be at least 1 when rate_limit.interval is set",
         ));
     }
-    Ok(Some(RateLimiter::new(interval, burst)))
+    Ok(Some(Throttle::new(interval, burst)))
 }
 
 /// Only for tests: how long the limiter waits between requests.
 #[cfg(test)]
 fn interval_of(config: &WebConfig) -> Option<std::time::Duration> {
-    config.rate_limit.as_ref().map(RateLimiter::interval)
+    config.rate_limit.as_ref().map(Throttle::interval)
 }
 
 #[cfg(test)]

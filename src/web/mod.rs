@@ -5,12 +5,13 @@
 //! Whether the listener speaks TLS is fixed at start-up, as in exporter-toolkit;
 //! everything else (certificates, users, headers, ...) follows the file. How
 //! long and how many connections are kept is the same with or without a file
-//! (see [`connections`]).
+//! (see `connections`).
 
-pub mod auth;
-pub mod config;
-pub mod connections;
-pub mod tls;
+mod config;
+pub(crate) mod connections;
+mod guard;
+mod throttle;
+mod tls;
 
 use std::future::Future;
 use std::io;
@@ -23,7 +24,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{WebConfig, WebConfigError};
+pub(crate) use config::WebConfig;
+pub use config::WebConfigError;
 pub use connections::{Limits, raise_open_file_limit};
 
 /// How often the web configuration file (and the files it names) is checked for changes.
@@ -31,7 +33,7 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A listener and router ready to serve, with the web configuration already
 /// validated, so that a bad file stops start-up rather than the first scrape.
-pub struct Server {
+pub(crate) struct Server {
     listener: TcpListener,
     router: Router,
     web: Option<Web>,
@@ -44,7 +46,7 @@ struct Web {
 }
 
 impl Server {
-    pub fn new(
+    pub(crate) fn new(
         listener: TcpListener,
         router: Router,
         web_config: Option<&Path>,
@@ -71,8 +73,8 @@ impl Server {
             "web configuration loaded"
         );
         let live = Arc::new(ArcSwap::from_pointee(config));
-        let guard = Arc::new(auth::Guard::new(live.clone()));
-        let router = router.layer(axum::middleware::from_fn_with_state(guard, auth::guard));
+        let shared = Arc::new(guard::Guard::new(live.clone()));
+        let router = router.layer(axum::middleware::from_fn_with_state(shared, guard::guard));
         Ok(Server {
             listener,
             router,
@@ -85,7 +87,7 @@ impl Server {
     }
 
     /// Whether the listener speaks TLS (fixed for the life of the server).
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.web
             .as_ref()
             .is_some_and(|web| web.live.load().tls.is_some())
@@ -93,7 +95,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting and waits for
     /// the connections in flight (the caller bounds that wait).
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
@@ -131,28 +133,6 @@ fn no_delay(tcp: &mut tokio::net::TcpStream) {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-}
-
-/// [`Server::new`] and [`Server::serve`] in one.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    web_config: Option<&Path>,
-    limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    Server::new(listener, router, web_config, limits)?
-        .serve(shutdown)
-        .await?;
-    Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("web configuration: {0}")]
-    Config(#[from] WebConfigError),
-    #[error("{0}")]
-    Io(#[from] io::Error),
 }
 
 /// Re-reads the file every [`RELOAD_INTERVAL`] and on SIGHUP. A valid new

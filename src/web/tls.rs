@@ -18,7 +18,7 @@ use tokio_rustls::rustls::{
 
 /// `client_auth_type`, named as Go's `tls.ClientAuthType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     NoClientCert,
     RequestClientCert,
     RequireAnyClientCert,
@@ -27,10 +27,10 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
-    pub const NAMES: &'static str = "NoClientCert, RequestClientCert, RequireAnyClientCert, \
+    pub(crate) const NAMES: &'static str = "NoClientCert, RequestClientCert, RequireAnyClientCert, \
                                      VerifyClientCertIfGiven, RequireAndVerifyClientCert";
 
-    pub fn parse(value: &str) -> Option<ClientAuth> {
+    pub(crate) fn parse(value: &str) -> Option<ClientAuth> {
         Some(match value {
             "" | "NoClientCert" => ClientAuth::NoClientCert,
             "RequestClientCert" => ClientAuth::RequestClientCert,
@@ -66,7 +66,7 @@ impl fmt::Display for ClientAuth {
 /// `min_version` / `max_version`. TLS 1.0 and 1.1 are refused when parsing:
 /// rustls does not implement them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TlsVersion {
+pub(crate) enum TlsVersion {
     Tls12,
     Tls13,
 }
@@ -81,15 +81,15 @@ impl TlsVersion {
 }
 
 /// Everything a `ServerConfig` is built from, already read and decoded.
-pub struct TlsMaterial {
-    pub cert_chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-    pub client_auth: ClientAuth,
-    pub client_cas: Vec<CertificateDer<'static>>,
-    pub min_version: TlsVersion,
-    pub max_version: TlsVersion,
-    pub client_allowed_sans: Vec<String>,
-    pub http2: bool,
+pub(crate) struct TlsMaterial {
+    pub(crate) cert_chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) client_cas: Vec<CertificateDer<'static>>,
+    pub(crate) min_version: TlsVersion,
+    pub(crate) max_version: TlsVersion,
+    pub(crate) client_allowed_sans: Vec<String>,
+    pub(crate) http2: bool,
 }
 
 /// The provider reqwest already links, named explicitly so that no
@@ -99,7 +99,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Builds the rustls configuration; errors are phrased for the key they concern.
-pub fn server_config(material: TlsMaterial) -> Result<Arc<ServerConfig>, String> {
+pub(crate) fn server_config(material: TlsMaterial) -> Result<Arc<ServerConfig>, String> {
     let provider = provider();
     let versions: Vec<&'static SupportedProtocolVersion> = [TlsVersion::Tls12, TlsVersion::Tls13]
         .into_iter()

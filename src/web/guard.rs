@@ -2,10 +2,8 @@
 //! extra response headers, as one axum middleware reading the live config.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
@@ -39,7 +37,7 @@ const MAX_BCRYPT_SLOTS: usize = 4;
 const LANES_SWEEP_AT: usize = 1024;
 
 /// Shared by every request: the live configuration and the bcrypt cache.
-pub struct Guard {
+pub(crate) struct Guard {
     live: Arc<ArcSwap<WebConfig>>,
     /// SHA-256 of (user, stored hash, password) that verified; a changed
     /// hash in the file therefore never matches an old entry.
@@ -128,7 +126,7 @@ fn lane_of(peer: Option<SocketAddr>) -> IpAddr {
 }
 
 impl Guard {
-    pub fn new(live: Arc<ArcSwap<WebConfig>>) -> Self {
+    pub(crate) fn new(live: Arc<ArcSwap<WebConfig>>) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Guard {
             live,
@@ -172,7 +170,11 @@ impl Guard {
 
 /// The middleware: rate limit, then basic auth (except on the probes), then
 /// the route; the configured headers go on every answer, refusals included.
-pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let config = guard.live.load_full();
     let mut response = if config.rate_limit.as_ref().is_some_and(|l| !l.allow()) {
         (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n").into_response()
@@ -239,68 +241,10 @@ fn cache_key(user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// `rate_limit`: a token bucket of `burst` requests refilled at one per
-/// `interval`, as Go's `rate.Limiter` that exporter-toolkit uses.
-pub struct RateLimiter {
-    interval: Duration,
-    burst: u32,
-    state: Mutex<Bucket>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl RateLimiter {
-    pub fn new(interval: Duration, burst: u32) -> Self {
-        RateLimiter {
-            interval,
-            burst,
-            state: Mutex::new(Bucket {
-                tokens: f64::from(burst),
-                at: Instant::now(),
-            }),
-        }
-    }
-
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    pub fn allow(&self) -> bool {
-        self.allow_at(Instant::now())
-    }
-
-    fn allow_at(&self, now: Instant) -> bool {
-        let mut bucket = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let refill =
-            now.saturating_duration_since(bucket.at).as_secs_f64() / self.interval.as_secs_f64();
-        bucket.tokens = (bucket.tokens + refill).min(f64::from(self.burst));
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-impl fmt::Debug for RateLimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("interval", &self.interval)
-            .field("burst", &self.burst)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     fn basic(value: &str) -> HeaderMap {
@@ -473,26 +417,5 @@ mod tests {
         );
         assert_ne!(lane("[2001:db8:1:2::1]:1"), lane("[2001:db8:1:3::1]:1"));
         assert_eq!(lane_of(None), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    }
-
-    #[test]
-    fn token_bucket() {
-        let limiter = RateLimiter::new(Duration::from_secs(1), 2);
-        let t0 = Instant::now();
-        assert!(limiter.allow_at(t0));
-        assert!(limiter.allow_at(t0));
-        assert!(!limiter.allow_at(t0), "burst spent");
-        assert!(!limiter.allow_at(t0 + Duration::from_millis(500)));
-        assert!(
-            limiter.allow_at(t0 + Duration::from_millis(1000)),
-            "refilled one"
-        );
-        assert!(!limiter.allow_at(t0 + Duration::from_millis(1000)));
-        assert!(limiter.allow_at(t0 + Duration::from_secs(10)));
-        assert!(limiter.allow_at(t0 + Duration::from_secs(10)));
-        assert!(
-            !limiter.allow_at(t0 + Duration::from_secs(10)),
-            "capped at burst"
-        );
     }
 }
