@@ -141,7 +141,7 @@ pub struct ExporterArgs {
     pub url: Option<String>,
     /// File holding the API token (or set MONOGOTO_TOKEN to the token itself).
     #[arg(long = "monogoto.token-file", value_name = "PATH")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// User name to log in with (POST /Auth).
     #[arg(
         long = "monogoto.username",
@@ -202,14 +202,14 @@ pub struct ExporterArgs {
     pub inactive_interval: Option<String>,
     /// Number of exporter replicas the fleet is split across [default: 1].
     #[arg(long = "shard.count", env = "MONOGOTO_SHARD_COUNT", value_name = "N")]
-    pub shard_count: Option<String>,
+    pub(crate) shard_count: Option<String>,
     /// This replica's shard, 0 to count-1; a name ending in -ORDINAL (a StatefulSet pod name) works too [default: 0].
     #[arg(long = "shard.index", env = "MONOGOTO_SHARD_INDEX", value_name = "I")]
-    pub shard_index: Option<String>,
+    pub(crate) shard_index: Option<String>,
     /// Log level or tracing filter (RUST_LOG is honoured when this is not given) [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long = "log.format", value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    pub(crate) log_format: Option<String>,
 }

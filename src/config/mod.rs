@@ -25,69 +25,67 @@ mod tests;
 
 pub use cli::{Cli, Command, DemoArgs, ExporterArgs, LONG_VERSION, SimulateArgs};
 
-pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:19540";
-pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
-pub const DEFAULT_URL: &str = "https://console.monogoto.io";
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-pub const DEFAULT_BATCH_SIZE: usize = 50;
-pub const MAX_BATCH_SIZE: usize = 50;
-pub const DEFAULT_CONCURRENCY: usize = 4;
-pub const MAX_CONCURRENCY: usize = 64;
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:19540";
+pub(crate) const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+pub(crate) const DEFAULT_URL: &str = "https://console.monogoto.io";
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BATCH_SIZE: usize = 50;
+pub(crate) const MAX_BATCH_SIZE: usize = 50;
+pub(crate) const DEFAULT_CONCURRENCY: usize = 4;
+pub(crate) const MAX_CONCURRENCY: usize = 64;
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The standard plan's budget: both windows bind, the hourly one in the long run.
-pub const DEFAULT_RATE_LIMIT: &str = "60/min,1000/h";
+pub(crate) const DEFAULT_RATE_LIMIT: &str = "60/min,1000/h";
 /// SUSPENDED, RETIRED and unknown SIMs are polled this often.
-pub const DEFAULT_INACTIVE_INTERVAL: Duration = Duration::from_secs(3600);
-pub const MAX_SHARDS: usize = 1024;
-pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
-pub const MAX_RETRIES: usize = 10;
+pub(crate) const DEFAULT_INACTIVE_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_SHARDS: usize = 1024;
+pub(crate) const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRIES: usize = 10;
 
 /// The range of a duration setting, both ends included, and how to say it.
 /// Every duration is bounded: a few milliseconds floods the logs and the API,
 /// and years overflow the clock arithmetic of the poller and the rate limiter.
 #[derive(Debug, Clone, Copy)]
-pub struct DurationBounds {
+pub(crate) struct DurationBounds {
     pub min: Duration,
     pub max: Duration,
     pub text: &'static str,
 }
 
 const DAY: u64 = 24 * 3600;
-pub const INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+pub(crate) const INTERVAL_BOUNDS: DurationBounds = DurationBounds {
     min: Duration::from_secs(1),
     max: Duration::from_secs(DAY),
     text: "from 1s to 24h",
 };
-pub const TIMEOUT_BOUNDS: DurationBounds = DurationBounds {
+pub(crate) const TIMEOUT_BOUNDS: DurationBounds = DurationBounds {
     min: Duration::from_millis(100),
     max: Duration::from_secs(600),
     text: "from 100ms to 10m",
 };
-pub const MAX_STALE_AFTER: Duration = Duration::from_secs(30 * DAY);
+pub(crate) const MAX_STALE_AFTER: Duration = Duration::from_secs(30 * DAY);
 /// Shorter than the refresh target is raised to it by the poller, with a
 /// warning: the target depends on the fleet, known only then.
-pub const STALE_AFTER_BOUNDS: DurationBounds = DurationBounds {
+pub(crate) const STALE_AFTER_BOUNDS: DurationBounds = DurationBounds {
     min: Duration::from_secs(1),
     max: MAX_STALE_AFTER,
     text: "from 1s to 30d",
 };
 /// 0 (every SIM every refresh) is accepted besides.
-pub const INACTIVE_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+pub(crate) const INACTIVE_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
     min: Duration::from_secs(1),
     max: Duration::from_secs(30 * DAY),
     text: "from 1s to 30d, or 0",
 };
-pub const DISCOVER_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+pub(crate) const DISCOVER_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
     min: Duration::from_secs(60),
     max: Duration::from_secs(30 * DAY),
     text: "from 1m to 30d",
 };
-/// The longest period of a `monogoto.rate-limit` window (`N/PERIOD`).
-pub const MAX_RATE_LIMIT_PERIOD: Duration = crate::monogoto::budget::MAX_WINDOW;
 
 /// Environment variables holding secrets themselves, never paths.
-pub const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
-pub const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
+pub(crate) const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
+pub(crate) const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
 
 /// The secrets and overrides read from the environment outside clap, so that
 /// tests can give them without touching the process environment.

@@ -495,7 +495,10 @@ fn every_duration_is_bounded() {
     assert_eq!(c.poll.interval, Duration::from_secs(24 * 3600));
     assert_eq!(c.poll.stale_after, Some(MAX_STALE_AFTER));
     assert_eq!(c.discover_interval, Duration::from_secs(30 * 24 * 3600));
-    assert_eq!(c.rate_limit.windows()[0].period, MAX_RATE_LIMIT_PERIOD);
+    assert_eq!(
+        c.rate_limit.windows()[0].period,
+        crate::monogoto::budget::MAX_WINDOW
+    );
     let c = resolve(&[
         "--monogoto.iccid",
         A,
