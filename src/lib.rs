@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod exposition;
 pub mod fleet;
+mod hangup;
 pub mod health;
 mod http;
 mod iccid;

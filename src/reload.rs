@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, SecretSource};
+use crate::hangup::Hangup;
 use crate::health::HealthMetrics;
 use crate::monogoto::Credentials;
 use crate::poller::{Poller, Reconfigured};
@@ -171,30 +172,13 @@ impl Reloader {
 
     /// Reloads on SIGHUP and when the ICCIDs file changes, until `stop`.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        #[cfg(unix)]
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; the configuration reloads only when the ICCIDs file changes or on POST /-/reload");
-                None
-            }
-        };
+        let mut hangup = Hangup::listen(
+            "the configuration reloads only when the ICCIDs file changes or on POST /-/reload",
+        );
         loop {
-            #[cfg(unix)]
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hup = std::future::pending::<()>();
             let trigger = tokio::select! {
                 () = stop.cancelled() => return,
-                () = hup => "SIGHUP",
+                () = hangup.recv() => "SIGHUP",
                 () = tokio::time::sleep(WATCH_INTERVAL) => {
                     if !self.iccids_file_changed().await {
                         continue;

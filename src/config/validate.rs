@@ -578,28 +578,13 @@ fn resolve_credentials(
     env: &Environment,
     file: &MonogotoFile,
 ) -> Result<(Option<Credentials>, CredentialsSource), ConfigError> {
-    let token = if let Some(path) = &args.token_file {
-        Some((
-            read_secret_file("monogoto.token-file", path)?,
-            SecretSource::File(path.clone()),
-        ))
-    } else if let Some(token) = &env.token {
-        Some((
-            env_secret("monogoto.token", ENV_TOKEN, token)?,
-            SecretSource::Environment,
-        ))
-    } else if let Some(path) = &file.token_file {
-        Some((
-            read_secret_file("monogoto.token-file", path)?,
-            SecretSource::File(path.clone()),
-        ))
-    } else {
-        file.token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| (SecretString::from(t.to_string()), SecretSource::Inline))
-    };
+    let token = resolve_secret(
+        ("monogoto.token", ENV_TOKEN),
+        args.token_file.as_deref(),
+        env.token.as_ref(),
+        file.token_file.as_deref(),
+        file.token.as_deref(),
+    )?;
     if let Some((token, source)) = token {
         // Sent as a header: a line break inside would fail every request.
         if token.expose_secret().chars().any(|c| c.is_ascii_control()) {
@@ -620,28 +605,13 @@ fn resolve_credentials(
         .clone()
         .or(file.username.clone())
         .filter(|u| !u.is_empty());
-    let password = if let Some(path) = &args.password_file {
-        Some((
-            read_secret_file("monogoto.password-file", path)?,
-            SecretSource::File(path.clone()),
-        ))
-    } else if let Some(password) = &env.password {
-        Some((
-            env_secret("monogoto.password", ENV_PASSWORD, password)?,
-            SecretSource::Environment,
-        ))
-    } else if let Some(path) = &file.password_file {
-        Some((
-            read_secret_file("monogoto.password-file", path)?,
-            SecretSource::File(path.clone()),
-        ))
-    } else {
-        file.password
-            .as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| (SecretString::from(p.to_string()), SecretSource::Inline))
-    };
+    let password = resolve_secret(
+        ("monogoto.password", ENV_PASSWORD),
+        args.password_file.as_deref(),
+        env.password.as_ref(),
+        file.password_file.as_deref(),
+        file.password.as_deref(),
+    )?;
     match (username, password) {
         (Some(username), Some((password, source))) => Ok((
             Some(Credentials::Login { username, password }),
@@ -666,6 +636,38 @@ fn resolve_credentials(
 
 /// A secret from the environment, trimmed as one from a file is: a Kubernetes
 /// Secret or a shell `$(cat token)` brings a trailing newline along.
+/// A secret from the first of: the file named by the flag, the environment
+/// variable `var`, the file named in the YAML, the YAML's value itself.
+/// `key` names the setting in errors (`<key>-file` for the files).
+fn resolve_secret(
+    (key, var): (&str, &str),
+    flag_file: Option<&Path>,
+    env: Option<&SecretString>,
+    yaml_file: Option<&Path>,
+    yaml_inline: Option<&str>,
+) -> Result<Option<(SecretString, SecretSource)>, ConfigError> {
+    let from_file = |path: &Path| {
+        let secret = read_secret_file(&format!("{key}-file"), path)?;
+        Ok(Some((secret, SecretSource::File(path.to_path_buf()))))
+    };
+    if let Some(path) = flag_file {
+        return from_file(path);
+    }
+    if let Some(value) = env {
+        return Ok(Some((
+            env_secret(key, var, value)?,
+            SecretSource::Environment,
+        )));
+    }
+    if let Some(path) = yaml_file {
+        return from_file(path);
+    }
+    Ok(yaml_inline
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| (SecretString::from(v.to_string()), SecretSource::Inline)))
+}
+
 fn env_secret(key: &str, var: &str, value: &SecretString) -> Result<SecretString, ConfigError> {
     let secret = value.expose_secret().trim();
     if secret.is_empty() {

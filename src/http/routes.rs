@@ -42,26 +42,27 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    if state.fleet.is_polling() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "polling stopped; the process is exiting to be restarted\n",
-        )
-            .into_response()
-    }
+    probe(
+        state.fleet.is_polling(),
+        "ok\n",
+        "polling stopped; the process is exiting to be restarted\n",
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.fleet.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
+    probe(
+        state.fleet.is_ready(),
+        "ready\n",
+        "waiting for the first refresh\n",
+    )
+}
+
+/// A probe's answer: 200 and `yes`, or 503 and why not.
+fn probe(passes: bool, yes: &'static str, why_not: &'static str) -> Response {
+    if passes {
+        (StatusCode::OK, yes).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first refresh\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, why_not).into_response()
     }
 }
 

@@ -15,7 +15,7 @@ use super::budget::{Budget, Limiter};
 use super::error::{ApiError, Endpoint};
 use super::login::{self, Credentials, LoginState, Token};
 use super::metrics::ApiMetrics;
-use super::model::{self, StatusPage, THING_ID_PREFIX};
+use super::model::{self, DecodeError, FieldError, StatusPage, THING_ID_PREFIX};
 use super::retry;
 
 /// Bodies larger than this are refused rather than buffered.
@@ -249,14 +249,8 @@ impl Client {
             self.base
         );
         let body = self.get(Endpoint::Status, &url, deadline).await?;
-        let page = model::parse_status_page(&body).map_err(|source| ApiError::Decode {
-            endpoint: Endpoint::Status.label(),
-            source,
-        })?;
-        for field in &page.field_errors {
-            self.metrics.count_parse_error(field);
-        }
-        Ok(page)
+        let page = model::parse_status_page(&body);
+        self.decoded(Endpoint::Status, page, |p| &p.field_errors)
     }
 
     /// One page of `GET /things`: the number of entries and the Things found.
@@ -268,14 +262,27 @@ impl Client {
     ) -> Result<(usize, Vec<model::ListedThing>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
         let body = self.get(Endpoint::Things, &url, deadline).await?;
-        let page = model::parse_things_listing(&body).map_err(|source| ApiError::Decode {
-            endpoint: Endpoint::Things.label(),
+        let page = model::parse_things_listing(&body);
+        let page = self.decoded(Endpoint::Things, page, |p| &p.field_errors)?;
+        Ok((page.returned, page.things()))
+    }
+
+    /// An answer of `endpoint` as decoded, with the values it could not
+    /// understand counted.
+    fn decoded<T>(
+        &self,
+        endpoint: Endpoint,
+        decoded: Result<T, DecodeError>,
+        field_errors: impl FnOnce(&T) -> &[FieldError],
+    ) -> Result<T, ApiError> {
+        let page = decoded.map_err(|source| ApiError::Decode {
+            endpoint: endpoint.label(),
             source,
         })?;
-        for field in &page.field_errors {
+        for field in field_errors(&page) {
             self.metrics.count_parse_error(field);
         }
-        Ok((page.returned, page.things()))
+        Ok(page)
     }
 
     /// A GET, tried again after timeouts, connection errors, 429 and 5xx, at

@@ -24,6 +24,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::hangup::Hangup;
 pub(crate) use config::WebConfig;
 pub use config::WebConfigError;
 pub use connections::{Limits, raise_open_file_limit};
@@ -139,31 +140,13 @@ fn no_delay(tcp: &mut tokio::net::TcpStream) {
 /// version replaces the live one whole; an invalid one is logged once and
 /// the version in force stays, so a bad edit never takes protection away.
 async fn reload_loop(path: PathBuf, live: Arc<ArcSwap<WebConfig>>, stop: CancellationToken) {
-    #[cfg(unix)]
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the web configuration is still re-read every few seconds");
-            None
-        }
-    };
+    let mut hangup = Hangup::listen("the web configuration is still re-read every few seconds");
     let mut last_error: Option<String> = None;
     loop {
-        #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup = std::future::pending::<()>();
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(RELOAD_INTERVAL) => {}
-            () = hup => tracing::info!(file = %path.display(), "SIGHUP received, re-reading the web configuration"),
+            () = hangup.recv() => tracing::info!(file = %path.display(), "SIGHUP received, re-reading the web configuration"),
         }
         let load_path = path.clone();
         let loaded = match tokio::task::spawn_blocking(move || WebConfig::load(&load_path)).await {

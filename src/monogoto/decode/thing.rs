@@ -95,13 +95,9 @@ impl<'de> ThingFields<'de> {
             return None;
         };
         let mut unparsed = Unparsed::default();
-        let mut text_field =
-            |value: Option<Scalar>, key: &'static str, bit: u16, errors: &mut Vec<FieldError>| {
-                let before = errors.len();
-                let value = text(value, key, errors);
-                unparsed.mark_if(errors.len() > before, bit);
-                value
-            };
+        let mut text_field = |value, key, bit, errors: &mut Vec<FieldError>| {
+            marked(text, value, (key, bit), &mut unparsed, errors)
+        };
         let mut status = ThingStatus {
             iccid,
             thing_name: text_field(
@@ -169,13 +165,9 @@ impl<'de> ThingFields<'de> {
             Unparsed::CONNECTED,
         );
 
-        let mut time_field =
-            |value: Option<Scalar>, key: &'static str, bit: u16, errors: &mut Vec<FieldError>| {
-                let before = errors.len();
-                let value = timestamp_field(value, key, errors);
-                unparsed.mark_if(errors.len() > before, bit);
-                value
-            };
+        let mut time_field = |value, key, bit, errors: &mut Vec<FieldError>| {
+            marked(timestamp_field, value, (key, bit), &mut unparsed, errors)
+        };
         status.last_connection = time_field(
             self.last_connection,
             field::LAST_CONNECTION_TIME,
@@ -191,6 +183,20 @@ impl<'de> ThingFields<'de> {
         status.unparsed = unparsed;
         Some(status)
     }
+}
+
+/// Field `key` decoded by `decode`; marked unparsed (`bit`) if that failed.
+fn marked<T>(
+    decode: fn(Option<Scalar>, &'static str, &mut Vec<FieldError>) -> T,
+    value: Option<Scalar>,
+    (key, bit): (&'static str, u16),
+    unparsed: &mut Unparsed,
+    errors: &mut Vec<FieldError>,
+) -> T {
+    let before = errors.len();
+    let value = decode(value, key, errors);
+    unparsed.mark_if(errors.len() > before, bit);
+    value
 }
 
 /// A string field; null or missing is empty. The numbering fields (IMSI,
