@@ -9,7 +9,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use monogoto_exporter::exposition::{self, Deflater};
 use monogoto_exporter::fleet::Snapshot;
 use monogoto_exporter::fleet::families;
-use monogoto_exporter::monogoto::model::parse_status_page;
+use monogoto_exporter::monogoto::parse_status_page;
 
 mod common;
 use common::{fleet_in_round, status_body};

@@ -55,7 +55,7 @@ pub struct RunningExporter {
 }
 
 impl RunningExporter {
-    /// Stops polling, lets in-flight scrapes finish (up to [`SHUTDOWN_GRACE`]) and returns.
+    /// Stops polling, lets in-flight scrapes finish (up to `SHUTDOWN_GRACE`) and returns.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.polling.await;

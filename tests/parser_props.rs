@@ -5,10 +5,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use monogoto_exporter::monogoto::model::{parse_status_page, parse_things_page};
 use monogoto_exporter::monogoto::retry::{
     MAX_SERVER_PAUSE, parse_rate_limit_reset, parse_retry_after,
 };
+use monogoto_exporter::monogoto::{parse_status_page, parse_things_page};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

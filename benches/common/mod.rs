@@ -1,7 +1,7 @@
 //! The fleet the benchmarks share: status answers in the documented shapes.
 
 use monogoto_exporter::fleet::Record;
-use monogoto_exporter::monogoto::model::parse_status_page;
+use monogoto_exporter::monogoto::parse_status_page;
 
 /// A status answer for `n` Things in the documented shapes, as the API sends
 /// it; the throughputs move with `round`, as between two refreshes.

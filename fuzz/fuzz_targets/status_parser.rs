@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monogoto_exporter::monogoto::model::{parse_status_page, parse_things_page};
+use monogoto_exporter::monogoto::{parse_status_page, parse_things_page};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(page) = parse_status_page(data) {

@@ -2,7 +2,6 @@
 //! `/readyz` and `/-/reload`.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -11,24 +10,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::status_page;
+use super::{AppState, status_page};
 use crate::exposition;
-use crate::fleet::Fleet;
-use crate::health::HealthMetrics;
-use crate::reload::Reloader;
 
 use crate::exposition::text::CONTENT_TYPE_TEXT_0_0_4;
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub fleet: Arc<Fleet>,
-    pub health: Arc<HealthMetrics>,
-    pub telemetry_path: Arc<str>,
-    /// `--web.enable-lifecycle`: `POST /-/reload` reloads the configuration.
-    pub enable_lifecycle: bool,
-    /// What `/-/reload` reloads with; none when started without a configuration source.
-    pub reloader: Option<Arc<Reloader>>,
-}
 
 pub(crate) fn router(state: AppState) -> Router {
     let telemetry_path = state.telemetry_path.to_string();
@@ -157,15 +142,6 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
             });
             (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !quality_zero
         })
-}
-
-/// Escapes text for HTML content and quoted attribute values.
-pub(crate) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 #[cfg(test)]

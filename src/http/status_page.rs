@@ -15,10 +15,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use prometheus::core::Collector as _;
 
+use super::AppState;
 use crate::fleet::Record;
 use crate::fleet::Snapshot;
 use crate::health::HealthMetrics;
-use crate::http::routes::{AppState, html_escape};
 use crate::monogoto::ErrorKind;
 
 /// The page reloads itself this often, in seconds.
@@ -478,6 +478,15 @@ p.muted{margin:0 0 .5rem;font-size:.9rem}code{font-size:.9em}\
 .badge{display:inline-block;padding:0 .5rem;border-radius:999px;font-weight:600}\
 .ok{color:var(--ok);background:var(--ok-bg)}.warn{color:var(--warn);background:var(--warn-bg)}\
 .bad{color:var(--bad);background:var(--bad-bg)}td.warn{background:none;font-weight:bold}";
+
+/// Escapes text for HTML content and quoted attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
 
 #[cfg(test)]
 mod tests {

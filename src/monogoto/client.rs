@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::budget::{Budget, Limiter};
+use super::decode;
 use super::error::{ApiError, Endpoint};
 use super::login::{self, Credentials, LoginState, Token};
 use super::metrics::ApiMetrics;
@@ -249,7 +250,7 @@ impl Client {
             self.base
         );
         let body = self.get(Endpoint::Status, &url, deadline).await?;
-        let page = model::parse_status_page(&body);
+        let page = decode::parse_status_page(&body);
         self.decoded(Endpoint::Status, page, |p| &p.field_errors)
     }
 
@@ -262,7 +263,7 @@ impl Client {
     ) -> Result<(usize, Vec<model::ListedThing>), ApiError> {
         let url = format!("{}/things?limit={limit}&offset={offset}", self.base);
         let body = self.get(Endpoint::Things, &url, deadline).await?;
-        let page = model::parse_things_listing(&body);
+        let page = decode::parse_things_listing(&body);
         let page = self.decoded(Endpoint::Things, page, |p| &p.field_errors)?;
         Ok((page.returned, page.things()))
     }

@@ -13,6 +13,7 @@ pub mod retry;
 
 pub use client::{Client, ClientOptions, ThingIdsFormat};
 pub(crate) use client::{DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES};
+pub use decode::{parse_status_page, parse_things_page};
 pub use error::ApiError;
 pub(crate) use error::ErrorKind;
 pub use login::Credentials;

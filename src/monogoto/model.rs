@@ -1,10 +1,7 @@
 //! The Monogoto API's answers as the exporter understands them: a Thing's
 //! status, a page of statuses or of the Things listing, and what could not be
-//! understood ([`FieldError`], [`Unparsed`]). How a body becomes these is in
+//! understood (`FieldError`, `Unparsed`). How a body becomes these is in
 //! `monogoto::decode`, whose entry points are re-exported here.
-
-pub(crate) use super::decode::parse_things_listing;
-pub use super::decode::{parse_status_page, parse_things_page};
 
 /// The prefix of a Thing's id; the rest is its ICCID.
 pub(crate) const THING_ID_PREFIX: &str = "ThingId_ICCID_";
@@ -207,7 +204,7 @@ pub(crate) fn is_inactive_status(status: &str) -> bool {
     status.eq_ignore_ascii_case("SUSPENDED") || status.eq_ignore_ascii_case("RETIRED")
 }
 
-/// The API's field names a [`FieldError`] can name, defined once: the decoder
+/// The API's field names a `FieldError` can name, defined once: the decoder
 /// matches keys against them and reports its errors with them.
 pub mod field {
     pub(crate) const THING_ID: &str = "ThingId";

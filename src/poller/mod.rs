@@ -1,5 +1,5 @@
 //! The refresh loop: discovery, passes over the fleet paced by the request
-//! budget (see [`schedule`]), paging, and publishing snapshots as a
+//! budget (see `schedule`), paging, and publishing snapshots as a
 //! pass progresses.
 
 use std::collections::{HashMap, HashSet};
@@ -69,7 +69,7 @@ struct Settings {
     removed: Arc<HashSet<String>>,
 }
 
-/// What [`Poller::reconfigure`] changed.
+/// What `Poller::reconfigure` changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconfigured {
     /// Configured ICCIDs (of this shard) added and removed.

@@ -14,28 +14,13 @@ use serde_json::{Value, json};
 
 use super::fault_answers::with_faults;
 use super::fleet::{TAG_REFRESH, THING_ID_PREFIX, hash};
+use super::replies::{envelope_error, plain, unauthorized};
 use super::{FailMode, Override, SimEndpoint, Simulator, ThingIdsForm};
 
 /// The service rejects larger pages; so do we.
 const MAX_LIMIT: usize = 50;
 /// Bound on the recorded /thing/status queries, so a long demo run does not grow forever.
 const STATUS_QUERY_LOG_CAP: usize = 10_000;
-
-pub(super) fn plain(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, body.into()).into_response()
-}
-
-pub(super) fn envelope_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"Success": false, "Message": message, "Data": null})),
-    )
-        .into_response()
-}
-
-pub(super) fn unauthorized() -> Response {
-    plain(StatusCode::UNAUTHORIZED, "Unauthorized")
-}
 
 /// Splits a raw query into decoded pairs, keeping repeats and order (axum's
 /// Query would keep only one value per key).

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::api::plain;
 use super::faults::{FaultRule, spec_error};
+use super::replies::plain;
 use super::{SimEndpoint, Simulator};
 
 /// Index of a Thing still in the fleet.

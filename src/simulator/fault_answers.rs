@@ -10,9 +10,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::api::{envelope_error, plain, unauthorized};
 use super::faults::{FaultKind, MAX_FAULT_DELAY, RetryAfter};
 use super::fleet::{THING_ID_PREFIX, epoch_secs};
+use super::replies::{envelope_error, plain, unauthorized};
 use super::{Inner, SimEndpoint, Simulator};
 
 /// What a rate-limited answer announces in `X-RateLimit-Limit` (the documented standard plan).

@@ -24,7 +24,7 @@ pub(crate) const MAX_FAULT_DELAY: Duration = Duration::from_secs(600);
 /// answer; a [`FaultKind::Latency`] rule only delays it and lets later rules and the
 /// normal handling go on. An exhausted rule stays in the list but no longer applies.
 ///
-/// [`FromStr`] parses the compact form of `simulate --fault` (see [`FAULT_SPEC_HELP`]);
+/// [`FromStr`] parses the compact form of `simulate --fault` (see `FAULT_SPEC_HELP`);
 /// [`fmt::Display`] writes it back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,11 +46,11 @@ pub struct FaultRule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FaultKind {
-    /// Delays the answer by this much (at most [`MAX_FAULT_DELAY`]), then answers
+    /// Delays the answer by this much (at most `MAX_FAULT_DELAY`), then answers
     /// as the later rules or the normal handling say.
     Latency { millis: u64 },
     /// Accepts the request and never answers, until the client gives up, the server
-    /// shuts down, or [`MAX_FAULT_DELAY`] passes (then a 504).
+    /// shuts down, or `MAX_FAULT_DELAY` passes (then a 504).
     Hang,
     /// This HTTP status (400 to 599; anything else answers 500). 502, 503 and 504
     /// carry a short text body, as a load balancer sends; others the JSON envelope
@@ -274,7 +274,7 @@ impl fmt::Display for FaultRule {
 impl FromStr for FaultRule {
     type Err = ParseFaultError;
 
-    /// Parses `KIND[=VALUE][,OPTION=VALUE]...`; see [`FAULT_SPEC_HELP`].
+    /// Parses `KIND[=VALUE][,OPTION=VALUE]...`; see `FAULT_SPEC_HELP`.
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut parts = spec.split(',').map(str::trim);
         let head = parts.next().unwrap_or_default();

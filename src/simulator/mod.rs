@@ -41,6 +41,7 @@ mod control;
 mod fault_answers;
 mod faults;
 mod fleet;
+mod replies;
 #[cfg(test)]
 mod tests;
 

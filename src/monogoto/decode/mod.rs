@@ -65,7 +65,7 @@ pub(crate) fn parse_things_listing(body: &[u8]) -> Result<ThingsPage, DecodeErro
     decode(body, Any(ThingsRoot))?.ok_or(DecodeError::NotAList)
 }
 
-/// [`parse_things_listing`] without its errors: the number of entries and the ICCIDs.
+/// `parse_things_listing` without its errors: the number of entries and the ICCIDs.
 pub fn parse_things_page(body: &[u8]) -> Result<(usize, Vec<String>), DecodeError> {
     parse_things_listing(body).map(|page| (page.returned, page.iccids))
 }

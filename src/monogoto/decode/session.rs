@@ -4,9 +4,8 @@
 use serde::de::{MapAccess, SeqAccess};
 
 use super::SessionField;
-use super::thing::number;
 use super::time::timestamp;
-use super::visitor::{Any, Decode, Scalar, Skip, skip_elements};
+use super::visitor::{Any, Decode, Scalar, Skip, number, skip_elements};
 use crate::monogoto::model::{FieldError, Unparseable, field};
 
 pub(super) struct Session {

@@ -214,14 +214,3 @@ fn text(value: Option<Scalar>, key: &'static str, errors: &mut Vec<FieldError>) 
 }
 
 const NUMERIC_TEXT_FIELDS: &[&str] = &[field::ACTIVE_IMSI, field::MSISDN];
-
-pub(super) fn number(value: &Scalar) -> Option<f64> {
-    let n = match value {
-        Scalar::U64(n) => *n as f64,
-        Scalar::I64(n) => *n as f64,
-        Scalar::F64(n) => *n,
-        Scalar::Str(s) => s.trim().parse::<f64>().ok()?,
-        Scalar::Null | Scalar::Other => return None,
-    };
-    n.is_finite().then_some(n)
-}

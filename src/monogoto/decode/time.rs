@@ -6,8 +6,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 #[cfg(test)]
 use serde_json::Value;
 
-use super::thing::number;
-use super::visitor::Scalar;
+use super::visitor::{Scalar, number};
 use crate::monogoto::model::{FieldError, Unparseable};
 
 /// Epoch values above this are milliseconds (10^11 s is the year 5138).

@@ -232,3 +232,15 @@ impl<'de, T, F: FnOnce(&str) -> T> Visitor<'de> for FieldName<F> {
         Ok((self.0)(name))
     }
 }
+
+/// A scalar as a finite number: JSON numbers, and numeric strings.
+pub(super) fn number(value: &Scalar) -> Option<f64> {
+    let n = match value {
+        Scalar::U64(n) => *n as f64,
+        Scalar::I64(n) => *n as f64,
+        Scalar::F64(n) => *n,
+        Scalar::Str(s) => s.trim().parse::<f64>().ok()?,
+        Scalar::Null | Scalar::Other => return None,
+    };
+    n.is_finite().then_some(n)
+}
