@@ -25,90 +25,26 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-wait_secs=${BROWSER_TEST_WAIT:-30}
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
+harness browser-test "${BROWSER_TEST_WAIT:-30}" "${BROWSER_TEST_KEEP:-}" screenshot status.png
+
 chromium=${CHROMIUM:-chromium}
 things=137
-started_at=$SECONDS
-tmp=""
-exporter_pid=""
 
-log() { printf 'browser-test: %s\n' "$*" >&2; }
-
-fail() {
-    log "FAIL: $*"
-    if [ -n "$tmp" ] && [ -s "$tmp/exporter.log" ]; then
-        printf '\n----- exporter.log (last 20 lines) -----\n' >&2
-        tail -n 20 "$tmp/exporter.log" >&2
-        printf -- '-----\n' >&2
-    fi
-    exit 1
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$exporter_pid" ]; then
-        kill -TERM "$exporter_pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$exporter_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$exporter_pid" 2>/dev/null; then
-            log "the exporter (pid $exporter_pid) ignored SIGTERM; killing it"
-            kill -KILL "$exporter_pid" 2>/dev/null || true
-        fi
-        wait "$exporter_pid" 2>/dev/null || true
-    fi
-    if [ -n "$tmp" ]; then
-        if [ -n "${BROWSER_TEST_KEEP:-}" ]; then
-            log "kept $tmp (screenshot: $tmp/status.png)"
-        else
-            rm -rf "$tmp"
-        fi
-    fi
-    if [ "$rc" -eq 0 ]; then
-        log "PASS in $((SECONDS - started_at))s"
-    else
-        log "FAILED (exit $rc) after $((SECONDS - started_at))s"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-need() {
-    command -v "$1" >/dev/null 2>&1 || fail "$1 not found; $2"
-}
 need cargo "install Rust"
 need curl "apt-get install curl"
 need python3 "apt-get install python3"
 need "$chromium" "apt-get install chromium (or set CHROMIUM to a Chromium or Chrome binary)"
 
-log "cargo build --locked"
-cargo build --locked
-bin="$repo/target/debug/monogoto-exporter"
-[ -x "$bin" ] || fail "$bin missing after cargo build"
+build_exporter
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/monogoto-browser-test.XXXXXX")
-port=$(python3 -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-')
+port=$(free_ports 1)
 base="http://127.0.0.1:$port"
 
-"$bin" demo --things "$things" --web.listen-address "127.0.0.1:$port" >"$tmp/exporter.log" 2>&1 &
-exporter_pid=$!
-
-deadline=$((SECONDS + wait_secs))
-until curl -fsS --max-time 2 -o /dev/null "$base/readyz" 2>/dev/null; do
-    kill -0 "$exporter_pid" 2>/dev/null || fail "the exporter exited early"
-    [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${wait_secs}s waiting for $base/readyz"
-    sleep 0.25
-done
-log "ok: exporter ready at $base ($((SECONDS - started_at))s)"
+start exporter "$bin" demo --things "$things" --web.listen-address "127.0.0.1:$port"
+wait_until "exporter ready at $base" http_ok "$base/readyz"
 
 # --- headers -------------------------------------------------------------------
 curl -fsS --max-time 5 -D "$tmp/headers.txt" -o /dev/null "$base/" || fail "GET $base/ failed"

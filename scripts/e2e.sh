@@ -27,105 +27,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-wait_secs=${E2E_WAIT:-60}
-started_at=$SECONDS
-tmp=""
-pids=()
-names=()
-
-# Messages go to fd 3, a copy of stderr: a trap may run while a command's
-# output is redirected to /dev/null (see wait_until), and must still be heard.
-exec 3>&2
-log() { printf 'e2e: %s\n' "$*" >&3; }
-
-dump_logs() {
-    [ -n "$tmp" ] || return 0
-    local f
-    for f in "$tmp"/*.log "$tmp"/notifications.jsonl; do
-        [ -s "$f" ] || continue
-        printf '\n----- %s (last 40 lines) -----\n' "${f#"$tmp"/}" >&3
-        tail -n 40 "$f" >&3
-    done
-    printf -- '-----\n' >&3
-}
-
-fail() {
-    log "FAIL: $*"
-    dump_logs
-    exit 1
-}
-
-cleanup() {
-    local rc=$? i pid
-    trap - EXIT INT TERM
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for i in "${!pids[@]}"; do
-        pid=${pids[$i]}
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "${names[$i]} (pid $pid) ignored SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ -n "$tmp" ]; then
-        if [ -n "${E2E_KEEP:-}" ]; then
-            log "kept $tmp"
-        else
-            rm -rf "$tmp"
-        fi
-    fi
-    if [ "$rc" -eq 0 ]; then
-        log "PASS in $((SECONDS - started_at))s"
-    else
-        log "FAILED (exit $rc) after $((SECONDS - started_at))s"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-need() {
-    command -v "$1" >/dev/null 2>&1 || fail "$1 not found; $2"
-}
-
-# start NAME COMMAND...: runs COMMAND in the background, output in $tmp/NAME.log.
-start() {
-    local name=$1
-    shift
-    "$@" >"$tmp/$name.log" 2>&1 3>&- &
-    pids+=("$!")
-    names+=("$name")
-}
-
-# Fails at once, with the logs, when a process started by `start` has exited.
-check_alive() {
-    local i
-    for i in "${!pids[@]}"; do
-        kill -0 "${pids[$i]}" 2>/dev/null || fail "${names[$i]} exited early"
-    done
-}
-
-# wait_until DESCRIPTION COMMAND...: polls COMMAND until it succeeds, at most
-# $wait_secs seconds.
-wait_until() {
-    local what=$1 deadline=$((SECONDS + wait_secs))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        check_alive
-        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${wait_secs}s waiting for: $what"
-        sleep 0.25
-    done
-    log "ok: $what ($((SECONDS - started_at))s)"
-}
-
-http_ok() { curl -fsS --max-time 2 -o /dev/null "$1"; }
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
+harness e2e "${E2E_WAIT:-60}" "${E2E_KEEP:-}"
 
 helper() { python3 "$repo/scripts/e2e/e2e.py" "$@"; }
 
@@ -165,22 +69,13 @@ done
 log "ok: rules, rule unit tests, Prometheus config, Alertmanager config and routes"
 
 # --- 2. build and start everything ------------------------------------------------
-log "cargo build --locked"
-cargo build --locked
-bin="$repo/target/debug/monogoto-exporter"
-[ -x "$bin" ] || fail "$bin missing after cargo build"
+build_exporter
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/monogoto-e2e.XXXXXX")
 mkdir -p "$tmp/prometheus-data" "$tmp/alertmanager-data"
 
 # Four distinct free ports, chosen by the OS (the webhook picks its own).
-read -r sim_port exp_port prom_port am_port < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-')
+read -r sim_port exp_port prom_port am_port < <(free_ports 4)
 sim="http://127.0.0.1:$sim_port"
 exporter="http://127.0.0.1:$exp_port"
 prom="http://127.0.0.1:$prom_port"
@@ -284,16 +179,22 @@ set_connected() { # ICCID true|false|null
         fail "simulator refused to set $1 connected=$2"
 }
 
+# expect_alert firing|resolved: waits for that MonogotoThingDisconnected
+# notification of $iccid at the webhook, and checks its labels and annotations.
+expect_alert() {
+    wait_until "$1 MonogotoThingDisconnected{iccid=$iccid} at the webhook" \
+        helper notified "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnected \
+        --status "$1" --label "iccid=$iccid"
+    helper check-alert "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnected \
+        --status "$1" --target "$tmp/target.json" --instance "127.0.0.1:$exp_port" \
+        --runbook docs/runbook.md >&2 || fail "the $1 alert is not as expected"
+}
+
 set_connected "$iccid" false
 [ "$test_iccid" = - ] || set_connected "$test_iccid" false
 log "disconnected $iccid$([ "$test_iccid" = - ] || echo " and $test_iccid")"
 
-wait_until "firing MonogotoThingDisconnected{iccid=$iccid} at the webhook" \
-    helper notified "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnected \
-    --status firing --label "iccid=$iccid"
-helper check-alert "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnected \
-    --status firing --target "$tmp/target.json" --instance "127.0.0.1:$exp_port" \
-    --runbook docs/runbook.md >&2 || fail "the firing alert is not as expected"
+expect_alert firing
 
 if [ "$test_iccid" != - ]; then
     # It is disconnected and counts as "was connected" exactly like the ACTIVE
@@ -315,12 +216,7 @@ fi
 set_connected "$iccid" true
 [ "$test_iccid" = - ] || set_connected "$test_iccid" null
 log "reconnected $iccid"
-wait_until "resolved MonogotoThingDisconnected{iccid=$iccid} at the webhook" \
-    helper notified "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnected \
-    --status resolved --label "iccid=$iccid"
-helper check-alert "$tmp/notifications.jsonl" --alertname MonogotoThingDisconnected \
-    --status resolved --target "$tmp/target.json" --instance "127.0.0.1:$exp_port" \
-    --runbook docs/runbook.md >&2 || fail "the resolved alert is not as expected"
+expect_alert resolved
 
 # --- 4. every rule against the live data; dashboards ----------------------------
 helper rules-healthy "$prom" "$rules" >&2 || fail "rules are unhealthy against live data"

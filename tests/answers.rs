@@ -25,7 +25,7 @@ async fn the_form_of_thing_ids_the_api_takes_is_found_and_kept() {
     let mut cfg = config(&sim);
     cfg.poll.inactive_interval = Duration::ZERO;
     let exporter = start_exporter(&cfg).await;
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
     assert_eq!(value(&s, "monogoto_things_missing"), Some(0.0));
     assert_eq!(
@@ -67,7 +67,7 @@ async fn an_operator_can_name_the_form() {
     // Told the wrong form, it does not guess: every SIM is reported missing.
     cfg.thing_ids_format = ThingIdsFormat::Comma;
     let exporter = start_exporter(&cfg).await;
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_things_reported"), Some(0.0));
     assert_eq!(value(&s, "monogoto_things_missing"), Some(120.0));
     exporter.shutdown().await;

@@ -95,7 +95,7 @@ async fn a_fleet_that_needs_three_intervals_is_paced_healthy_and_whole() {
         "worst gap {} s",
         polls.worst_gap_seconds
     );
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     let duration = value(&s, "monogoto_refresh_duration_seconds").expect("duration");
     assert!(
         (5.0..=9.0).contains(&duration),
@@ -182,7 +182,7 @@ async fn a_long_retry_after_pause_loses_nothing_and_polling_resumes() {
         sim.simulator.requests(SimEndpoint::Status) > before + 4
     })
     .await;
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_things_reported"), Some(100.0));
     assert_eq!(value(&s, "monogoto_api_rate_limited_total"), Some(1.0));
     exporter.shutdown().await;

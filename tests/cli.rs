@@ -45,12 +45,17 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn sigterm(child: &Child) {
+/// Sends `signal` (as `kill` names it: "-TERM") to the child.
+fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
+}
+
+fn sigterm(child: &Child) {
+    signal(child, "-TERM");
 }
 
 /// Waits for the child to exit, at most `limit`.
@@ -80,6 +85,20 @@ async fn wait_ready(base: &str) {
         assert!(Instant::now() < deadline, "{base} never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Spawns `cmd` listening on a free port, stderr piped, and waits until it is
+/// ready; returns the child and its base URL.
+async fn serve(cmd: &mut Command) -> (Child, String) {
+    let port = free_port();
+    let child = cmd
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    (child, base)
 }
 
 #[test]
@@ -303,13 +322,7 @@ async fn demo_mode_serves_a_simulated_fleet() {
     let s = samples(&text);
     assert_eq!(value(&s, "monogoto_up"), Some(1.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(30.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"200\",endpoint=\"auth\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(api_requests(&s, "200", "auth"), Some(1.0));
 
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
@@ -323,29 +336,24 @@ async fn faulty_run(
     args: &[&str],
     faults: &[&str],
 ) -> (String, String) {
-    let port = free_port();
     let mut cmd = command();
     cmd.env("MONOGOTO_URL", sim.url());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .args(args)
-        .args([
-            "--monogoto.discover",
-            "--poll.interval",
-            "1s",
-            "--poll.timeout",
-            "500ms",
-        ])
-        .args(["--monogoto.rate-limit", "0"])
-        .args(["--log.level", "trace", "--log.format", "json"])
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
+    let (mut child, base) = serve(
+        cmd.args(args)
+            .args([
+                "--monogoto.discover",
+                "--poll.interval",
+                "1s",
+                "--poll.timeout",
+                "500ms",
+            ])
+            .args(["--monogoto.rate-limit", "0"])
+            .args(["--log.level", "trace", "--log.format", "json"]),
+    )
+    .await;
     for fault in faults {
         let rule: FaultRule = fault.parse().expect("valid fault spec");
         let before = sim.simulator.requests(SimEndpoint::Status);
@@ -365,20 +373,8 @@ async fn faulty_run(
         }
         sim.simulator.clear_faults();
     }
-    let metrics = get(&format!("{base}/metrics"))
-        .await
-        .text()
-        .await
-        .expect("body");
-    sigterm(&child);
-    wait_exit(&mut child, Duration::from_secs(5));
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut logs)
-        .expect("read logs");
+    let metrics = scrape_text(&base).await;
+    let (_, logs) = stop(&mut child);
     (logs, metrics)
 }
 
@@ -433,36 +429,18 @@ async fn secrets_never_reach_the_logs_of_a_faulty_run() {
 #[tokio::test]
 async fn a_token_from_the_environment_is_trimmed() {
     let sim = simulator(10).await;
-    let port = free_port();
-    let mut child = command()
-        .env(
-            "MONOGOTO_TOKEN",
-            format!("{}\n", sim.simulator.static_token()),
-        )
-        .env("MONOGOTO_URL", sim.url())
-        .args(["--monogoto.discover", "--monogoto.rate-limit", "0"])
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
-    let s = samples(
-        &get(&format!("{base}/metrics"))
-            .await
-            .text()
-            .await
-            .expect("body"),
-    );
-    sigterm(&child);
-    wait_exit(&mut child, Duration::from_secs(5));
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut logs)
-        .expect("read logs");
+    let (mut child, base) = serve(
+        command()
+            .env(
+                "MONOGOTO_TOKEN",
+                format!("{}\n", sim.simulator.static_token()),
+            )
+            .env("MONOGOTO_URL", sim.url())
+            .args(["--monogoto.discover", "--monogoto.rate-limit", "0"]),
+    )
+    .await;
+    let s = samples(&scrape_text(&base).await);
+    let (_, logs) = stop(&mut child);
     assert_eq!(value(&s, "monogoto_up"), Some(1.0), "{logs}");
     assert_eq!(value(&s, "monogoto_things_reported"), Some(10.0), "{logs}");
     assert!(!logs.contains("<url>"), "{logs}");
@@ -811,6 +789,13 @@ fn config_check_reports_every_problem_and_exits_2() {
     }
 }
 
+/// Stops `child` with SIGTERM (waiting at most 5 s) and returns its status and
+/// everything it wrote to its piped stderr.
+fn stop(child: &mut Child) -> (std::process::ExitStatus, String) {
+    sigterm(child);
+    exit_and_stderr(child, Duration::from_secs(5))
+}
+
 /// Waits for `child` to exit (killing it after `timeout`) and returns its
 /// status and everything it wrote to its piped stderr.
 fn exit_and_stderr(
@@ -830,14 +815,9 @@ fn exit_and_stderr(
 
 #[cfg(unix)]
 fn sighup(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    signal(child, "-HUP");
 }
 
-#[cfg(unix)]
 async fn scrape_text(base: &str) -> String {
     get(&format!("{base}/metrics"))
         .await
@@ -929,16 +909,8 @@ async fn sighup_reloads_the_configuration_file() {
         "a failed reload does not stop the process"
     );
 
-    sigterm(&child.0);
-    assert!(wait_exit(&mut child.0, Duration::from_secs(5)).success());
-    let mut logs = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut logs)
-        .expect("read logs");
+    let (status, logs) = stop(&mut child.0);
+    assert!(status.success());
     assert!(
         logs.contains("configuration reloaded") && logs.contains("SIGHUP"),
         "{logs}"

@@ -22,13 +22,7 @@ async fn every_thing_is_exported_with_exact_values() {
     assert_eq!(value(&s, "monogoto_up"), Some(1.0));
     assert_eq!(value(&s, "monogoto_things_configured"), Some(60.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(60.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"200\",endpoint=\"status\"}"
-        ),
-        Some(2.0)
-    );
+    assert_eq!(api_requests(&s, "200", "status"), Some(2.0));
     assert!(
         value(&s, "monogoto_last_refresh_success_timestamp_seconds").is_some_and(|t| t > 1.7e9)
     );
@@ -160,10 +154,7 @@ async fn batch_size_one_and_a_capped_server_still_read_everything() {
         "pages of 20, 20 and 10"
     );
     assert_eq!(
-        value(
-            &samples(&scrape(&exporter).await),
-            "monogoto_things_reported"
-        ),
+        scrape_value(&exporter, "monogoto_things_reported").await,
         Some(50.0)
     );
     exporter.shutdown().await;
@@ -174,10 +165,7 @@ async fn batch_size_one_and_a_capped_server_still_read_everything() {
     let exporter = start_exporter(&cfg).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 7);
     assert_eq!(
-        value(
-            &samples(&scrape(&exporter).await),
-            "monogoto_things_reported"
-        ),
+        scrape_value(&exporter, "monogoto_things_reported").await,
         Some(7.0)
     );
     exporter.shutdown().await;
@@ -186,14 +174,9 @@ async fn batch_size_one_and_a_capped_server_still_read_everything() {
 #[tokio::test]
 async fn login_then_login_again_after_a_401() {
     let sim = simulator(10).await;
-    let mut cfg = config(&sim);
-    cfg.credentials = Some(login(&sim));
-    let exporter = start_exporter(&cfg).await;
+    let exporter = start_exporter(&login_config(&sim)).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1);
-    assert_eq!(
-        value(&samples(&scrape(&exporter).await), "monogoto_up"),
-        Some(1.0)
-    );
+    assert_eq!(scrape_value(&exporter, "monogoto_up").await, Some(1.0));
 
     sim.simulator.revoke_tokens();
     let report = exporter.poller.refresh().await;
@@ -203,30 +186,17 @@ async fn login_then_login_again_after_a_401() {
         2,
         "one login again, not one per batch"
     );
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_up"), Some(1.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"200\",endpoint=\"auth\"}"
-        ),
-        Some(2.0)
-    );
+    assert_eq!(api_requests(&s, "401", "status"), Some(1.0));
+    assert_eq!(api_requests(&s, "200", "auth"), Some(2.0));
     exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn concurrent_batches_share_one_login_again() {
     let sim = simulator(200).await;
-    let mut cfg = config(&sim);
-    cfg.credentials = Some(login(&sim));
+    let mut cfg = login_config(&sim);
     cfg.poll.batch_size = 10;
     let exporter = start_exporter(&cfg).await;
     sim.simulator.revoke_tokens();
@@ -246,9 +216,7 @@ async fn a_token_logs_in_again_before_it_expires() {
     .await;
     // Real time on both sides: the exporter reads `exp` against its own clock.
     sim.simulator.set_time(None);
-    let mut cfg = config(&sim);
-    cfg.credentials = Some(login(&sim));
-    let exporter = start_exporter(&cfg).await;
+    let exporter = start_exporter(&login_config(&sim)).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1);
     tokio::time::sleep(Duration::from_millis(1800)).await;
     assert!(exporter.poller.refresh().await.succeeded());
@@ -257,14 +225,8 @@ async fn a_token_logs_in_again_before_it_expires() {
         2,
         "renewed from exp, not from a 401"
     );
-    let s = samples(&scrape(&exporter).await);
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"
-        ),
-        None
-    );
+    let s = scrape_samples(&exporter).await;
+    assert_eq!(api_requests(&s, "401", "status"), None);
     exporter.shutdown().await;
 }
 
@@ -287,15 +249,9 @@ async fn a_wrong_password_never_loops() {
         "a failed login backs off"
     );
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 0);
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"401\",endpoint=\"auth\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(api_requests(&s, "401", "auth"), Some(1.0));
     assert_eq!(
         get(&format!("{}/readyz", exporter.url())).await.status(),
         200
@@ -311,16 +267,10 @@ async fn a_rejected_static_token_sets_up_to_zero() {
         secrecy::SecretString::from("bogus"),
     ));
     let exporter = start_exporter(&cfg).await;
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(0.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"401\",endpoint=\"status\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(api_requests(&s, "401", "status"), Some(1.0));
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 0);
     exporter.shutdown().await;
 }
@@ -334,16 +284,10 @@ async fn discovery_lists_every_thing_fifty_a_page() {
     let exporter = start_exporter(&cfg).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Things), 3);
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 3);
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_things_configured"), Some(120.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"200\",endpoint=\"things\"}"
-        ),
-        Some(3.0)
-    );
+    assert_eq!(api_requests(&s, "200", "things"), Some(3.0));
     exporter.shutdown().await;
 }
 
@@ -356,11 +300,11 @@ async fn a_thing_that_leaves_the_fleet_goes_after_stale_after() {
     let exporter = start_exporter(&cfg).await;
     let gone = sim.simulator.iccids()[2].clone();
     let series = thing_series("monogoto_thing_connected", &gone);
-    assert!(value(&samples(&scrape(&exporter).await), &series).is_some());
+    assert!(scrape_value(&exporter, &series).await.is_some());
 
     sim.simulator.remove_thing(&gone);
     assert!(exporter.poller.refresh().await.succeeded());
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert!(
         value(&s, &series).is_some(),
         "kept with its last values until stale"
@@ -395,7 +339,7 @@ async fn a_failing_batch_keeps_the_others() {
         let report = exporter.poller.refresh().await;
         assert_eq!((report.batches, report.failed_batches), (2, 1), "{mode:?}");
 
-        let s = samples(&scrape(&exporter).await);
+        let s = scrape_samples(&exporter).await;
         assert_eq!(value(&s, "monogoto_up"), Some(0.0));
         assert_eq!(value(&s, "monogoto_things_reported"), Some(100.0));
         let connected = |iccid: &str| value(&s, &thing_series("monogoto_thing_connected", iccid));
@@ -446,7 +390,7 @@ async fn a_failing_batch_keeps_the_others() {
             exporter.poller.refresh().await.succeeded(),
             "recovers when the fault stops"
         );
-        let s = samples(&scrape(&exporter).await);
+        let s = scrape_samples(&exporter).await;
         assert_eq!(value(&s, "monogoto_up"), Some(1.0));
         assert_eq!(
             value(&s, &thing_series("monogoto_thing_connected", in_bad_batch)),
@@ -533,7 +477,7 @@ async fn readyz_waits_for_the_first_refresh() {
         get(&format!("{}/healthz", exporter.url())).await.status(),
         200
     );
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(
         value(&s, "monogoto_things_reported"),
         Some(0.0),
@@ -544,15 +488,9 @@ async fn readyz_waits_for_the_first_refresh() {
         get(&format!("{}/readyz", exporter.url())).await.status(),
         200
     );
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"error\",endpoint=\"status\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(api_requests(&s, "error", "status"), Some(1.0));
     exporter.shutdown().await;
 }
 
@@ -672,12 +610,7 @@ async fn a_polling_task_that_dies_makes_the_exporter_unhealthy_and_stop() {
     let response = get(&healthz).await;
     assert_eq!(response.status(), 503, "not healthy while it exits");
     // Still serving the last data meanwhile.
-    assert!(
-        value(
-            &samples(&scrape(&exporter).await),
-            "monogoto_things_reported"
-        ) == Some(5.0)
-    );
+    assert!(scrape_value(&exporter, "monogoto_things_reported").await == Some(5.0));
     exporter.shutdown().await;
 }
 

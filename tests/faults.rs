@@ -43,7 +43,7 @@ async fn setup(tweak: impl FnOnce(&mut Config)) -> Case {
     cfg.poll.timeout = Duration::from_millis(400);
     tweak(&mut cfg);
     let exporter = start_exporter(&cfg).await;
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_up"), Some(1.0));
     let watched = sim.simulator.iccids()[55].clone();
     let before = value(&s, &connected_series(&watched)).expect("watched Thing exported");
@@ -57,9 +57,25 @@ async fn setup(tweak: impl FnOnce(&mut Config)) -> Case {
     }
 }
 
+/// [`setup`], then the fault of `spec` switched on.
+async fn with_fault(spec: &str, tweak: impl FnOnce(&mut Config)) -> Case {
+    let case = setup(tweak).await;
+    case.inject(spec);
+    case
+}
+
 impl Case {
+    fn inject(&self, spec: &str) {
+        self.sim.simulator.add_fault(rule(spec));
+    }
+
+    /// The watched Thing's `monogoto_thing_connected` in `s`.
+    fn watched_value(&self, s: &BTreeMap<String, f64>) -> Option<f64> {
+        value(s, &connected_series(&self.watched))
+    }
+
     async fn metrics(&self) -> BTreeMap<String, f64> {
-        samples(&scrape(&self.exporter).await)
+        scrape_samples(&self.exporter).await
     }
 
     fn status_requests(&self) -> u64 {
@@ -75,15 +91,8 @@ impl Case {
             Some(THINGS as f64),
             "nothing dropped"
         );
-        assert_eq!(
-            value(&s, &connected_series(&self.watched)),
-            Some(self.before),
-            "last good value"
-        );
-        let errors = value(
-            &s,
-            &format!("monogoto_refresh_errors_total{{kind=\"{kind}\"}}"),
-        );
+        assert_eq!(self.watched_value(&s), Some(self.before), "last good value");
+        let errors = refresh_errors(&s, kind);
         assert!(
             errors.is_some_and(|e| e >= 1.0),
             "refresh_errors_total{{kind={kind}}} = {errors:?}"
@@ -99,12 +108,36 @@ impl Case {
         let s = self.metrics().await;
         assert_eq!(value(&s, "monogoto_up"), Some(1.0));
         assert_eq!(
-            value(&s, &connected_series(&self.watched)),
+            self.watched_value(&s),
             Some(1.0 - self.before),
             "fresh value"
         );
         self.exporter.shutdown().await;
     }
+}
+
+/// A simulator of `things` and a config against it whose requests are paced
+/// at `rate_limit`.
+async fn paced(things: usize, rate_limit: &str) -> (RunningSimulator, Config) {
+    let sim = simulator(things).await;
+    let mut cfg = config(&sim);
+    cfg.rate_limit = rate_limit.parse().expect("valid");
+    (sim, cfg)
+}
+
+/// The `monogoto_thing_info` lines of an exposition.
+fn info_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("monogoto_thing_info{"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// At least `least` has passed since `started`.
+#[track_caller]
+fn assert_waited(started: Instant, least: Duration, what: &str) {
+    let elapsed = started.elapsed();
+    assert!(elapsed >= least, "{what}: {elapsed:?}");
 }
 
 /// Within the retry budget: each batch is sent at most 1 + retries times.
@@ -117,62 +150,37 @@ fn assert_budget(requests: u64, retries: u64) {
 
 #[tokio::test]
 async fn latency_is_tolerated() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("latency=150ms,endpoint=status"));
+    let case = with_fault("latency=150ms,endpoint=status", |_| {}).await;
     assert!(case.exporter.poller.refresh().await.succeeded());
     assert_eq!(case.status_requests(), BATCHES);
     let s = case.metrics().await;
-    assert_eq!(
-        value(&s, &connected_series(&case.watched)),
-        Some(1.0 - case.before)
-    );
+    assert_eq!(case.watched_value(&s), Some(1.0 - case.before));
     assert!(value(&s, "monogoto_refresh_duration_seconds").is_some_and(|d| d >= 0.15));
     case.assert_recovers().await;
 }
 
 #[tokio::test]
 async fn one_timeout_is_retried_away() {
-    let case = setup(|c| c.poll.retries = 1).await;
-    case.sim
-        .simulator
-        .add_fault(rule("hang,endpoint=status,count=1"));
+    let case = with_fault("hang,endpoint=status,count=1", |c| c.poll.retries = 1).await;
     assert!(
         case.exporter.poller.refresh().await.succeeded(),
         "one timeout, then a good retry"
     );
     let s = case.metrics().await;
-    assert_eq!(
-        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"error\",endpoint=\"status\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(&s, &connected_series(&case.watched)),
-        Some(1.0 - case.before)
-    );
+    assert_eq!(api_retries(&s, "status"), Some(1.0));
+    assert_eq!(api_requests(&s, "error", "status"), Some(1.0));
+    assert_eq!(case.watched_value(&s), Some(1.0 - case.before));
     assert_eq!(case.status_requests(), BATCHES + 1);
     case.exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn persistent_timeouts_fail_the_refresh_within_the_budget() {
-    let case = setup(|c| c.poll.retries = 1).await;
-    case.sim.simulator.add_fault(rule("hang,endpoint=status"));
+    let case = with_fault("hang,endpoint=status", |c| c.poll.retries = 1).await;
     let report = case.exporter.poller.refresh().await;
     assert_eq!(report.failed_batches, BATCHES as usize);
     let s = case.assert_failed_and_stale("timeout").await;
-    assert_eq!(
-        value(&s, "monogoto_refresh_errors_total{kind=\"timeout\"}"),
-        Some(BATCHES as f64)
-    );
+    assert_eq!(refresh_errors(&s, "timeout"), Some(BATCHES as f64));
     assert_eq!(case.status_requests(), BATCHES * 2, "1 + retries each");
     assert_budget(case.status_requests(), 1);
     case.assert_recovers().await;
@@ -180,48 +188,25 @@ async fn persistent_timeouts_fail_the_refresh_within_the_budget() {
 
 #[tokio::test]
 async fn a_429_retry_after_in_seconds_is_obeyed() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("rate_limited=retry_after:1,endpoint=status,count=1"));
+    let case = with_fault("rate_limited=retry_after:1,endpoint=status,count=1", |_| {}).await;
     let started = Instant::now();
     assert!(case.exporter.poller.refresh().await.succeeded());
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "waited {:?}",
-        started.elapsed()
-    );
+    assert_waited(started, Duration::from_millis(950), "waited");
     let s = case.metrics().await;
     assert_eq!(value(&s, "monogoto_api_rate_limited_total"), Some(1.0));
-    assert_eq!(
-        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"429\",endpoint=\"status\"}"
-        ),
-        Some(1.0)
-    );
+    assert_eq!(api_retries(&s, "status"), Some(1.0));
+    assert_eq!(api_requests(&s, "429", "status"), Some(1.0));
     assert_eq!(case.status_requests(), BATCHES + 1);
     case.assert_recovers().await;
 }
 
 #[tokio::test]
 async fn a_429_retry_after_as_http_date_is_obeyed() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("rate_limited=date:2,endpoint=status,count=1"));
+    let case = with_fault("rate_limited=date:2,endpoint=status,count=1", |_| {}).await;
     let started = Instant::now();
     assert!(case.exporter.poller.refresh().await.succeeded());
     // An HTTP date has whole seconds: 2 s ahead is between 1 and 2 s of waiting.
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "waited {:?}",
-        started.elapsed()
-    );
+    assert_waited(started, Duration::from_millis(900), "waited");
     assert_eq!(
         value(&case.metrics().await, "monogoto_api_rate_limited_total"),
         Some(1.0)
@@ -231,10 +216,10 @@ async fn a_429_retry_after_as_http_date_is_obeyed() {
 
 #[tokio::test]
 async fn persistent_429s_give_up_within_the_budget() {
-    let case = setup(|c| c.poll.retries = 2).await;
-    case.sim
-        .simulator
-        .add_fault(rule("rate_limited=retry_after:0,endpoint=status"));
+    let case = with_fault("rate_limited=retry_after:0,endpoint=status", |c| {
+        c.poll.retries = 2
+    })
+    .await;
     let report = case.exporter.poller.refresh().await;
     assert_eq!(report.failed_batches, BATCHES as usize);
     let s = case.metrics().await;
@@ -244,10 +229,7 @@ async fn persistent_429s_give_up_within_the_budget() {
         "429s say nothing of whether the API works"
     );
     assert_eq!(value(&s, "monogoto_things_reported"), Some(THINGS as f64));
-    assert_eq!(
-        value(&s, "monogoto_refresh_errors_total{kind=\"status\"}"),
-        Some(BATCHES as f64)
-    );
+    assert_eq!(refresh_errors(&s, "status"), Some(BATCHES as f64));
     assert_eq!(case.status_requests(), BATCHES * 3);
     assert_budget(case.status_requests(), 2);
     assert_eq!(
@@ -259,33 +241,18 @@ async fn persistent_429s_give_up_within_the_budget() {
 
 #[tokio::test]
 async fn a_burst_of_5xx_is_retried_away() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("status=503,endpoint=status,count=2"));
+    let case = with_fault("status=503,endpoint=status,count=2", |_| {}).await;
     assert!(case.exporter.poller.refresh().await.succeeded());
     let s = case.metrics().await;
-    assert_eq!(
-        value(
-            &s,
-            "monogoto_api_requests_total{code=\"503\",endpoint=\"status\"}"
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
-        Some(2.0)
-    );
+    assert_eq!(api_requests(&s, "503", "status"), Some(2.0));
+    assert_eq!(api_retries(&s, "status"), Some(2.0));
     assert_eq!(case.status_requests(), BATCHES + 2);
     case.assert_recovers().await;
 }
 
 #[tokio::test]
 async fn persistent_5xx_fail_the_refresh_within_the_budget() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("status=500,endpoint=status"));
+    let case = with_fault("status=500,endpoint=status", |_| {}).await;
     case.exporter.poller.refresh().await;
     case.assert_failed_and_stale("status").await;
     assert_eq!(case.status_requests(), BATCHES * 4, "1 + 3 retries each");
@@ -294,10 +261,7 @@ async fn persistent_5xx_fail_the_refresh_within_the_budget() {
 
 #[tokio::test]
 async fn a_400_for_every_request_is_not_split_forever() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("status=400,endpoint=status"));
+    let case = with_fault("status=400,endpoint=status", |_| {}).await;
     case.exporter.poller.refresh().await;
     case.assert_failed_and_stale("status").await;
     let first = case.status_requests();
@@ -316,44 +280,30 @@ async fn a_400_for_every_request_is_not_split_forever() {
 
 #[tokio::test]
 async fn other_4xx_are_not_retried() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("status=403,endpoint=status"));
+    let case = with_fault("status=403,endpoint=status", |_| {}).await;
     case.exporter.poller.refresh().await;
     let s = case.assert_failed_and_stale("status").await;
     assert_eq!(case.status_requests(), BATCHES);
-    assert_eq!(
-        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
-        Some(0.0)
-    );
+    assert_eq!(api_retries(&s, "status"), Some(0.0));
     case.assert_recovers().await;
 }
 
 #[tokio::test]
 async fn a_401_on_a_static_token_keeps_the_last_data() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("unauthorized,endpoint=status"));
+    let case = with_fault("unauthorized,endpoint=status", |_| {}).await;
     for _ in 0..3 {
         case.exporter.poller.refresh().await;
     }
     let s = case.assert_failed_and_stale("auth").await;
     assert!(case.status_requests() <= 3 * BATCHES, "no retries on 401");
-    assert_eq!(
-        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
-        Some(0.0)
-    );
+    assert_eq!(api_retries(&s, "status"), Some(0.0));
     case.assert_recovers().await;
 }
 
 #[tokio::test]
 async fn a_401_with_a_login_logs_in_once_more_and_never_loops() {
     let sim = simulator(THINGS).await;
-    let mut cfg = config(&sim);
-    cfg.credentials = Some(login(&sim));
-    let exporter = start_exporter(&cfg).await;
+    let exporter = start_exporter(&login_config(&sim)).await;
     assert_eq!(sim.simulator.requests(SimEndpoint::Auth), 1);
 
     sim.simulator
@@ -375,23 +325,19 @@ async fn a_401_with_a_login_logs_in_once_more_and_never_loops() {
         3,
         "one more login, then backing off"
     );
-    let s = samples(&scrape(&exporter).await);
+    let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_up"), Some(0.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(THINGS as f64));
-    assert!(value(&s, "monogoto_refresh_errors_total{kind=\"auth\"}").is_some_and(|e| e >= 1.0));
+    assert!(refresh_errors(&s, "auth").is_some_and(|e| e >= 1.0));
     exporter.shutdown().await;
 }
 
 async fn decode_fault_case(spec: &str, tweak: impl FnOnce(&mut Config)) {
-    let case = setup(tweak).await;
-    case.sim.simulator.add_fault(rule(spec));
+    let case = with_fault(spec, tweak).await;
     case.exporter.poller.refresh().await;
     let s = case.assert_failed_and_stale("decode").await;
     assert_eq!(case.status_requests(), BATCHES, "{spec}: not retried");
-    assert_eq!(
-        value(&s, "monogoto_api_retries_total{endpoint=\"status\"}"),
-        Some(0.0)
-    );
+    assert_eq!(api_retries(&s, "status"), Some(0.0));
     case.assert_recovers().await;
 }
 
@@ -409,20 +355,11 @@ async fn malformed_json_fails_the_batch() {
 /// body that could not be decoded, and not retried.
 #[tokio::test]
 async fn success_false_fails_the_batch_as_a_status_error() {
-    let case = setup(|_| {}).await;
-    case.sim
-        .simulator
-        .add_fault(rule("success_false,endpoint=status"));
+    let case = with_fault("success_false,endpoint=status", |_| {}).await;
     case.exporter.poller.refresh().await;
     let s = case.assert_failed_and_stale("status").await;
-    assert_eq!(
-        value(&s, "monogoto_refresh_errors_total{kind=\"status\"}"),
-        Some(BATCHES as f64)
-    );
-    assert_eq!(
-        value(&s, "monogoto_refresh_errors_total{kind=\"decode\"}"),
-        Some(0.0)
-    );
+    assert_eq!(refresh_errors(&s, "status"), Some(BATCHES as f64));
+    assert_eq!(refresh_errors(&s, "decode"), Some(0.0));
     assert_eq!(case.status_requests(), BATCHES, "not retried");
     case.assert_recovers().await;
 }
@@ -438,15 +375,8 @@ async fn oversized_bodies_are_refused() {
 #[tokio::test]
 async fn wrong_types_keep_the_last_good_values() {
     let case = setup(|_| {}).await;
-    let info_before: Vec<String> = scrape(&case.exporter)
-        .await
-        .lines()
-        .filter(|l| l.starts_with("monogoto_thing_info{"))
-        .map(str::to_string)
-        .collect();
-    case.sim
-        .simulator
-        .add_fault(rule("wrong_types,endpoint=status"));
+    let info_before = info_lines(&scrape(&case.exporter).await);
+    case.inject("wrong_types,endpoint=status");
     let report = case.exporter.poller.refresh().await;
     assert!(
         report.succeeded(),
@@ -454,16 +384,8 @@ async fn wrong_types_keep_the_last_good_values() {
     );
     let text = scrape(&case.exporter).await;
     let s = samples(&text);
-    assert_eq!(
-        value(&s, &connected_series(&case.watched)),
-        Some(case.before),
-        "last good value"
-    );
-    let info_after: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("monogoto_thing_info{"))
-        .map(str::to_string)
-        .collect();
+    assert_eq!(case.watched_value(&s), Some(case.before), "last good value");
+    let info_after = info_lines(&text);
     assert_eq!(info_after, info_before, "names survive a garbled answer");
     let parse_errors: f64 = s
         .iter()
@@ -479,36 +401,24 @@ async fn wrong_types_keep_the_last_good_values() {
 
 #[tokio::test]
 async fn the_rate_limit_paces_every_request() {
-    let sim = simulator(20).await;
-    let mut cfg = config(&sim);
+    let (sim, mut cfg) = paced(20, "10/s").await;
     cfg.poll.batch_size = 1;
     cfg.poll.inactive_interval = Duration::ZERO;
-    cfg.rate_limit = "10/s"
-        .parse::<monogoto_exporter::monogoto::budget::Budget>()
-        .expect("valid");
     let exporter = start_exporter(&cfg).await;
     sim.simulator.reset_counters();
     let started = Instant::now();
     assert!(exporter.poller.refresh().await.succeeded());
     // 20 requests at 10/s: ten at once, the next ten once the first have left the window.
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_waited(started, Duration::from_millis(950), "took");
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 20);
     exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_fleet_larger_than_the_interval_allows_is_paced_not_failed() {
-    let sim = simulator(20).await;
-    let mut cfg = config(&sim);
+    let (sim, mut cfg) = paced(20, "8/s").await;
     cfg.poll.batch_size = 1;
     cfg.poll.interval = Duration::from_secs(1);
-    cfg.rate_limit = "8/s"
-        .parse::<monogoto_exporter::monogoto::budget::Budget>()
-        .expect("valid");
     let started = Instant::now();
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
     wait_until("every Thing, in one paced refresh", || {
@@ -516,21 +426,14 @@ async fn a_fleet_larger_than_the_interval_allows_is_paced_not_failed() {
     })
     .await;
     // 20 requests at 8/s, evenly: about 2.4 s, not 20 at once.
-    assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "paced: {:?}",
-        started.elapsed()
-    );
-    let s = samples(&scrape(&exporter).await);
+    assert_waited(started, Duration::from_secs(2), "paced");
+    let s = scrape_samples(&exporter).await;
     assert_eq!(
         value(&s, "monogoto_up"),
         Some(1.0),
         "waiting is not failing"
     );
-    assert_eq!(
-        value(&s, "monogoto_refresh_errors_total{kind=\"timeout\"}"),
-        Some(0.0)
-    );
+    assert_eq!(refresh_errors(&s, "timeout"), Some(0.0));
     // 20 requests at 8/s, less the share of the SUSPENDED and RETIRED ones.
     assert!(
         value(&s, "monogoto_refresh_target_seconds").is_some_and(|t| t > 1.5 && t <= 2.5),
@@ -547,15 +450,11 @@ async fn a_fleet_larger_than_the_interval_allows_is_paced_not_failed() {
 
 #[tokio::test]
 async fn a_listing_too_long_for_one_refresh_resumes_in_the_next() {
-    let sim = simulator(600).await;
-    let mut cfg = config(&sim);
+    // 13 pages of /things and 12 status requests at 5/s: several refreshes' worth.
+    let (sim, mut cfg) = paced(600, "5/s").await;
     cfg.iccids.clear();
     cfg.discover = true;
     cfg.poll.interval = Duration::from_secs(1);
-    // 13 pages of /things and 12 status requests at 5/s: several refreshes' worth.
-    cfg.rate_limit = "5/s"
-        .parse::<monogoto_exporter::monogoto::budget::Budget>()
-        .expect("valid");
     let exporter = monogoto_exporter::app::start(&cfg).await.expect("starts");
     wait_until(
         "the whole fleet, listed and polled over several refreshes",
@@ -606,21 +505,18 @@ async fn a_rate_limit_reset_in_epoch_milliseconds_pauses_for_seconds() {
 /// request at a time and no retries, the second batch waits for the first's pause.
 #[tokio::test]
 async fn a_retry_after_on_a_5xx_holds_every_request() {
-    let case = setup(|c| {
+    let case = with_fault("raw_retry_after=503:1,endpoint=status,count=1", |c| {
         c.poll.concurrency = 1;
         c.poll.retries = 0;
     })
     .await;
-    case.sim
-        .simulator
-        .add_fault(rule("raw_retry_after=503:1,endpoint=status,count=1"));
     let started = Instant::now();
     let report = case.exporter.poller.refresh().await;
     assert_eq!(report.failed_batches, 1, "{report:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "the other batch waited: {:?}",
-        started.elapsed()
+    assert_waited(
+        started,
+        Duration::from_millis(950),
+        "the other batch waited",
     );
     assert_eq!(case.status_requests(), BATCHES);
     case.assert_recovers().await;
@@ -639,8 +535,7 @@ async fn absurd_rate_limit_headers_neither_panic_nor_stop_polling() {
         "raw_rate_limit_reset=1e300,endpoint=status,count=1",
         "raw_rate_limit_reset=18446744073709551615,endpoint=status,count=1",
     ] {
-        let case = setup(|c| c.poll.interval = Duration::from_secs(1)).await;
-        case.sim.simulator.add_fault(rule(spec));
+        let case = with_fault(spec, |c| c.poll.interval = Duration::from_secs(1)).await;
         wait_until("the absurd header is answered", || {
             case.sim.simulator.faults_served() >= 1
         })

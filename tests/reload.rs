@@ -14,7 +14,7 @@ use common::*;
 use monogoto_exporter::app::{self, RunningExporter};
 use monogoto_exporter::config::{Cli, Config, Environment, Mode};
 use monogoto_exporter::reload::Resolve;
-use monogoto_exporter::simulator::RunningSimulator;
+use monogoto_exporter::simulator::{RunningSimulator, SimEndpoint};
 use secrecy::SecretString;
 
 /// Generous: the machine running the tests may be busy.
@@ -103,6 +103,33 @@ async fn post(exporter: &RunningExporter, method: reqwest::Method) -> (u16, Stri
         .expect("request succeeds");
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))
+}
+
+/// Waits until the simulator has answered two more status requests: a whole
+/// refresh has run since.
+async fn another_refresh(sim: &RunningSimulator) {
+    let before = sim.simulator.requests(SimEndpoint::Status);
+    eventually("another refresh", || async {
+        sim.simulator.requests(SimEndpoint::Status) > before + 1
+    })
+    .await;
+}
+
+/// An exporter following the ICCIDs file `fleet.txt` in `files`, which first
+/// lists `first`; `args` are its other flags. Returns the file's path.
+async fn start_following(
+    sim: &RunningSimulator,
+    files: &Files,
+    first: &[&String],
+    args: &[&str],
+) -> (PathBuf, RunningExporter) {
+    let fleet = files.path("fleet.txt");
+    replace(&fleet, &lines(first));
+    let fleet_arg = files.arg("fleet.txt");
+    let mut flags = vec!["--monogoto.iccids-file", fleet_arg.as_str()];
+    flags.extend_from_slice(args);
+    let (config, resolve) = resolver(sim, &flags);
+    (fleet, start(&config, resolve).await)
 }
 
 struct Files {
@@ -236,15 +263,7 @@ async fn post_reload_applies_the_yaml_file_or_says_why_not() {
     );
 
     // The old set is still polled meanwhile.
-    let before = sim
-        .simulator
-        .requests(monogoto_exporter::simulator::SimEndpoint::Status);
-    eventually("another refresh", || async {
-        sim.simulator
-            .requests(monogoto_exporter::simulator::SimEndpoint::Status)
-            > before + 1
-    })
-    .await;
+    another_refresh(&sim).await;
     let text = metrics(&exporter).await;
     assert!(
         exported(&text, &ids[1]) && exported(&text, &ids[2]),
@@ -287,18 +306,13 @@ async fn an_edited_iccids_file_applies_by_itself() {
     let sim = simulator(5).await;
     let ids = sim.simulator.iccids();
     let files = Files::new();
-    let fleet = files.path("fleet.txt");
-    replace(&fleet, &lines(&[&ids[0], &ids[1], &ids[2]]));
-    let (config, resolve) = resolver(
+    let (fleet, exporter) = start_following(
         &sim,
-        &[
-            "--monogoto.iccids-file",
-            &files.arg("fleet.txt"),
-            "--poll.interval",
-            "1s",
-        ],
-    );
-    let exporter = start(&config, resolve).await;
+        &files,
+        &[&ids[0], &ids[1], &ids[2]],
+        &["--poll.interval", "1s"],
+    )
+    .await;
     let text = metrics(&exporter).await;
     assert!((0..3).all(|i| exported(&text, &ids[i])), "{text}");
     assert!(!exported(&text, &ids[3]));
@@ -330,15 +344,7 @@ async fn an_edited_iccids_file_applies_by_itself() {
         reload_successful(&metrics(&exporter).await) == Some(0.0)
     })
     .await;
-    let before = sim
-        .simulator
-        .requests(monogoto_exporter::simulator::SimEndpoint::Status);
-    eventually("another refresh", || async {
-        sim.simulator
-            .requests(monogoto_exporter::simulator::SimEndpoint::Status)
-            > before + 1
-    })
-    .await;
+    another_refresh(&sim).await;
     let text = metrics(&exporter).await;
     assert!((1..4).all(|i| exported(&text, &ids[i])), "{text}");
     assert!(!exported(&text, &ids[4]), "nothing of the bad file applies");
@@ -370,18 +376,8 @@ async fn an_added_sim_does_not_wait_for_the_interval() {
     let sim = simulator(2).await;
     let ids = sim.simulator.iccids();
     let files = Files::new();
-    let fleet = files.path("fleet.txt");
-    replace(&fleet, &lines(&[&ids[0]]));
-    let (config, resolve) = resolver(
-        &sim,
-        &[
-            "--monogoto.iccids-file",
-            &files.arg("fleet.txt"),
-            "--poll.interval",
-            "1h",
-        ],
-    );
-    let exporter = start(&config, resolve).await;
+    let (fleet, exporter) =
+        start_following(&sim, &files, &[&ids[0]], &["--poll.interval", "1h"]).await;
     replace(&fleet, &lines(&[&ids[0], &ids[1]]));
     eventually("the added SIM, well before the hour", || async {
         exported(&metrics(&exporter).await, &ids[1])
@@ -398,14 +394,12 @@ async fn a_removed_sim_leaves_during_a_long_refresh() {
     let sim = simulator(20).await;
     let ids = sim.simulator.iccids();
     let files = Files::new();
-    let fleet = files.path("fleet.txt");
     let all: Vec<&String> = ids.iter().collect();
-    replace(&fleet, &lines(&all[1..]));
-    let (config, resolve) = resolver(
+    let (fleet, exporter) = start_following(
         &sim,
+        &files,
+        &all[1..],
         &[
-            "--monogoto.iccids-file",
-            &files.arg("fleet.txt"),
             "--poll.interval",
             "1h",
             "--poll.batch-size",
@@ -416,13 +410,10 @@ async fn a_removed_sim_leaves_during_a_long_refresh() {
             "--poll.inactive-interval",
             "0",
         ],
-    );
-    let exporter = start(&config, resolve).await;
+    )
+    .await;
     let reloader = exporter.reloader.clone().expect("reloadable");
-    let status = || {
-        sim.simulator
-            .requests(monogoto_exporter::simulator::SimEndpoint::Status)
-    };
+    let status = || sim.simulator.requests(SimEndpoint::Status);
     assert!(exported(&metrics(&exporter).await, &ids[1]));
 
     // A SIM added: the next refresh starts at once, and takes 20 s.

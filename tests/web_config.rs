@@ -105,6 +105,20 @@ impl WebDir {
         self.dir.path().join(name)
     }
 
+    /// A directory with a server certificate signed by `ca`.
+    fn serving(ca: &Ca) -> WebDir {
+        let web = WebDir::new();
+        web.server_cert(ca);
+        web
+    }
+
+    /// [`WebDir::serving`], and `client-ca.crt` for clients signed by `client_ca`.
+    fn mutual(server_ca: &Ca, client_ca: &Ca) -> WebDir {
+        let web = WebDir::serving(server_ca);
+        web.write("client-ca.crt", &client_ca.pem);
+        web
+    }
+
     fn server_cert(&self, ca: &Ca) {
         let (cert, key) = ca.server();
         self.write("server.crt", &cert);
@@ -113,6 +127,9 @@ impl WebDir {
 }
 
 const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+/// Added to [`TLS`]: client certificates signed by the CA of [`WebDir::mutual`].
+const MTLS: &str =
+    "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n";
 
 async fn start(web: &WebDir, config_text: &str) -> (RunningSimulator, RunningExporter) {
     web.write("web.yml", config_text);
@@ -148,6 +165,31 @@ fn tls_client(ca: &Ca, identity: Option<&(String, String)>) -> reqwest::Client {
     builder.build().expect("client")
 }
 
+/// `GET /metrics` over HTTPS by a client trusting `ca`.
+async fn https_scrape(ca: &Ca, exporter: &RunningExporter) -> reqwest::Response {
+    tls_client(ca, None)
+        .get(https_url(exporter, "/metrics"))
+        .send()
+        .await
+        .expect("HTTPS scrape")
+}
+
+/// `GET path` in plain HTTP to the exporter's port.
+async fn plain_http(exporter: &RunningExporter, path: &str) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}{path}", exporter.addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+}
+
+/// Two reload periods and a bit: the web config file has certainly been
+/// looked at since.
+async fn reload_looked_at() {
+    tokio::time::sleep(monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500))
+        .await;
+}
+
 fn hash(password: &str) -> String {
     bcrypt::hash(password, 4).expect("bcrypt")
 }
@@ -181,8 +223,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn https_scrape_with_a_client_trusting_the_ca() {
     let ca = Ca::new("server CA");
-    let web = WebDir::new();
-    web.server_cert(&ca);
+    let web = WebDir::serving(&ca);
     let (_sim, exporter) = start(
         &web,
         &format!(
@@ -192,11 +233,7 @@ async fn https_scrape_with_a_client_trusting_the_ca() {
     )
     .await;
 
-    let response = tls_client(&ca, None)
-        .get(https_url(&exporter, "/metrics"))
-        .send()
-        .await
-        .expect("HTTPS scrape");
+    let response = https_scrape(&ca, &exporter).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
     assert_eq!(
@@ -208,11 +245,7 @@ async fn https_scrape_with_a_client_trusting_the_ca() {
     assert!(body.contains("monogoto_up 1"), "{body}");
 
     // Plain HTTP to the TLS port gets no answer.
-    let plain = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{}/metrics", exporter.addr.port()))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
+    let plain = plain_http(&exporter, "/metrics").await;
     assert!(plain.is_err(), "plain HTTP must fail: {plain:?}");
 
     // A client that does not trust the CA refuses the server.
@@ -235,15 +268,10 @@ async fn https_scrape_with_a_client_trusting_the_ca() {
 #[tokio::test]
 async fn http2_can_be_switched_off() {
     let ca = Ca::new("server CA");
-    let web = WebDir::new();
-    web.server_cert(&ca);
+    let web = WebDir::serving(&ca);
     let (_sim, exporter) =
         start(&web, &format!("{TLS}http_server_config:\n  http2: false\n")).await;
-    let response = tls_client(&ca, None)
-        .get(https_url(&exporter, "/metrics"))
-        .send()
-        .await
-        .expect("HTTPS scrape");
+    let response = https_scrape(&ca, &exporter).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
 }
@@ -252,16 +280,8 @@ async fn http2_can_be_switched_off() {
 async fn mutual_tls_requires_a_certificate_from_the_client_ca() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let web = WebDir::new();
-    web.server_cert(&server_ca);
-    web.write("client-ca.crt", &client_ca.pem);
-    let (_sim, exporter) = start(
-        &web,
-        &format!(
-            "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n"
-        ),
-    )
-    .await;
+    let web = WebDir::mutual(&server_ca, &client_ca);
+    let (_sim, exporter) = start(&web, &format!("{TLS}{MTLS}")).await;
     let url = https_url(&exporter, "/metrics");
 
     let without = tls_client(&server_ca, None).get(&url).send().await;
@@ -287,13 +307,11 @@ async fn mutual_tls_requires_a_certificate_from_the_client_ca() {
 async fn client_allowed_sans_narrow_the_client_certificates() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let web = WebDir::new();
-    web.server_cert(&server_ca);
-    web.write("client-ca.crt", &client_ca.pem);
+    let web = WebDir::mutual(&server_ca, &client_ca);
     let (_sim, exporter) = start(
         &web,
         &format!(
-            "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n  \
+            "{TLS}{MTLS}  \
              client_allowed_sans: [\"prometheus.example\", \"10.0.0.7\"]\n"
         ),
     )
@@ -321,17 +339,9 @@ async fn client_allowed_sans_narrow_the_client_certificates() {
 async fn client_allowed_sans_without_a_verified_chain_is_refused_on_reload() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let web = WebDir::new();
-    web.server_cert(&server_ca);
-    web.write("client-ca.crt", &client_ca.pem);
+    let web = WebDir::mutual(&server_ca, &client_ca);
     let sans = "  client_allowed_sans: [\"prometheus.example\"]\n";
-    let (_sim, exporter) = start(
-        &web,
-        &format!(
-            "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n{sans}"
-        ),
-    )
-    .await;
+    let (_sim, exporter) = start(&web, &format!("{TLS}{MTLS}{sans}")).await;
     let url = https_url(&exporter, "/metrics");
     let trusted = client_ca.client(&["prometheus.example"]);
     let forged = self_signed_client(&["prometheus.example"]);
@@ -351,8 +361,7 @@ async fn client_allowed_sans_without_a_verified_chain_is_refused_on_reload() {
         "web.yml",
         &format!("{TLS}  client_auth_type: RequireAnyClientCert\n{sans}"),
     );
-    tokio::time::sleep(monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500))
-        .await;
+    reload_looked_at().await;
     assert!(!scrape(&forged).await, "still refused after the bad edit");
     assert!(scrape(&trusted).await, "still served after the bad edit");
 }
@@ -440,8 +449,7 @@ async fn basic_auth_says_nothing_about_why() {
 #[tokio::test]
 async fn basic_auth_over_tls() {
     let ca = Ca::new("server CA");
-    let web = WebDir::new();
-    web.server_cert(&ca);
+    let web = WebDir::serving(&ca);
     let (_sim, exporter) = start(&web, &format!("{TLS}{}", users(&[("prom", "s3cret")]))).await;
     let client = tls_client(&ca, None);
     let url = https_url(&exporter, "/metrics");
@@ -464,11 +472,7 @@ async fn basic_auth_over_tls() {
             .expect("HTTPS probe");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let plain = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{}/healthz", exporter.addr.port()))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
+    let plain = plain_http(&exporter, "/healthz").await;
     assert!(plain.is_err(), "probes stay behind TLS: {plain:?}");
 }
 
@@ -516,11 +520,7 @@ async fn users_reload_without_restart_and_bad_edits_are_ignored() {
     ];
     for text in invalid {
         web.write("web.yml", &text);
-        // Two reload periods and a bit: the file has certainly been looked at.
-        tokio::time::sleep(
-            monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500),
-        )
-        .await;
+        reload_looked_at().await;
         assert_eq!(
             status_as(&url, "alice", "new password").await,
             200,
@@ -546,8 +546,7 @@ async fn users_reload_without_restart_and_bad_edits_are_ignored() {
 async fn a_renewed_certificate_applies_to_new_connections() {
     let first = Ca::new("first CA");
     let second = Ca::new("second CA");
-    let web = WebDir::new();
-    web.server_cert(&first);
+    let web = WebDir::serving(&first);
     let (_sim, exporter) = start(&web, TLS).await;
     let url = https_url(&exporter, "/healthz");
     assert!(tls_client(&first, None).get(&url).send().await.is_ok());
@@ -563,8 +562,7 @@ async fn a_renewed_certificate_applies_to_new_connections() {
     // A broken renewal (a key that does not match) keeps the working pair.
     let (_, stray_key) = second.server();
     web.write("server.key", &stray_key);
-    tokio::time::sleep(monogoto_exporter::web::RELOAD_INTERVAL * 2 + Duration::from_millis(500))
-        .await;
+    reload_looked_at().await;
     assert!(tls_client(&second, None).get(&url).send().await.is_ok());
 }
 
@@ -710,8 +708,7 @@ async fn slow_and_silent_clients_are_closed_after_the_read_header_timeout() {
 #[tokio::test]
 async fn over_tls_the_read_header_timeout_includes_the_handshake() {
     let ca = Ca::new("server CA");
-    let web = WebDir::new();
-    web.server_cert(&ca);
+    let web = WebDir::serving(&ca);
     web.write("web.yml", TLS);
     let timeout = Duration::from_secs(1);
     let (_sim, exporter) =
@@ -739,11 +736,7 @@ async fn over_tls_the_read_header_timeout_includes_the_handshake() {
         "slow header over TLS: closed after {slow:?}"
     );
 
-    let response = tls_client(&ca, None)
-        .get(https_url(&exporter, "/metrics"))
-        .send()
-        .await
-        .expect("HTTPS scrape");
+    let response = https_scrape(&ca, &exporter).await;
     assert_eq!(response.status(), 200);
 }
 

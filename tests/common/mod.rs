@@ -139,3 +139,45 @@ pub fn escape(value: &str) -> String {
 pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> Option<f64> {
     samples.get(series).copied()
 }
+
+/// `monogoto_api_requests_total` of one answer `code` from one `endpoint`.
+pub fn api_requests(samples: &BTreeMap<String, f64>, code: &str, endpoint: &str) -> Option<f64> {
+    value(
+        samples,
+        &format!("monogoto_api_requests_total{{code=\"{code}\",endpoint=\"{endpoint}\"}}"),
+    )
+}
+
+/// `monogoto_api_retries_total` of one `endpoint`.
+pub fn api_retries(samples: &BTreeMap<String, f64>, endpoint: &str) -> Option<f64> {
+    value(
+        samples,
+        &format!("monogoto_api_retries_total{{endpoint=\"{endpoint}\"}}"),
+    )
+}
+
+/// `monogoto_refresh_errors_total` of one `kind`.
+pub fn refresh_errors(samples: &BTreeMap<String, f64>, kind: &str) -> Option<f64> {
+    value(
+        samples,
+        &format!("monogoto_refresh_errors_total{{kind=\"{kind}\"}}"),
+    )
+}
+
+/// Scrapes `exporter` and parses the exposition.
+pub async fn scrape_samples(exporter: &RunningExporter) -> BTreeMap<String, f64> {
+    samples(&scrape(exporter).await)
+}
+
+/// Scrapes `exporter` and returns the value of one series.
+pub async fn scrape_value(exporter: &RunningExporter, series: &str) -> Option<f64> {
+    value(&scrape_samples(exporter).await, series)
+}
+
+/// [`config`] with a username and password to log in with.
+pub fn login_config(sim: &RunningSimulator) -> Config {
+    Config {
+        credentials: Some(login(sim)),
+        ..config(sim)
+    }
+}
