@@ -128,7 +128,7 @@ async fn start_with(
             timeout: config.poll.timeout,
             max_body_size: config.max_body_size,
             retries: config.poll.retries,
-            rate_limit: config.rate_limit.clone(),
+            budget: config.rate_limit.clone(),
             thing_ids_format: config.thing_ids_format,
         },
         credentials.clone(),

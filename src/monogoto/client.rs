@@ -47,7 +47,7 @@ pub struct ClientOptions {
     pub timeout: Duration,
     pub max_body_size: usize,
     pub retries: u32,
-    pub rate_limit: Budget,
+    pub budget: Budget,
     pub thing_ids_format: ThingIdsFormat,
 }
 
@@ -102,7 +102,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(10),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             retries: DEFAULT_RETRIES,
-            rate_limit: Budget::unlimited(),
+            budget: Budget::unlimited(),
             thing_ids_format: ThingIdsFormat::Auto,
         }
     }
@@ -151,7 +151,7 @@ impl Client {
             timeout: options.timeout,
             max_body_size: options.max_body_size,
             retries: options.retries,
-            limiter: Limiter::new(&options.rate_limit),
+            limiter: Limiter::new(&options.budget),
             auth,
             login: Mutex::new(LoginState::default()),
             metrics,
