@@ -13,7 +13,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::monogoto::budget::Budget;
-use crate::monogoto::{Credentials, DEFAULT_RETRIES, ThingIdsFormat};
+use crate::monogoto::{Credentials, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ThingIdsFormat};
 use crate::shard::Shard;
 
 mod cli;
@@ -33,7 +33,6 @@ pub(crate) const DEFAULT_BATCH_SIZE: usize = 50;
 pub(crate) const MAX_BATCH_SIZE: usize = 50;
 pub(crate) const DEFAULT_CONCURRENCY: usize = 4;
 pub(crate) const MAX_CONCURRENCY: usize = 64;
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The standard plan's budget: both windows bind, the hourly one in the long run.
 pub(crate) const DEFAULT_RATE_LIMIT: &str = "60/min,1000/h";
 /// SUSPENDED, RETIRED and unknown SIMs are polled this often.

@@ -22,6 +22,8 @@ use super::retry;
 /// Bodies larger than this are refused rather than buffered.
 pub(crate) const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 pub(crate) const DEFAULT_RETRIES: u32 = 3;
+/// How long one request may take.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an error body goes into a log line.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -99,7 +101,7 @@ impl ClientOptions {
     pub fn new(base_url: impl Into<String>) -> Self {
         ClientOptions {
             base_url: base_url.into(),
-            timeout: Duration::from_secs(10),
+            timeout: DEFAULT_TIMEOUT,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             retries: DEFAULT_RETRIES,
             budget: Budget::unlimited(),

@@ -12,7 +12,7 @@ pub(crate) mod paging;
 pub mod retry;
 
 pub use client::{Client, ClientOptions, ThingIdsFormat};
-pub(crate) use client::{DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES};
+pub(crate) use client::{DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use decode::{parse_status_page, parse_things_page};
 pub use error::ApiError;
 pub(crate) use error::ErrorKind;
