@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::budget::{Budget, Limiter};
 use super::decode;
-use super::error::{ApiError, Endpoint};
+use super::error::{ApiError, Endpoint, shortened};
 use super::login::{self, Credentials, LoginState, Token};
 use super::metrics::ApiMetrics;
 use super::model::{self, DecodeError, FieldError, StatusPage, THING_ID_PREFIX};
@@ -24,8 +24,6 @@ pub(crate) const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// How long one request may take.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much of an error body goes into a log line.
-const ERROR_BODY_CHARS: usize = 200;
 
 /// How one attempt failed: worth another try (after `wait`, if the API said), or not.
 enum Failure {
@@ -718,13 +716,9 @@ async fn read_body(
     }
 }
 
+/// An error body as an error message shows it.
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(ERROR_BODY_CHARS) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
+    shortened(String::from_utf8_lossy(body).trim())
 }
 
 /// Percent-encodes a query value, keeping RFC 3986's unreserved characters.
@@ -743,6 +737,7 @@ pub(crate) fn encode_query_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monogoto::error::API_TEXT_CHARS;
 
     #[test]
     fn query_values_are_encoded_only_as_needed() {
@@ -791,7 +786,7 @@ mod tests {
         assert_eq!(snippet(b"  Access denied \n"), "Access denied");
         assert_eq!(
             snippet("x".repeat(500).as_bytes()).chars().count(),
-            ERROR_BODY_CHARS + 1
+            API_TEXT_CHARS + 1
         );
     }
 }

@@ -134,6 +134,17 @@ impl ApiError {
     }
 }
 
+/// How much of the API's own text (an error body, a `Message`) an error keeps.
+pub(crate) const API_TEXT_CHARS: usize = 200;
+
+/// `text` cut to [`API_TEXT_CHARS`] characters, with an ellipsis when cut.
+pub(crate) fn shortened(text: &str) -> String {
+    match text.char_indices().nth(API_TEXT_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

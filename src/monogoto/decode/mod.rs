@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess};
 use serde_json::Value;
 
+use super::error::shortened;
 use super::model::{DecodeError, StatusPage, ThingsPage, field};
 use listing::ThingsRoot;
 use thing::ThingFields;
@@ -53,7 +54,7 @@ pub fn parse_status_page(body: &[u8]) -> Result<StatusPage, DecodeError> {
             .unwrap_or_default();
         return Err(DecodeError::NotSuccessful {
             success: success.map_or_else(|| "missing".to_string(), |s| s.to_string()),
-            message: truncate(&message, 200),
+            message: shortened(&message),
         });
     }
     envelope.data.flatten().ok_or(DecodeError::NoData)
@@ -220,12 +221,5 @@ impl<'de> Decode<'de> for StatusEntry<'_> {
             self.0.things.push(status);
         }
         Ok(())
-    }
-}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
     }
 }

@@ -187,7 +187,7 @@ impl<'de> ThingFields<'de> {
 
 /// Field `key` decoded by `decode`; marked unparsed (`bit`) if that failed.
 fn marked<T>(
-    decode: fn(Option<Scalar>, &'static str, &mut Vec<FieldError>) -> T,
+    decode: impl FnOnce(Option<Scalar>, &'static str, &mut Vec<FieldError>) -> T,
     value: Option<Scalar>,
     (key, bit): (&'static str, u16),
     unparsed: &mut Unparsed,
