@@ -573,14 +573,7 @@ impl Client {
 
     /// Forgets `token` unless a newer one already replaced it.
     async fn invalidate(&self, token: &Token) {
-        let mut state = self.login.lock().await;
-        if state
-            .token
-            .as_ref()
-            .is_some_and(|t| t.generation == token.generation)
-        {
-            state.token = None;
-        }
+        self.login.lock().await.forget(token);
     }
 
     /// A token that never worked was rejected: logging in again would only
@@ -588,12 +581,7 @@ impl Client {
     /// per token however many requests were in flight with it.
     async fn reject_fresh_token(&self, endpoint: Endpoint, token: &Token) {
         let mut state = self.login.lock().await;
-        if state
-            .token
-            .as_ref()
-            .is_some_and(|t| t.generation == token.generation)
-        {
-            state.token = None;
+        if state.forget(token) {
             let wait = state.fail(std::time::Instant::now());
             tracing::warn!(
                 endpoint = endpoint.label(),

@@ -82,6 +82,19 @@ pub(crate) struct LoginState {
 }
 
 impl LoginState {
+    /// Forgets the current token if it is `token`; false when a newer one
+    /// already replaced it.
+    pub(crate) fn forget(&mut self, token: &Token) -> bool {
+        let current = self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == token.generation);
+        if current {
+            self.token = None;
+        }
+        current
+    }
+
     /// Records a failed login (or a token that never worked) and returns the
     /// time to wait before the next attempt.
     pub fn fail(&mut self, now: Instant) -> Duration {
