@@ -23,7 +23,7 @@ import sys
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 PATH = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 GROUP = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)*)::\{([^{}]*)\}")
-TESTS = re.compile(r"#\[cfg\(test\)\]\s*mod tests\s*(?:\{|;)")
+TESTS = re.compile(r"#\[cfg\(test\)\]\s*mod tests\s*\{")
 
 
 def modules():
