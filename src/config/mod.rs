@@ -218,6 +218,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Whether the configuration must name credentials and Things (the exporter)
 /// or the caller provides them (demo mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -346,8 +346,8 @@ fn parse_duration(key: &str, value: &str, bounds: DurationBounds) -> Result<Dura
 /// `monogoto.rate-limit`: parsed, and its period bounded, since a period of
 /// years overflows the limiter's clock arithmetic. A hook of its own so that
 /// the rate limiter's own parsing can change without touching the rest.
-/// The budget's windows; each period at most [`MAX_RATE_LIMIT_PERIOD`], so
-/// that the limiter's arithmetic on it cannot overflow.
+/// The budget's windows; each period at most `budget::MAX_WINDOW`, so that
+/// the limiter's arithmetic on it cannot overflow.
 fn validate_rate_limit(value: &str) -> Result<Budget, ConfigError> {
     value
         .parse::<Budget>()
@@ -634,8 +634,6 @@ fn resolve_credentials(
     }
 }
 
-/// A secret from the environment, trimmed as one from a file is: a Kubernetes
-/// Secret or a shell `$(cat token)` brings a trailing newline along.
 /// A secret from the first of: the file named by the flag, the environment
 /// variable `var`, the file named in the YAML, the YAML's value itself.
 /// `key` names the setting in errors (`<key>-file` for the files).
@@ -668,6 +666,8 @@ fn resolve_secret(
         .map(|v| (SecretString::from(v.to_string()), SecretSource::Inline)))
 }
 
+/// A secret from the environment, trimmed as one from a file is: a Kubernetes
+/// Secret or a shell `$(cat token)` brings a trailing newline along.
 fn env_secret(key: &str, var: &str, value: &SecretString) -> Result<SecretString, ConfigError> {
     let secret = value.expose_secret().trim();
     if secret.is_empty() {

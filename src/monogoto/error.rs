@@ -26,17 +26,19 @@ impl Endpoint {
     }
 }
 
-/// The `kind` label of `monogoto_refresh_errors_total`.
+/// The `kind` label of `monogoto_refresh_errors_total`. Declared in the
+/// labels' alphabetical order, which is the order a refresh logs them in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorKind {
-    Timeout,
-    Connect,
-    Status,
-    Decode,
     Auth,
+    Connect,
+    Decode,
+    Status,
+    Timeout,
 }
 
 impl ErrorKind {
+    /// In the order the status page shows them.
     pub(crate) const ALL: [ErrorKind; 5] = [
         ErrorKind::Timeout,
         ErrorKind::Connect,
@@ -168,9 +170,15 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_distinct() {
-        let kinds: std::collections::HashSet<_> =
-            ErrorKind::ALL.iter().map(|k| k.label()).collect();
-        assert_eq!(kinds.len(), ErrorKind::ALL.len());
+    fn labels_are_distinct_and_sort_as_their_kinds() {
+        let labels: Vec<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        let distinct: std::collections::HashSet<_> = labels.iter().collect();
+        assert_eq!(distinct.len(), ErrorKind::ALL.len());
+        let mut by_kind = ErrorKind::ALL;
+        by_kind.sort();
+        let sorted: Vec<_> = by_kind.iter().map(|k| k.label()).collect();
+        let mut by_label = labels;
+        by_label.sort_unstable();
+        assert_eq!(sorted, by_label, "a refresh logs its errors in label order");
     }
 }
