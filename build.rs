@@ -15,9 +15,12 @@ fn main() {
     println!("cargo:rustc-env=MONOGOTO_EXPORTER_REVISION={revision}");
     println!("cargo:rustc-env=MONOGOTO_EXPORTER_RUSTC={rustc_version}");
     println!("cargo:rerun-if-env-changed=MONOGOTO_EXPORTER_REVISION");
-    // Rebuild when HEAD moves, so the revision stays true.
-    for path in [".git/HEAD", ".git/refs/heads"] {
-        if std::path::Path::new(path).exists() {
+    // Rebuild when HEAD moves, so the revision stays true. Git names the
+    // files: in a worktree `.git` is a file and HEAD lives elsewhere.
+    for name in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(path) = run("git", &["rev-parse", "--git-path", name])
+            && std::path::Path::new(&path).exists()
+        {
             println!("cargo:rerun-if-changed={path}");
         }
     }

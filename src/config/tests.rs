@@ -986,3 +986,89 @@ fn iccids_file_comments_blanks_duplicates_and_bad_lines() {
         "{e}"
     );
 }
+
+/// Token and password come from the first of: the flag's file, the
+/// environment, the YAML's file, the YAML's own value; each source is recorded.
+#[test]
+fn secrets_take_the_first_source_in_order_for_token_and_password_alike() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("utf-8").to_string()
+    };
+    let flag_file = write("flag", "from-flag-file\n");
+    let yaml_file = write("yaml", "from-yaml-file\n");
+    for secret in ["token", "password"] {
+        let user = if secret == "password" {
+            "  username: u\n"
+        } else {
+            ""
+        };
+        let with_file = yaml(&format!(
+            "monogoto:\n  {secret}_file: {yaml_file}\n  {secret}: inline\n{user}  iccid: {A}\n"
+        ));
+        let inline_only = yaml(&format!(
+            "monogoto:\n  {secret}: \" inline \"\n{user}  iccid: {A}\n"
+        ));
+        let env = |set: bool| {
+            let value = set.then(|| SecretString::from("from-env"));
+            if secret == "token" {
+                Environment {
+                    token: value,
+                    ..Environment::default()
+                }
+            } else {
+                Environment {
+                    password: value,
+                    ..Environment::default()
+                }
+            }
+        };
+        let flag = format!("--monogoto.{secret}-file");
+        let cases: [(Vec<&str>, bool, &str, SecretSource); 4] = [
+            (
+                vec![&flag, &flag_file],
+                true,
+                "from-flag-file",
+                SecretSource::File(flag_file.clone().into()),
+            ),
+            (vec![], true, "from-env", SecretSource::Environment),
+            (
+                vec![],
+                false,
+                "from-yaml-file",
+                SecretSource::File(yaml_file.clone().into()),
+            ),
+            (vec![], false, "inline", SecretSource::Inline),
+        ];
+        for (i, (extra, env_set, expected, source)) in cases.into_iter().enumerate() {
+            let file = if i == 3 { &inline_only } else { &with_file };
+            let mut args = vec!["--config.file", file.path().to_str().expect("utf-8")];
+            args.extend(extra);
+            let c = Config::resolve(&parse(&args), env(env_set), Mode::Exporter)
+                .unwrap_or_else(|e| panic!("{secret} case {i}: {e}"));
+            let (value, recorded) = match c.credentials {
+                Some(Credentials::Token(t)) => (t, c.credentials_source.token),
+                Some(Credentials::Login { password, .. }) => {
+                    (password, c.credentials_source.password)
+                }
+                None => panic!("{secret} case {i}: no credentials"),
+            };
+            assert_eq!(value.expose_secret(), expected, "{secret} case {i}");
+            assert_eq!(recorded, Some(source), "{secret} case {i}");
+        }
+        let missing = format!("{}/missing", dir.path().display());
+        let e = Config::resolve(
+            &parse(&[&flag, &missing, "--monogoto.iccid", A, "--monogoto.username", "u"]),
+            Environment::default(),
+            Mode::Exporter,
+        )
+        .expect_err("unreadable");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("config: monogoto.{secret}-file \"{missing}\": cannot read")),
+            "{e}"
+        );
+    }
+}
