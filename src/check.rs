@@ -41,10 +41,10 @@ pub struct Report {
 /// Checks the exporter's configuration: the report, or every problem found.
 pub fn check(args: &ExporterArgs, env: &Environment) -> Result<Report, Vec<String>> {
     let mut args = args.clone();
-    let mut env = copy_env(env);
+    let mut env = env.clone();
     let mut problems: Vec<String> = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        match Config::resolve(&args, copy_env(&env), Mode::Exporter) {
+        match Config::resolve(&args, env.clone(), Mode::Exporter) {
             Ok(config) if problems.is_empty() => return summarize(&config),
             Ok(_) => return Err(problems),
             Err(e) => {
@@ -61,14 +61,6 @@ pub fn check(args: &ExporterArgs, env: &Environment) -> Result<Report, Vec<Strin
         }
     }
     Err(problems)
-}
-
-fn copy_env(env: &Environment) -> Environment {
-    Environment {
-        token: env.token.clone(),
-        password: env.password.clone(),
-        rust_log: env.rust_log.clone(),
-    }
 }
 
 /// The key a [`config::ConfigError`] names: its text is `config: KEY ...`.
@@ -98,14 +90,18 @@ fn stand_in(key: &str, args: &mut ExporterArgs, env: &mut Environment) -> bool {
         "web.listen-address" => args.listen_address = set(config::DEFAULT_LISTEN_ADDRESS),
         "web.telemetry-path" => args.telemetry_path = set(config::DEFAULT_TELEMETRY_PATH),
         "web.config.file" => args.web_config_file = Some(PathBuf::from(EMPTY_FILE)),
+        "web.read-header-timeout" => args.read_header_timeout = set("10s"),
+        "web.max-connections" => args.max_connections = set("512"),
         "monogoto.url" => args.url = set(config::DEFAULT_URL),
         "poll.interval" => args.interval = set("60s"),
         "poll.batch-size" => args.batch_size = set("50"),
         "poll.concurrency" => args.concurrency = set("4"),
         "poll.timeout" => args.timeout = set("10s"),
         "poll.retries" => args.retries = set("3"),
-        // Longer than any interval, which is checked before it.
-        "poll.stale-after" => args.stale_after = set("876000h"),
+        // The longest allowed: a shorter one is raised to the refresh target
+        // with a warning, which would be reported for a value never given.
+        "poll.stale-after" => args.stale_after = set("30d"),
+        "poll.inactive-interval" => args.inactive_interval = set("1h"),
         "log.format" => args.log_format = set("text"),
         "log.level" => args.log_level = set("info"),
         "monogoto.token"
@@ -143,6 +139,7 @@ fn stand_in(key: &str, args: &mut ExporterArgs, env: &mut Environment) -> bool {
         "monogoto.discover-interval" => args.discover_interval = set("1h"),
         "monogoto.rate-limit" => args.rate_limit = set(config::DEFAULT_RATE_LIMIT),
         "monogoto.max-body-size" => args.max_body_size = set("16MiB"),
+        "monogoto.thing-ids-format" => args.thing_ids_format = set("auto"),
         // The largest count, so that a valid index is not reported against it.
         "shard.count" => args.shard_count = Some(config::MAX_SHARDS.to_string()),
         "shard.index" => args.shard_index = set("0"),
@@ -365,5 +362,83 @@ mod tests {
         assert!(text.contains("after discovery"), "{text}");
         assert!(text.contains("shard: 2 of 3"), "{text}");
         assert!(text.contains("budget: 20/min"), "{text}");
+    }
+
+    /// Every exporter flag that takes a value, given a bad one at once: each
+    /// is reported, and nothing else is. A new flag without a bad value here,
+    /// or one `stand_in` does not know, fails this test.
+    #[test]
+    fn a_bad_value_for_every_flag_is_reported_once_each() {
+        use clap::CommandFactory as _;
+        let bad: &[(&str, &str)] = &[
+            ("config.file", "/nonexistent/config.yml"),
+            ("web.listen-address", "nowhere"),
+            ("web.telemetry-path", "metrics"),
+            ("web.config.file", "/nonexistent/web.yml"),
+            ("web.read-header-timeout", "0s"),
+            ("web.max-connections", "0"),
+            ("monogoto.url", "ftp://x"),
+            ("monogoto.token-file", "/nonexistent/token"),
+            ("monogoto.username", ""),
+            ("monogoto.password-file", "/nonexistent/password"),
+            ("monogoto.iccid", "123"),
+            ("monogoto.iccids-file", "/nonexistent/iccids"),
+            ("monogoto.discover-interval", "1s"),
+            ("monogoto.rate-limit", "often"),
+            ("monogoto.max-body-size", "huge"),
+            ("monogoto.thing-ids-format", "sideways"),
+            ("poll.interval", "5x"),
+            ("poll.batch-size", "51"),
+            ("poll.concurrency", "0"),
+            ("poll.timeout", "0s"),
+            ("poll.retries", "99"),
+            ("poll.stale-after", "31d"),
+            ("poll.inactive-interval", "31d"),
+            ("shard.count", "0"),
+            ("shard.index", "pod"),
+            ("log.level", "x=loud"),
+            ("log.format", "xml"),
+        ];
+        let flags: Vec<String> = config::Cli::command()
+            .get_arguments()
+            .filter(|a| {
+                matches!(
+                    a.get_action(),
+                    clap::ArgAction::Set | clap::ArgAction::Append
+                )
+            })
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        // Clap itself refuses anything but true or false there.
+        let parsed_by_clap = ["monogoto.discover"];
+        for flag in flags
+            .iter()
+            .filter(|f| !parsed_by_clap.contains(&f.as_str()))
+        {
+            assert!(
+                bad.iter().any(|(key, _)| key == flag),
+                "--{flag} has no bad value in this test"
+            );
+        }
+        // A login user name is blank-as-absent, and a token wins over a
+        // password: those two are not errors on their own.
+        let quiet = ["monogoto.username", "monogoto.password-file"];
+        let mut argv = Vec::new();
+        for (key, value) in bad {
+            if !quiet.contains(key) {
+                argv.push(format!("--{key}={value}"));
+            }
+        }
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let problems = check(&args(&argv), &token()).expect_err("invalid");
+        let mut reported: Vec<&str> = problems.iter().map(|p| key_of(p)).collect();
+        reported.sort_unstable();
+        let mut expected: Vec<&str> = bad
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !quiet.contains(key))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(reported, expected, "{problems:#?}");
     }
 }

@@ -88,7 +88,7 @@ pub(crate) const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
 
 /// The secrets and overrides read from the environment outside clap, so that
 /// tests can give them without touching the process environment.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Environment {
     pub token: Option<SecretString>,
     pub password: Option<SecretString>,

@@ -1060,14 +1060,22 @@ fn secrets_take_the_first_source_in_order_for_token_and_password_alike() {
         }
         let missing = format!("{}/missing", dir.path().display());
         let e = Config::resolve(
-            &parse(&[&flag, &missing, "--monogoto.iccid", A, "--monogoto.username", "u"]),
+            &parse(&[
+                &flag,
+                &missing,
+                "--monogoto.iccid",
+                A,
+                "--monogoto.username",
+                "u",
+            ]),
             Environment::default(),
             Mode::Exporter,
         )
         .expect_err("unreadable");
         assert!(
-            e.to_string()
-                .starts_with(&format!("config: monogoto.{secret}-file \"{missing}\": cannot read")),
+            e.to_string().starts_with(&format!(
+                "config: monogoto.{secret}-file \"{missing}\": cannot read"
+            )),
             "{e}"
         );
     }
