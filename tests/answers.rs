@@ -115,3 +115,26 @@ async fn one_refused_iccid_does_not_take_its_batch_down() {
     assert_eq!(exporter.health.things_missing.get(), 1);
     exporter.shutdown().await;
 }
+
+/// Two refused ICCIDs side by side (the 2nd and 3rd) fill a split of a batch
+/// on their own: that part is refused whole, yet the request form is fine.
+#[tokio::test]
+async fn neighbouring_refused_iccids_cost_only_themselves() {
+    let sim = simulator(50).await;
+    let fleet = sim.simulator.iccids();
+    for bad in &fleet[1..3] {
+        sim.simulator.refuse_thing(bad);
+    }
+    let mut cfg = config(&sim);
+    cfg.poll.inactive_interval = Duration::ZERO;
+    let exporter = start_exporter(&cfg).await;
+    let s = scrape_samples(&exporter).await;
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(48.0));
+    assert_eq!(value(&s, "monogoto_things_missing"), Some(2.0));
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    // And the next refresh still splits nothing: the good 48 in one request.
+    let before = sim.simulator.requests(SimEndpoint::Status);
+    assert!(exporter.poller.refresh().await.succeeded());
+    assert_eq!(sim.simulator.requests(SimEndpoint::Status), before + 1);
+    exporter.shutdown().await;
+}

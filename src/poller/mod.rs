@@ -697,6 +697,18 @@ impl Poller {
     /// Data") is split in halves until the SIMs the API refuses are alone,
     /// so that one bad ICCID does not cost the others their data.
     async fn read_batch(&self, batch: &[String], limit: usize) -> Result<BatchAnswer, ApiError> {
+        self.read_or_split(batch, limit, true).await
+    }
+
+    /// [`Poller::read_batch`] of `batch`, a whole batch or a half of one.
+    /// Only a whole batch refused SIM by SIM says the request itself is
+    /// invalid: two bad ICCIDs side by side make a half refused whole.
+    async fn read_or_split(
+        &self,
+        batch: &[String],
+        limit: usize,
+        whole: bool,
+    ) -> Result<BatchAnswer, ApiError> {
         let result = paging::read_batch(batch, |offset| {
             self.client.thing_status(batch, limit, offset, None)
         })
@@ -710,12 +722,12 @@ impl Poller {
                     });
                 }
                 let (left, right) = batch.split_at(batch.len() / 2);
-                let mut answer = Box::pin(self.read_batch(left, limit)).await?;
-                let more = Box::pin(self.read_batch(right, limit)).await?;
+                let mut answer = Box::pin(self.read_or_split(left, limit, false)).await?;
+                let more = Box::pin(self.read_or_split(right, limit, false)).await?;
                 answer.things.extend(more.things);
                 answer.strangers += more.strangers;
                 answer.rejected.extend(more.rejected);
-                if answer.rejected.len() == batch.len() {
+                if whole && answer.rejected.len() == batch.len() {
                     // Every SIM refused: the request, not an ICCID, is what the
                     // API rejects. Splitting again would only spend the budget.
                     self.bisect_futile.store(true, Ordering::Relaxed);
