@@ -138,3 +138,28 @@ async fn neighbouring_refused_iccids_cost_only_themselves() {
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), before + 1);
     exporter.shutdown().await;
 }
+
+/// A request for one SIM reads the same in both forms: answered, it must not
+/// settle the form, or the next multi-SIM request asks in the wrong one.
+#[tokio::test]
+async fn a_one_sim_answer_does_not_settle_the_thing_ids_form() {
+    use monogoto_exporter::monogoto::{ApiMetrics, Client, ClientOptions, Credentials};
+    let sim = repeat_only_simulator(10).await;
+    let client = Client::new(
+        ClientOptions::new(sim.url()),
+        Credentials::Token(secrecy::SecretString::from(sim.simulator.static_token())),
+        std::sync::Arc::new(ApiMetrics::new()),
+    )
+    .expect("client");
+    let iccids = sim.simulator.iccids();
+    let one = client
+        .thing_status(&iccids[..1], 50, 0, None)
+        .await
+        .expect("answered");
+    assert_eq!(one.things.len(), 1);
+    let all = client
+        .thing_status(&iccids, 50, 0, None)
+        .await
+        .expect("answered");
+    assert_eq!(all.things.len(), 10, "asked in the form the API takes");
+}

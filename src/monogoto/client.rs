@@ -189,7 +189,9 @@ impl Client {
         deadline: Option<Instant>,
     ) -> Result<StatusPage, ApiError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let _probing = if self.ids_form.settled.load(Relaxed) || offset > 0 {
+        // One SIM reads the same in both forms: it teaches nothing, and
+        // must not settle the form that happened to be tried.
+        let _probing = if self.ids_form.settled.load(Relaxed) || offset > 0 || iccids.len() < 2 {
             None
         } else {
             Some(self.ids_form.probing.lock().await)
@@ -203,10 +205,6 @@ impl Client {
         }
         if answers_any(&page, iccids) {
             self.settle(repeat);
-            return Ok(page);
-        }
-        if iccids.len() < 2 {
-            // One SIM reads the same in both forms: nothing learnt.
             return Ok(page);
         }
         let other = self
