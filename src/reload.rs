@@ -93,8 +93,8 @@ impl Reloader {
         poller: Arc<Poller>,
         health: Arc<HealthMetrics>,
     ) -> Self {
-        // Taken now: a change made while the exporter starts is not missed,
-        // at worst reloaded once for nothing.
+        // Taken just after the configuration read the file: an edit in the
+        // milliseconds between is seen only at the next edit or SIGHUP.
         let iccids_file = config.iccids_file.as_deref().map(Fingerprint::of);
         Reloader {
             resolve,
@@ -204,7 +204,20 @@ impl Reloader {
         let now =
             tokio::task::spawn_blocking(move || Fingerprint::again(&path, previous.as_ref())).await;
         match now {
-            Ok(now) => last.is_none_or(|last| !now.same_content(&last)),
+            Ok(now) if last.as_ref().is_some_and(|last| now.same_content(last)) => {
+                // Keep the newer reading: a file last read within RACY of its
+                // write would otherwise be read and hashed at every check.
+                let mut running = self.running.lock().await;
+                if running
+                    .iccids_file
+                    .as_ref()
+                    .is_some_and(|kept| kept.same_content(&now))
+                {
+                    running.iccids_file = Some(now);
+                }
+                false
+            }
+            Ok(_) => true,
             Err(_) => false,
         }
     }
@@ -594,5 +607,44 @@ mod tests {
             .and_then(|f| f.set_modified(modified))
             .expect("set mtime");
         assert!(!Fingerprint::again(&file, Some(&first)).same_content(&first));
+    }
+
+    /// A file read just after it was written is read again at the next
+    /// check (the clock may not show a second write); the newer reading is
+    /// kept, so the check after that reuses its hash.
+    #[tokio::test]
+    async fn an_unchanged_file_is_not_hashed_at_every_check() {
+        use crate::monogoto::{ApiMetrics, Client, ClientOptions, Credentials};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("fleet.txt");
+        std::fs::write(&file, format!("{A}\n")).expect("write");
+        let config = resolve(&["--monogoto.iccids-file", file.to_str().expect("utf-8")]);
+        let health = Arc::new(HealthMetrics::new());
+        let client = Client::new(
+            ClientOptions::new("http://127.0.0.1:9"),
+            Credentials::Token(SecretString::from("t")),
+            Arc::new(ApiMetrics::new()),
+        )
+        .expect("client");
+        let poller = Arc::new(Poller::new(
+            client,
+            config.poll.clone(),
+            config.iccids.clone(),
+            false,
+            Arc::new(crate::fleet::Fleet::default()),
+            health.clone(),
+        ));
+        let again = config.clone();
+        let reloader = Reloader::new(config, Arc::new(move || Ok(again.clone())), poller, health);
+        let read_at = |reloader: &Reloader| {
+            let running = reloader.running.try_lock().expect("idle");
+            match running.iccids_file {
+                Some(Fingerprint::File { read_at, .. }) => read_at,
+                ref other => panic!("{other:?}"),
+            }
+        };
+        let first = read_at(&reloader);
+        assert!(!reloader.iccids_file_changed().await);
+        assert!(read_at(&reloader) > first, "the newer reading is kept");
     }
 }
