@@ -477,13 +477,21 @@ async fn basic_auth_over_tls() {
 }
 
 #[tokio::test]
-async fn rate_limit_answers_429() {
+async fn rate_limit_answers_429_but_not_to_the_probes() {
     let web = WebDir::new();
     let (_sim, exporter) = start(&web, "rate_limit:\n  interval: 1h\n  burst: 2\n").await;
-    let url = format!("{}/healthz", exporter.url());
+    let url = format!("{}/metrics", exporter.url());
     assert_eq!(get(&url).await.status(), 200);
     assert_eq!(get(&url).await.status(), 200);
     assert_eq!(get(&url).await.status(), 429);
+    for probe in ["/healthz", "/readyz"] {
+        let url = format!("{}{probe}", exporter.url());
+        assert_eq!(
+            get(&url).await.status(),
+            200,
+            "{probe} with the limit spent"
+        );
+    }
 }
 
 #[tokio::test]

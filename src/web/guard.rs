@@ -168,18 +168,21 @@ impl Guard {
     }
 }
 
-/// The middleware: rate limit, then basic auth (except on the probes), then
-/// the route; the configured headers go on every answer, refusals included.
+/// The middleware: rate limit, then basic auth, then the route; the probes
+/// skip both (a flood that spends the rate limit must not fail the liveness
+/// probe and get the process restarted). The configured headers go on every
+/// answer, refusals included.
 pub(crate) async fn guard(
     State(guard): State<Arc<Guard>>,
     request: Request,
     next: Next,
 ) -> Response {
     let config = guard.live.load_full();
-    let mut response = if config.rate_limit.as_ref().is_some_and(|l| !l.allow()) {
+    let probe = PROBE_PATHS.contains(&request.uri().path());
+    let mut response = if !probe && config.rate_limit.as_ref().is_some_and(|l| !l.allow()) {
         (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n").into_response()
-    } else if config.users.is_empty()
-        || PROBE_PATHS.contains(&request.uri().path())
+    } else if probe
+        || config.users.is_empty()
         || guard
             .authorized(&config, request.headers(), lane_of(peer(&request)))
             .await
