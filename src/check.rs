@@ -208,6 +208,14 @@ fn summarize(config: &Config) -> Result<Report, Vec<String>> {
         config.discover_interval,
     );
     let target = plan.target;
+    if plan.stale_after_raised {
+        warnings.push(format!(
+            "{} ({} raised to {})",
+            schedule::STALE_AFTER_RAISED,
+            humantime::format_duration(config.poll.stale_after.unwrap_or_default()),
+            format_seconds(plan.stale_after)
+        ));
+    }
     let why = match (sims, config.rate_limit.is_unlimited()) {
         (None, _) => "the number of SIMs is known after discovery".to_string(),
         (Some(_), true) => "no request budget".to_string(),
@@ -440,5 +448,27 @@ mod tests {
             .collect();
         expected.sort_unstable();
         assert_eq!(reported, expected, "{problems:#?}");
+    }
+
+    #[test]
+    fn a_stale_after_the_budget_raises_is_a_warning() {
+        let iccids: Vec<String> = (0..3200).map(|i| format!("8988200000{i:09}")).collect();
+        let mut flags = vec!["--poll.stale-after", "2m"];
+        for iccid in &iccids {
+            flags.extend(["--monogoto.iccid", iccid.as_str()]);
+        }
+        let report = check(&args(&flags), &token()).expect("valid");
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(schedule::STALE_AFTER_RAISED)
+                    && w.contains("2m raised to 3m 51s")),
+            "{:?}",
+            report.warnings
+        );
+        flags[1] = "1h";
+        let report = check(&args(&flags), &token()).expect("valid");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     }
 }

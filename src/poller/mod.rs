@@ -556,7 +556,8 @@ impl Poller {
             tracing::warn!(
                 configured = %round(poll.stale_after.unwrap_or_default()),
                 raised_to = %round(plan.stale_after),
-                "--poll.stale-after is shorter than a refresh under the request budget: raised to the refresh target, or SIMs would vanish before their turn"
+                "{}",
+                schedule::STALE_AFTER_RAISED
             );
         }
     }

@@ -49,7 +49,8 @@ pub(crate) struct Plan {
     pub(crate) inactive_batches_per_refresh: usize,
     /// In force: as configured but at least the target, or 3 targets.
     pub stale_after: Duration,
-    /// An explicit stale-after shorter than the target was raised to it.
+    /// An explicit stale-after shorter than the target was raised to it
+    /// (and [`STALE_AFTER_RAISED`] says so).
     pub(crate) stale_after_raised: bool,
     /// How often discovery lists the fleet, when it does.
     pub(crate) discover_every: Option<Duration>,
@@ -63,6 +64,9 @@ pub struct Fleet {
     /// `GET /things` pages a full listing takes, with discovery on.
     pub(crate) listing_pages: Option<usize>,
 }
+
+/// Why a start warns when it raises `--poll.stale-after` to the target.
+pub(crate) const STALE_AFTER_RAISED: &str = "--poll.stale-after is shorter than a refresh under the request budget: raised to the refresh target, or SIMs would vanish before their turn";
 
 pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval: Duration) -> Plan {
     let batch = poll.batch_size.max(1);
