@@ -147,13 +147,7 @@ async fn start_with(
         .with_discover_interval(config.discover_interval)
         .with_shard(config.shard),
     );
-    health.config_loaded(
-        true,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64(),
-    );
+    health.config_loaded(true, crate::health::unix_now());
     let reloader = resolve.map(|resolve| {
         Arc::new(Reloader::new(
             config.clone(),

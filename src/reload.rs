@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, SecretSource};
 use crate::hangup::Hangup;
-use crate::health::HealthMetrics;
+use crate::health::{HealthMetrics, unix_now};
 use crate::monogoto::Credentials;
 use crate::poller::{Poller, Reconfigured};
 
@@ -455,13 +455,6 @@ fn inode(meta: &std::fs::Metadata) -> u64 {
 #[cfg(not(unix))]
 fn inode(_: &std::fs::Metadata) -> u64 {
     0
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 #[cfg(test)]

@@ -82,12 +82,25 @@ pub(crate) struct Listing {
 impl Listing {
     /// Fetches pages from where it stopped until the listing is complete, or
     /// a page fails (the error is returned; what was listed so far stays).
-    pub(crate) async fn resume<F, Fut, E>(&mut self, mut fetch_page: F) -> Result<(), E>
+    pub(crate) async fn resume<F, Fut, E>(&mut self, fetch_page: F) -> Result<(), E>
     where
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = Result<(usize, Vec<ListedThing>), E>>,
     {
-        while self.pages < MAX_THINGS_PAGES {
+        self.resume_within(MAX_THINGS_PAGES, fetch_page).await
+    }
+
+    /// [`Listing::resume`], cut off after `max_pages` pages in all.
+    async fn resume_within<F, Fut, E>(
+        &mut self,
+        max_pages: usize,
+        mut fetch_page: F,
+    ) -> Result<(), E>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<(usize, Vec<ListedThing>), E>>,
+    {
+        while self.pages < max_pages {
             let (returned, things) = fetch_page(self.offset).await?;
             self.pages += 1;
             let before = self.found.len();
@@ -99,6 +112,11 @@ impl Listing {
             }
             self.offset += returned;
         }
+        tracing::warn!(
+            pages = self.pages,
+            sims = self.found.len(),
+            "GET /things never answered a short page: the listing is cut off here, and only the SIMs listed so far are followed"
+        );
         Ok(())
     }
 }
@@ -146,13 +164,6 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
-    }
-
-    #[test]
-    fn batches_round_up() {
-        let ids = iccids(101);
-        let batches: Vec<_> = ids.chunks(50).map(<[String]>::len).collect();
-        assert_eq!(batches, vec![50, 50, 1]);
     }
 
     #[test]
@@ -318,5 +329,21 @@ mod tests {
             vec![0, 50, 100],
             "an exact multiple ends on an empty page"
         );
+    }
+
+    #[test]
+    fn a_listing_that_never_ends_is_cut_off() {
+        let mut listing = Listing::default();
+        let mut next = 0usize;
+        block(listing.resume_within(3, |_| {
+            let page: Vec<String> = (next..next + THINGS_PAGE_SIZE)
+                .map(|i| format!("8988{i:015}"))
+                .collect();
+            next += THINGS_PAGE_SIZE;
+            std::future::ready(Ok::<_, ()>((page.len(), listed(page))))
+        }))
+        .expect("cut off, not failed");
+        assert_eq!(listing.pages, 3);
+        assert_eq!(listing.found.len(), 3 * THINGS_PAGE_SIZE);
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 use tokio::sync::{Mutex, Notify};
@@ -22,7 +22,7 @@ use self::schedule::{Outcome, Pacer, Plan, Schedule};
 use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
 use crate::fleet::Fleet;
 use crate::fleet::Record;
-use crate::health::HealthMetrics;
+use crate::health::{HealthMetrics, unix_now};
 use crate::monogoto::paging::{self, BatchAnswer, Listing, THINGS_PAGE_SIZE};
 use crate::monogoto::{ApiError, Client, ErrorKind};
 use crate::shard::Shard;
@@ -493,11 +493,7 @@ impl Poller {
             if logged.insert(iccid.clone()) {
                 tracing::warn!(
                     iccid = %iccid,
-                    retry_in = %round(if inactive_interval.is_zero() {
-                        Duration::from_secs(3600)
-                    } else {
-                        inactive_interval
-                    }),
+                    retry_in = %round(schedule::rejected_retry(inactive_interval)),
                     "the API refuses this ICCID (400 Invalid Input Data); the rest of its batch is polled as usual"
                 );
             }
@@ -755,13 +751,6 @@ fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d)
         .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86400)))
         .unwrap_or(at)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 /// A duration to whole seconds (at least the millisecond part when shorter), for logs.

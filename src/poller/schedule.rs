@@ -182,6 +182,15 @@ pub(crate) enum Outcome<'a> {
 /// Rejected SIMs are asked for again this often when the inactive tier is off.
 const REJECTED_RETRY: Duration = Duration::from_secs(3600);
 
+/// How long a SIM the API refused waits before it is asked for again.
+pub(crate) fn rejected_retry(inactive_interval: Duration) -> Duration {
+    if inactive_interval.is_zero() {
+        REJECTED_RETRY
+    } else {
+        inactive_interval
+    }
+}
+
 /// The SIMs followed and what is known of each.
 #[derive(Default)]
 pub(crate) struct Schedule {
@@ -338,11 +347,7 @@ impl Schedule {
                     sim.missing = true;
                     sim.rejected = true;
                     sim.tier = Tier::Missing;
-                    let retry = if inactive_interval.is_zero() {
-                        REJECTED_RETRY
-                    } else {
-                        inactive_interval
-                    };
+                    let retry = rejected_retry(inactive_interval);
                     sim.due_at = now.checked_add(retry);
                 }
                 for &(position, provision_status) in returned {
