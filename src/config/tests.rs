@@ -43,6 +43,16 @@ fn yaml_error(text: &str) -> String {
     ])
 }
 
+/// [`error`] with an ICCID added unless `args` names one, so that the error
+/// is about what `args` set, not about a fleet with no SIMs.
+fn error_with_an_iccid(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    if !args.contains(&"--monogoto.iccid") {
+        all.extend_from_slice(&["--monogoto.iccid", A]);
+    }
+    error(&all)
+}
+
 fn error(args: &[&str]) -> String {
     resolve(args)
         .expect_err("config must be rejected")
@@ -401,11 +411,7 @@ fn every_validation_error_names_its_key() {
         ),
     ];
     for (args, expected) in cases {
-        let mut all = args.to_vec();
-        if !args.contains(&"--monogoto.iccid") {
-            all.extend_from_slice(&["--monogoto.iccid", A]);
-        }
-        let e = error(&all);
+        let e = error_with_an_iccid(args);
         assert!(
             e.starts_with(expected),
             "{args:?}: got {e:?}, want prefix {expected:?}"
@@ -471,9 +477,7 @@ fn every_duration_is_bounded() {
         ),
     ];
     for (args, expected) in cases {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--monogoto.iccid", A]);
-        let e = error(&all);
+        let e = error_with_an_iccid(args);
         assert!(e.starts_with(expected), "{args:?}: {e:?}");
     }
     // The ends of each range are accepted.
@@ -643,9 +647,7 @@ fn resilience_settings() {
             "config: monogoto.max-body-size \"10\"",
         ),
     ] {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--monogoto.iccid", A]);
-        let e = error(&all);
+        let e = error_with_an_iccid(&args);
         assert!(e.starts_with(expected), "{e}");
     }
 }
@@ -687,9 +689,7 @@ fn shards() {
             "config: shard.index \"pod\"",
         ),
     ] {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--monogoto.iccid", A]);
-        let e = error(&all);
+        let e = error_with_an_iccid(&args);
         assert!(e.starts_with(expected), "{e}");
     }
 }
