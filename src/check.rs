@@ -200,8 +200,7 @@ fn summarize(config: &Config) -> Result<Report, Vec<String>> {
     let plan = schedule::plan(
         schedule::Fleet {
             active: sims.unwrap_or(0),
-            inactive: 0,
-            listing_pages: None,
+            ..schedule::Fleet::default()
         },
         &config.poll,
         &config.rate_limit,

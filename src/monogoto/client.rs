@@ -123,6 +123,9 @@ pub struct Client {
     max_server_pause: Duration,
     /// A capped pause is warned about once, not at every answer.
     warned_pause_capped: AtomicBool,
+    /// `GET /thing/status` requests sent, retries and pages included: what
+    /// the plan measures a batch's real cost by.
+    status_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
@@ -162,6 +165,7 @@ impl Client {
             },
             max_server_pause: retry::MAX_SERVER_PAUSE,
             warned_pause_capped: AtomicBool::new(false),
+            status_requests: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -175,6 +179,20 @@ impl Client {
     /// The request budget in force (lower than configured once the API announced less).
     pub fn budget(&self) -> Budget {
         self.limiter.budget()
+    }
+
+    /// `GET /thing/status` requests sent so far, retries and pages included.
+    pub(crate) fn status_requests(&self) -> u64 {
+        self.status_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the credentials get a token: at once for a token given, by
+    /// logging in (unless the token in hand is still good) for a user and
+    /// password. For a replica with nothing to poll, it is what says the
+    /// API can be used.
+    pub(crate) async fn check_login(&self) -> Result<(), ApiError> {
+        self.token(None).await.map(|_| ())
     }
 
     /// One page of `GET /thing/status` for `iccids`. Until an answer has
@@ -415,12 +433,13 @@ impl Client {
         request: reqwest::RequestBuilder,
         deadline: Option<Instant>,
     ) -> Result<reqwest::Response, Failure> {
-        let waited = self.limiter.acquire(deadline).await.map_err(|_| {
+        let waiting = self.metrics.budget_wait.start();
+        self.limiter.acquire(deadline).await.map_err(|_| {
             Failure::Final(ApiError::DeadlineExceeded {
                 endpoint: endpoint.label(),
             })
         })?;
-        self.metrics.budget_wait.inc_by(waited.as_secs_f64());
+        drop(waiting);
         let timeout = match deadline {
             Some(d) => self
                 .timeout
@@ -431,6 +450,10 @@ impl Client {
             return Err(Failure::Final(ApiError::DeadlineExceeded {
                 endpoint: endpoint.label(),
             }));
+        }
+        if endpoint == Endpoint::Status {
+            self.status_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let started = Instant::now();
         let result = request.timeout(timeout).send().await;

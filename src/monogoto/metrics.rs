@@ -3,7 +3,10 @@
 //! exporter's other health metrics, but defined here so that the client needs
 //! nothing from the layers above it.
 
+use std::sync::Mutex;
+
 use prometheus::{Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use tokio::time::Instant;
 
 use super::error::Endpoint;
 use super::model::PARSE_ERROR_FIELDS;
@@ -14,7 +17,7 @@ pub struct ApiMetrics {
     pub retries: IntCounterVec,
     pub rate_limited: IntCounter,
     pub parse_errors: IntCounterVec,
-    pub(crate) budget_wait: Counter,
+    pub(crate) budget_wait: BudgetWait,
 }
 
 impl Default for ApiMetrics {
@@ -65,7 +68,7 @@ impl ApiMetrics {
         .expect("valid metric");
         let budget_wait = Counter::new(
             "monogoto_api_budget_wait_seconds_total",
-            "Time requests spent waiting for the request budget, in seconds; its rate near 1 means the exporter runs at the budget.",
+            "Time during which polling waited for the request budget, in seconds, however many requests waited at once; its rate (0 to 1) near 1 means the exporter runs at the budget.",
         )
         .expect("valid metric");
 
@@ -83,7 +86,10 @@ impl ApiMetrics {
             retries,
             rate_limited,
             parse_errors,
-            budget_wait,
+            budget_wait: BudgetWait {
+                counter: budget_wait,
+                state: Mutex::new(Waiting::default()),
+            },
         }
     }
 
@@ -94,7 +100,7 @@ impl ApiMetrics {
         registry.register(Box::new(self.retries.clone()))?;
         registry.register(Box::new(self.rate_limited.clone()))?;
         registry.register(Box::new(self.parse_errors.clone()))?;
-        registry.register(Box::new(self.budget_wait.clone()))
+        registry.register(Box::new(self.budget_wait.counter.clone()))
     }
 
     pub(crate) fn observe_request(&self, endpoint: Endpoint, code: &str, seconds: f64) {
@@ -108,5 +114,89 @@ impl ApiMetrics {
 
     pub(crate) fn count_parse_error(&self, field: &str) {
         self.parse_errors.with_label_values(&[field]).inc();
+    }
+}
+
+/// `monogoto_api_budget_wait_seconds_total`: the time during which at least
+/// one request waited for the budget (the pacer or the windows). Requests
+/// that wait together count once, so its rate stays between 0 and 1 at any
+/// concurrency.
+pub(crate) struct BudgetWait {
+    counter: Counter,
+    state: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    requests: usize,
+    /// Counted up to here.
+    since: Option<Instant>,
+}
+
+impl BudgetWait {
+    /// Counts a request as waiting until the guard is dropped.
+    pub(crate) fn start(&self) -> WaitGuard<'_> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.count_until_now(&mut state);
+        state.requests += 1;
+        WaitGuard { wait: self }
+    }
+
+    /// Adds the time since the last count while some request waited, so a
+    /// long wait shows as it goes rather than at its end.
+    fn count_until_now(&self, state: &mut Waiting) {
+        let now = Instant::now();
+        if let Some(since) = state.since
+            && state.requests > 0
+        {
+            self.counter
+                .inc_by(now.saturating_duration_since(since).as_secs_f64());
+        }
+        state.since = Some(now);
+    }
+
+    /// Seconds waited so far.
+    pub(crate) fn get(&self) -> f64 {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.count_until_now(&mut state);
+        self.counter.get()
+    }
+}
+
+/// A request waiting for the budget (see [`BudgetWait::start`]).
+pub(crate) struct WaitGuard<'a> {
+    wait: &'a BudgetWait,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.wait.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.wait.count_until_now(&mut state);
+        state.requests = state.requests.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Four requests waiting the same second count one second.
+    #[tokio::test(start_paused = true)]
+    async fn waits_at_once_count_once() {
+        let metrics = ApiMetrics::new();
+        let wait = &metrics.budget_wait;
+        let sleep = || async {
+            let _waiting = wait.start();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        futures_util::future::join4(sleep(), sleep(), sleep(), sleep()).await;
+        assert!((wait.get() - 1.0).abs() < 1e-6, "{}", wait.get());
+        // Apart, they add up; time with no waiter does not count.
+        sleep().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        sleep().await;
+        assert!((wait.get() - 3.0).abs() < 1e-6, "{}", wait.get());
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::ThingStatus;
 use super::model::{ListedThing, StatusPage};
@@ -16,11 +17,14 @@ pub(crate) const THINGS_PAGE_SIZE: usize = 50;
 const MAX_THINGS_PAGES: usize = 100_000;
 
 /// Reads one batch page by page: `offset` advances by the number of Things
-/// returned, until every requested Thing was seen, a page is empty, or a page
-/// brings no new Thing. A batch answered whole costs one request; a server that
-/// caps its pages below `limit` is still read to the end.
+/// returned, until every requested Thing was seen, a page is empty, a page
+/// brings no new Thing, or a page is shorter than the longest the server ever
+/// sent (`page_cap` remembers it across batches): a server that caps its pages
+/// below `limit` is read to the end, while a batch with SIMs unknown to the
+/// account costs no extra request once a full page has been seen.
 pub(crate) async fn read_batch<F, Fut, E>(
     iccids: &[String],
+    page_cap: &AtomicUsize,
     mut fetch_page: F,
 ) -> Result<BatchAnswer, E>
 where
@@ -41,6 +45,9 @@ where
         if page.returned == 0 {
             break;
         }
+        let longest = page_cap
+            .fetch_max(page.returned, Ordering::Relaxed)
+            .max(page.returned);
         let before = seen.len();
         for thing in page.things {
             if !wanted.contains(thing.iccid.as_str()) {
@@ -50,7 +57,7 @@ where
                 answer.things.push(thing);
             }
         }
-        if seen.len() == wanted.len() || seen.len() == before {
+        if seen.len() == wanted.len() || seen.len() == before || page.returned < longest {
             break;
         }
         offset += page.returned;
@@ -170,9 +177,13 @@ mod tests {
     fn a_batch_answered_whole_costs_one_request() {
         let ids = iccids(50);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, server(&ids, 50, &calls)))
-            .expect("ok")
-            .things;
+        let things = block(read_batch(
+            &ids,
+            &AtomicUsize::new(0),
+            server(&ids, 50, &calls),
+        ))
+        .expect("ok")
+        .things;
         assert_eq!(things.len(), 50);
         assert_eq!(*calls.borrow(), vec![0]);
     }
@@ -181,9 +192,13 @@ mod tests {
     fn a_capped_server_is_read_to_the_end() {
         let ids = iccids(50);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, server(&ids, 20, &calls)))
-            .expect("ok")
-            .things;
+        let things = block(read_batch(
+            &ids,
+            &AtomicUsize::new(0),
+            server(&ids, 20, &calls),
+        ))
+        .expect("ok")
+        .things;
         assert_eq!(things.len(), 50);
         assert_eq!(*calls.borrow(), vec![0, 20, 40]);
     }
@@ -193,18 +208,45 @@ mod tests {
         let ids = iccids(10);
         let present = iccids(4);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, server(&present, 3, &calls)))
+        let things = block(read_batch(
+            &ids,
+            &AtomicUsize::new(0),
+            server(&present, 3, &calls),
+        ))
+        .expect("ok")
+        .things;
+        assert_eq!(things.len(), 4, "missing Things are simply not there");
+        // The second page is shorter than the first: the server has no more.
+        assert_eq!(*calls.borrow(), vec![0, 3]);
+    }
+
+    /// Unknown SIMs in a batch cost no extra page once the server's page size
+    /// is known; before that, one page more tells a capped server apart.
+    #[test]
+    fn a_short_page_ends_the_batch_once_a_full_page_was_seen() {
+        let ids = iccids(50);
+        let present = iccids(45);
+        let cap = AtomicUsize::new(0);
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, &cap, server(&present, 50, &calls)))
             .expect("ok")
             .things;
-        assert_eq!(things.len(), 4, "missing Things are simply not there");
-        assert_eq!(*calls.borrow(), vec![0, 3, 4]);
+        assert_eq!(things.len(), 45);
+        assert_eq!(*calls.borrow(), vec![0, 45], "the first one asks again");
+
+        let full = iccids(50);
+        calls.borrow_mut().clear();
+        block(read_batch(&full, &cap, server(&full, 50, &calls))).expect("ok");
+        calls.borrow_mut().clear();
+        block(read_batch(&ids, &cap, server(&present, 50, &calls))).expect("ok");
+        assert_eq!(*calls.borrow(), vec![0], "45 of 50 is the end");
     }
 
     #[test]
     fn a_page_without_new_things_stops() {
         let ids = iccids(5);
         let mut calls = 0;
-        let things = block(read_batch(&ids, |_offset| {
+        let things = block(read_batch(&ids, &AtomicUsize::new(0), |_offset| {
             calls += 1;
             // A server ignoring offset: always the same two Things.
             std::future::ready(Ok::<_, ()>(StatusPage {
@@ -223,7 +265,7 @@ mod tests {
     fn unrequested_things_are_ignored() {
         let ids = iccids(2);
         let stranger = status("898899999999999999");
-        let things = block(read_batch(&ids, |_| {
+        let things = block(read_batch(&ids, &AtomicUsize::new(0), |_| {
             std::future::ready(Ok::<_, ()>(StatusPage {
                 returned: 3,
                 things: vec![stranger.clone(), status(&ids[0]), status(&ids[1])],
@@ -242,7 +284,7 @@ mod tests {
     #[test]
     fn a_failed_page_fails_the_batch() {
         let ids = iccids(3);
-        let result = block(read_batch(&ids, |_| {
+        let result = block(read_batch(&ids, &AtomicUsize::new(0), |_| {
             std::future::ready(Err::<StatusPage, _>("boom"))
         }));
         assert_eq!(result.map(|a| a.things.len()), Err("boom"));

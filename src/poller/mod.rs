@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
@@ -12,13 +12,15 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod isolate;
 mod report;
 pub(crate) mod schedule;
 
+use isolate::{Isolation, read_isolating};
 use report::ErrorLog;
 pub use report::RefreshReport;
 
-use self::schedule::{Outcome, Pacer, Plan, Schedule};
+use self::schedule::{Outcome, Pacer, Plan, Schedule, Timing};
 use crate::config::{DEFAULT_DISCOVER_INTERVAL, PollConfig};
 use crate::fleet::Fleet;
 use crate::fleet::Record;
@@ -109,8 +111,12 @@ pub struct Poller {
     logged_plan: std::sync::Mutex<Option<Plan>>,
     warned_stale: AtomicBool,
     first_refresh_done: AtomicBool,
-    /// Splitting batches answered 400 proved useless: every SIM was refused.
-    bisect_futile: AtomicBool,
+    /// Whether batches answered 400 are split to find the refused ICCIDs.
+    isolation: Isolation,
+    /// The longest page the API ever answered a status request with.
+    page_cap: AtomicUsize,
+    /// Status requests a batch cost on the last pass (pages, retries).
+    requests_per_batch: std::sync::Mutex<f64>,
     /// Refused ICCIDs are logged by name once.
     logged_rejections: std::sync::Mutex<HashSet<String>>,
 }
@@ -145,7 +151,9 @@ impl Poller {
             logged_plan: std::sync::Mutex::new(None),
             warned_stale: AtomicBool::new(false),
             first_refresh_done: AtomicBool::new(false),
-            bisect_futile: AtomicBool::new(false),
+            isolation: Isolation::default(),
+            page_cap: AtomicUsize::new(0),
+            requests_per_batch: std::sync::Mutex::new(1.0),
             logged_rejections: std::sync::Mutex::new(HashSet::new()),
         }
     }
@@ -292,36 +300,67 @@ impl Poller {
         }
 
         let inactive_interval = poll.inactive_interval;
-        let batches = schedule.batches(
-            started,
-            poll.batch_size,
+        let timing = Timing {
             inactive_interval,
-            plan.inactive_batches_per_refresh,
-        );
+            retry_base: plan.target,
+        };
+        let batches = schedule.batches(started, poll.batch_size, plan.inactive_batches_per_refresh);
         report.batches = batches.len();
         let auth_failed = AtomicBool::new(false);
         let mut slice = Slice {
             failed: usize::from(report.discovery_failed),
+            succeeded: usize::from(report.listed),
             ..Slice::default()
         };
+        if schedule.followed().is_empty() && !self.discover {
+            // Nothing to poll: whether the credentials work says if the API can be used.
+            match self.client.check_login().await {
+                Ok(()) => slice.succeeded += 1,
+                Err(e) => {
+                    slice.failed += 1;
+                    errors.record(&e, &self.health);
+                }
+            }
+        }
         let publication_period = poll.interval.max(MIN_PUBLICATION_PERIOD);
         let mut next_publication = later(started, publication_period);
+        let requests_before = self.client.status_requests();
+        // Parts sent beyond one a batch: halves that isolate refused ICCIDs,
+        // a cost of this pass only, which the plan leaves out.
+        let parts = AtomicUsize::new(0);
+        let mut sent_batches = 0usize;
         {
             let followed = schedule.followed().clone();
-            let requests = batches.into_iter().map(|positions| {
-                let iccids: Vec<String> = positions.iter().map(|&p| followed[p].clone()).collect();
-                (positions, iccids)
-            });
-            let (auth_failed, spacing) = (&auth_failed, plan.spacing);
+            let requests: Vec<_> = batches
+                .into_iter()
+                .map(|batch| {
+                    let iccids: Vec<String> = batch
+                        .positions
+                        .iter()
+                        .map(|&p| followed[p].clone())
+                        .collect();
+                    let answered: Vec<bool> = batch
+                        .positions
+                        .iter()
+                        .map(|&p| schedule.was_answered(p))
+                        .collect();
+                    (batch.positions, iccids, answered)
+                })
+                .collect();
+            let (auth_failed, spacing, parts) = (&auth_failed, plan.spacing, &parts);
+            let limit = poll.batch_size;
+            let send = move |part: &[String]| {
+                parts.fetch_add(1, Ordering::Relaxed);
+                self.read_whole(part.to_vec(), limit, spacing)
+            };
+            let send = &send;
             let mut results = futures_util::stream::iter(requests)
-                .map(|(positions, iccids)| async move {
+                .map(|(positions, iccids, answered)| async move {
                     // Once the credentials are rejected, the other batches would be too.
                     if auth_failed.load(Ordering::Relaxed) {
                         return (positions, iccids, None);
                     }
-                    let waited = self.pacer.wait(spacing).await;
-                    self.health.api.budget_wait.inc_by(waited.as_secs_f64());
-                    let result = self.read_batch(&iccids, poll.batch_size).await;
+                    let result = read_isolating(&self.isolation, &iccids, &answered, send).await;
                     if result.as_ref().is_err_and(ApiError::is_auth) {
                         auth_failed.store(true, Ordering::Relaxed);
                     }
@@ -343,6 +382,7 @@ impl Poller {
                     break;
                 };
                 let now = Instant::now();
+                sent_batches += usize::from(result.is_some());
                 match result {
                     Some(Ok(BatchAnswer {
                         things,
@@ -372,7 +412,7 @@ impl Poller {
                                 rejected: &refused,
                             },
                             now,
-                            inactive_interval,
+                            timing,
                         );
                         for _ in 0..strangers {
                             self.health.api.count_parse_error("ThingId");
@@ -384,17 +424,27 @@ impl Poller {
                     // Refused for the budget: not answered, and no sign of a failing API.
                     Some(Err(e)) if e.is_rate_limited() => {
                         report.failed_batches += 1;
+                        schedule.record(&positions, Outcome::NotAnswered, now, timing);
+                        errors.record(&e, &self.health);
+                    }
+                    // The credentials, not these SIMs: every SIM alike.
+                    Some(Err(e)) if e.is_auth() => {
+                        report.failed_batches += 1;
+                        slice.failed += 1;
+                        schedule.record(&positions, Outcome::NotAnswered, now, timing);
                         errors.record(&e, &self.health);
                     }
                     Some(Err(e)) => {
                         report.failed_batches += 1;
                         slice.failed += 1;
-                        schedule.record(&positions, Outcome::Failed, now, inactive_interval);
+                        schedule.record(&positions, Outcome::Failed, now, timing);
                         errors.record(&e, &self.health);
                     }
-                    // Not sent: the credentials were rejected meanwhile.
+                    // Not sent: the credentials were rejected meanwhile. These
+                    // SIMs go unanswered like those that were sent.
                     None => {
                         report.failed_batches += 1;
+                        schedule.record(&positions, Outcome::NotAnswered, now, timing);
                         errors.record_kind(ErrorKind::Auth, String::new(), &self.health);
                     }
                 }
@@ -403,6 +453,18 @@ impl Poller {
                     next_publication = later(now, publication_period);
                 }
             }
+        }
+        if sent_batches > 0 {
+            let requests = self
+                .client
+                .status_requests()
+                .saturating_sub(requests_before);
+            let splits = parts.load(Ordering::Relaxed).saturating_sub(sent_batches);
+            let per_batch = requests.saturating_sub(splits as u64) as f64 / sent_batches as f64;
+            *self
+                .requests_per_batch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = per_batch.max(1.0);
         }
         self.publish(&mut schedule, &plan, poll, &mut slice).await;
 
@@ -502,7 +564,7 @@ impl Poller {
 
     /// The plan for the fleet as it is followed now.
     async fn plan(&self, schedule: &Schedule, settings: &Settings) -> Plan {
-        let (active, inactive) = schedule.tiers(settings.poll.inactive_interval);
+        let tiers = schedule.tiers(settings.poll.inactive_interval);
         let listing_pages = if self.discover {
             let discovered = self.discovered.lock().await;
             Some(discovered.pages.max(1))
@@ -511,8 +573,13 @@ impl Poller {
         };
         let plan = schedule::plan(
             schedule::Fleet {
-                active,
-                inactive,
+                active: tiers.every_refresh,
+                inactive: tiers.rare,
+                refused: tiers.refused,
+                requests_per_batch: *self
+                    .requests_per_batch
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
                 listing_pages,
             },
             &settings.poll,
@@ -520,7 +587,7 @@ impl Poller {
             settings.discover_interval,
         );
         self.health.refresh_target.set(plan.target.as_secs_f64());
-        self.health.things_inactive.set(inactive as i64);
+        self.health.things_inactive.set(plan.inactive as i64);
         plan
     }
 
@@ -652,8 +719,10 @@ impl Poller {
                     cache.pages = pages;
                     cache.states = Some(states);
                     completed = true;
+                    report.listed = true;
                 }
                 Err(ApiError::DeadlineExceeded { .. }) => {
+                    report.listed = true;
                     tracing::info!(
                         listed = listing.found.len(),
                         pages = listing.pages,
@@ -690,60 +759,24 @@ impl Poller {
         (Arc::new(all), states, completed)
     }
 
-    /// Reads a batch; a batch of several SIMs answered 400 ("Invalid Input
-    /// Data") is split in halves until the SIMs the API refuses are alone,
-    /// so that one bad ICCID does not cost the others their data.
-    async fn read_batch(&self, batch: &[String], limit: usize) -> Result<BatchAnswer, ApiError> {
-        self.read_or_split(batch, limit, true).await
-    }
-
-    /// [`Poller::read_batch`] of `batch`, a whole batch or a half of one.
-    /// Only a whole batch refused SIM by SIM says the request itself is
-    /// invalid: two bad ICCIDs side by side make a half refused whole.
-    async fn read_or_split(
+    /// Reads `part` whole, page by page, each request paced by the plan.
+    async fn read_whole(
         &self,
-        batch: &[String],
+        part: Vec<String>,
         limit: usize,
-        whole: bool,
+        spacing: Duration,
     ) -> Result<BatchAnswer, ApiError> {
-        let result = paging::read_batch(batch, |offset| {
-            self.client.thing_status(batch, limit, offset, None)
-        })
-        .await;
-        match result {
-            Err(e) if is_invalid_input(&e) && !self.bisect_futile.load(Ordering::Relaxed) => {
-                if let [iccid] = batch {
-                    return Ok(BatchAnswer {
-                        rejected: vec![iccid.clone()],
-                        ..BatchAnswer::default()
-                    });
-                }
-                let (left, right) = batch.split_at(batch.len() / 2);
-                let mut answer = Box::pin(self.read_or_split(left, limit, false)).await?;
-                let more = Box::pin(self.read_or_split(right, limit, false)).await?;
-                answer.things.extend(more.things);
-                answer.strangers += more.strangers;
-                answer.rejected.extend(more.rejected);
-                if whole && answer.rejected.len() == batch.len() {
-                    // Every SIM refused: the request, not an ICCID, is what the
-                    // API rejects. Splitting again would only spend the budget.
-                    self.bisect_futile.store(true, Ordering::Relaxed);
-                    tracing::warn!(
-                        sims = batch.len(),
-                        "the API refused every SIM of a batch one by one: the request itself is invalid, not an ICCID; not splitting batches any more"
-                    );
-                    return Err(e);
-                }
-                Ok(answer)
+        paging::read_batch(&part, &self.page_cap, |offset| {
+            let part = &part;
+            async move {
+                let waiting = self.health.api.budget_wait.start();
+                self.pacer.wait(spacing).await;
+                drop(waiting);
+                self.client.thing_status(part, limit, offset, None).await
             }
-            other => other,
-        }
+        })
+        .await
     }
-}
-
-/// The API's documented answer to a request it cannot take ("Invalid Input Data").
-fn is_invalid_input(e: &ApiError) -> bool {
-    matches!(e, ApiError::Status { code: 400, .. })
 }
 
 /// `at + d`, or far ahead when that does not fit an `Instant`.

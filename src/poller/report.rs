@@ -12,6 +12,8 @@ pub struct RefreshReport {
     pub batches: usize,
     pub failed_batches: usize,
     pub(crate) discovery_failed: bool,
+    /// A listing ran without error (finished or to be continued).
+    pub(crate) listed: bool,
     pub(crate) things_refreshed: usize,
     /// Failed batches (and discoveries) by [`ApiError::kind`].
     pub errors: BTreeMap<ErrorKind, usize>,
@@ -47,7 +49,7 @@ impl ErrorLog {
         for (kind, (count, first)) in &self.by_kind {
             report.errors.insert(*kind, *count);
             if *kind == ErrorKind::Auth {
-                tracing::error!(failed = count, error = %first, "the Monogoto API rejected the credentials; serving the last data");
+                tracing::error!(failed = count, error = %first, "the Monogoto API rejected the credentials; every SIM keeps its last values until stale-after, then leaves /metrics");
             } else {
                 tracing::warn!(kind = kind.label(), failed = count, first_error = %first, "requests failed this refresh; their Things keep their last values");
             }

@@ -1,12 +1,49 @@
-//! What a refresh asks for and how fast: the plan that fits the fleet into the
-//! API's request budget, the tiers of SIMs, and the state that decides when a
-//! SIM is polled and when it leaves /metrics.
+//! What a refresh asks for: the SIMs followed, each in one explicit state of
+//! its lifecycle, which decides when it is asked for next, with whom, and when
+//! it leaves /metrics.
 //!
 //! The cost that matters is requests: Monogoto's budget, not our CPU, sets how
-//! fresh the data can be. A refresh (one pass over the SIMs followed) takes the
-//! longer of `--poll.interval` and what the budget needs; SIMs that cannot
-//! connect (SUSPENDED, RETIRED, unknown to the account) are polled once per
-//! `--poll.inactive-interval` so that the budget goes to the ones that matter.
+//! fresh the data can be (see `plan`). Each SIM's status costs a share of a
+//! request, so no SIM's trouble may take another's turn or data.
+//!
+//! # A SIM's lifecycle
+//!
+//! | state    | asked for                                            | with             |
+//! |----------|------------------------------------------------------|------------------|
+//! | New      | every refresh, until its first answer                | the active tier  |
+//! | Active   | every refresh                                        | the active tier  |
+//! | Inactive | once per inactive interval (SUSPENDED, RETIRED)      | rare batches     |
+//! | Unknown  | once per inactive interval (the answer omitted it)   | rare batches     |
+//! | Refused  | once per inactive interval (400 for it alone)        | alone, always    |
+//! | Failing  | after a backoff, up to the inactive interval         | other failing    |
+//!
+//! What moves a SIM, whatever its state (one rule each, in [`Schedule::record`]
+//! and [`Schedule::follow`]):
+//!
+//! - **answered** with a status: Inactive when SUSPENDED or RETIRED (and the
+//!   inactive tier is on), else Active. Its failures are forgotten.
+//! - **omitted** from an answer that could have named it: Unknown. A SIM never
+//!   answered thus goes to the slow tier after its first unanswered ask.
+//! - **refused** (400 for it alone, found by isolating a refused batch):
+//!   Refused, whether or not it was answered before.
+//! - **failed** (5xx, transport, timeout, an unreadable answer): Failing, asked
+//!   again after a backoff. The backoff grows only while the API answers other
+//!   requests (a failure of everything is the API's, not the SIM's): the next
+//!   refresh, then one refresh target, doubling, at most the inactive interval. A Refused SIM
+//!   stays Refused and waits its interval. Failing SIMs are batched apart, after
+//!   the others, so they never take another SIM's turn.
+//! - **429 or rejected credentials** (sent or not sent because of them): no
+//!   change of state or turn; the SIM counts as asked and unanswered.
+//! - **reload or re-shard** ([`Schedule::follow`]): a SIM still followed keeps
+//!   its state; one no longer followed leaves /metrics at the next publication;
+//!   one followed anew is New. A listing that says SUSPENDED/RETIRED makes a
+//!   SIM Inactive (New stays New, to be shown at all).
+//!
+//! A SIM leaves /metrics when it is no longer followed, or when it was asked
+//! for since its last answer and that answer is older than stale-after (for a
+//! SUSPENDED or RETIRED one, at least 3 inactive intervals). The rule is the
+//! same for every cause, so an outage or a revoked token empties /metrics
+//! evenly, never leaving a frozen subset.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,171 +51,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::PollConfig;
-use crate::monogoto::budget::Budget;
 use crate::monogoto::model::is_inactive_status;
 
-/// The default stale-after is this many refresh targets.
-pub(crate) const STALE_AFTER_TARGETS: u32 = 3;
+mod plan;
+
+pub(crate) use plan::{Fleet, Plan, STALE_AFTER_RAISED, discover_every, plan};
+
 /// An inactive SIM's series stay this many inactive intervals.
 const INACTIVE_STALE_INTERVALS: u32 = 3;
-/// Discovery may take at most this share of the budget; a listing that would
-/// take more is repeated less often than `--monogoto.discover-interval`.
-const DISCOVERY_SHARE: f64 = 0.25;
-/// Whatever the inactive tier and discovery cost, the active tier keeps at
-/// least this share of the budget.
-const MIN_ACTIVE_SHARE: f64 = 0.1;
-
-/// How a refresh spends the budget.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Plan {
-    pub(crate) active: usize,
-    pub inactive: usize,
-    /// Status requests a refresh costs on average: the active tier's batches
-    /// and the inactive tier's share.
-    pub(crate) requests_per_refresh: f64,
-    pub budget: Budget,
-    /// The longer of the interval and what the budget allows.
-    pub target: Duration,
-    /// Time between status requests; zero when the fleet fits the interval
-    /// and requests may go as fast as the budget's windows let them.
-    pub(crate) spacing: Duration,
-    /// Batches of the rarely polled tier a refresh takes at most, so that
-    /// SIMs that come due together are spread over refreshes instead of
-    /// delaying the active tier.
-    pub(crate) inactive_batches_per_refresh: usize,
-    /// In force: as configured but at least the target, or 3 targets.
-    pub stale_after: Duration,
-    /// An explicit stale-after shorter than the target was raised to it
-    /// (and [`STALE_AFTER_RAISED`] says so).
-    pub(crate) stale_after_raised: bool,
-    /// How often discovery lists the fleet, when it does.
-    pub(crate) discover_every: Option<Duration>,
-}
-
-/// What a plan is made from, besides the poll settings and the budget.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Fleet {
-    pub(crate) active: usize,
-    pub inactive: usize,
-    /// `GET /things` pages a full listing takes, with discovery on.
-    pub(crate) listing_pages: Option<usize>,
-}
-
-/// Why a start warns when it raises `--poll.stale-after` to the target.
-pub(crate) const STALE_AFTER_RAISED: &str = "--poll.stale-after is shorter than a refresh under the request budget: raised to the refresh target, or SIMs would vanish before their turn";
-
-pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval: Duration) -> Plan {
-    let batch = poll.batch_size.max(1);
-    let active_batches = fleet.active.div_ceil(batch) as f64;
-    let inactive_batches = fleet.inactive.div_ceil(batch) as f64;
-    let interval = poll.interval.as_secs_f64();
-    let inactive_rate = if poll.inactive_interval.is_zero() {
-        0.0
-    } else {
-        inactive_batches / poll.inactive_interval.as_secs_f64()
-    };
-    let discover_every = fleet
-        .listing_pages
-        .map(|pages| self::discover_every(pages, budget, discover_interval));
-    let (target, spacing) = match budget.sustained_rate() {
-        None => (interval, 0.0),
-        Some(rate) => {
-            let discovery_rate = match (fleet.listing_pages, discover_every) {
-                (Some(pages), Some(every)) => pages as f64 / every.as_secs_f64(),
-                _ => 0.0,
-            };
-            let status_rate = rate - discovery_rate;
-            let active_rate = (status_rate - inactive_rate).max(status_rate * MIN_ACTIVE_SHARE);
-            let needed = active_batches / active_rate;
-            if needed > interval {
-                // Evenly at the rate left for status requests; the inactive
-                // tier's batches come out of it too, so a refresh averages the target.
-                (needed, 1.0 / status_rate)
-            } else {
-                (interval, 0.0)
-            }
-        }
-    };
-    let target = seconds(target);
-    let (stale_after, stale_after_raised) = match poll.stale_after {
-        Some(explicit) if explicit < target => (target, true),
-        Some(explicit) => (explicit, false),
-        None => (target.saturating_mul(STALE_AFTER_TARGETS), false),
-    };
-    let inactive_share = inactive_rate * target.as_secs_f64();
-    Plan {
-        active: fleet.active,
-        inactive: fleet.inactive,
-        requests_per_refresh: active_batches + inactive_share,
-        // Twice the share (and at least one): a backlog drains, and the
-        // share stays within what the budget planned for.
-        inactive_batches_per_refresh: ((inactive_share * 2.0).ceil() as usize).max(1),
-        budget: budget.clone(),
-        target,
-        spacing: seconds(spacing),
-        stale_after,
-        stale_after_raised,
-        discover_every,
-    }
-}
-
-/// How often discovery lists the fleet: the configured interval, or less
-/// often when a listing of `pages` would take more than its share of the budget.
-pub(crate) fn discover_every(pages: usize, budget: &Budget, configured: Duration) -> Duration {
-    match budget.sustained_rate() {
-        Some(rate) => configured.max(seconds(pages as f64 / (rate * DISCOVERY_SHARE))),
-        None => configured,
-    }
-}
-
-/// Seconds as a duration, bounded to what a duration holds.
-fn seconds(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Tier {
-    /// Polled every refresh: ACTIVE, TEST_ACTIVE, PROVISIONED, unknown status.
-    #[default]
-    Active,
-    /// SUSPENDED or RETIRED: polled once per inactive interval, series kept.
-    Inactive,
-    /// Asked for and not returned (unknown to the account): polled once per
-    /// inactive interval, in case it comes back.
-    Missing,
-}
-
-/// What the poller knows of one SIM between refreshes.
-#[derive(Debug, Clone, Copy, Default)]
-struct SimState {
-    tier: Tier,
-    answered_at: Option<Instant>,
-    /// A request for it was sent since its last answer and did not bring it back.
-    unanswered: bool,
-    /// Its series are on /metrics (answered, not evicted since).
-    exported: bool,
-    /// The last answer that could have named it did not.
-    missing: bool,
-    /// The API refused a request for it alone (400): asked for again only
-    /// when due, whatever the tier.
-    rejected: bool,
-    /// For the rarely polled tiers: when it is asked for next.
-    due_at: Option<Instant>,
-}
-
-/// How a batch went, for the SIMs in it.
-pub(crate) enum Outcome<'a> {
-    /// Answered; the SIMs it returned with their provisioning status, and
-    /// those the API refused to be asked for (400 for them alone).
-    Answered {
-        returned: &'a [(usize, &'a str)],
-        rejected: &'a [usize],
-    },
-    /// Sent, and failed.
-    Failed,
-}
-
 /// Rejected SIMs are asked for again this often when the inactive tier is off.
 const REJECTED_RETRY: Duration = Duration::from_secs(3600);
 
@@ -191,6 +71,113 @@ pub(crate) fn rejected_retry(inactive_interval: Duration) -> Duration {
     }
 }
 
+/// Where a SIM stands (see the module doc for the rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Lifecycle {
+    #[default]
+    New,
+    Active,
+    Inactive,
+    Unknown,
+    Refused,
+    /// Its requests fail; `rare` when it came from a rarely polled state, to
+    /// which its retries keep to.
+    Failing {
+        rare: bool,
+    },
+}
+
+impl Lifecycle {
+    /// Polled at the inactive interval rather than every refresh.
+    fn is_rare(self) -> bool {
+        matches!(
+            self,
+            Lifecycle::Inactive
+                | Lifecycle::Unknown
+                | Lifecycle::Refused
+                | Lifecycle::Failing { rare: true }
+        )
+    }
+}
+
+/// What the poller knows of one SIM between refreshes.
+#[derive(Debug, Clone, Copy, Default)]
+struct SimState {
+    lifecycle: Lifecycle,
+    /// Its last answer (or a listing) said SUSPENDED or RETIRED: its series
+    /// stay longer.
+    inactive_status: bool,
+    answered_at: Option<Instant>,
+    /// Asked for since its last answer, and not answered.
+    unanswered: bool,
+    /// Its series are on /metrics (answered, not evicted since).
+    exported: bool,
+    /// The last answer that could have named it did not (omitted or refused).
+    missing: bool,
+    /// When it is asked for next; `None`: every refresh.
+    due_at: Option<Instant>,
+    /// Failures in a row while the API answered other requests.
+    failures: u32,
+    /// [`Schedule::answers`] at its last outcome: a failure after more
+    /// answers than that is about this SIM.
+    answers_seen: u64,
+}
+
+/// How a request went, for the SIMs in it.
+pub(crate) enum Outcome<'a> {
+    /// Answered; the SIMs it returned with their provisioning status, and
+    /// those the API refused to be asked for (400 for them alone).
+    Answered {
+        returned: &'a [(usize, &'a str)],
+        rejected: &'a [usize],
+    },
+    /// Sent, and failed (5xx, transport, timeout, an unreadable answer).
+    Failed,
+    /// Not answered for a reason that is not about these SIMs: the budget
+    /// (429) or rejected credentials.
+    NotAnswered,
+}
+
+/// The durations the transitions depend on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) inactive_interval: Duration,
+    /// A failing SIM's first backoff step: the refresh target.
+    pub(crate) retry_base: Duration,
+}
+
+impl Timing {
+    /// How long a SIM that failed `failures` times in a row waits: the
+    /// next refresh after one failure, then one target, doubling.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        if failures <= 1 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (failures - 2).min(20);
+        self.retry_base
+            .saturating_mul(factor)
+            .min(self.inactive_interval)
+    }
+}
+
+/// SIMs by what a plan counts them as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tiers {
+    /// Asked for every refresh (New, Active, failing ones from there).
+    pub(crate) every_refresh: usize,
+    /// Asked for once per inactive interval in shared batches.
+    pub(crate) rare: usize,
+    /// Asked for once per inactive interval, alone.
+    pub(crate) refused: usize,
+}
+
+/// One request a refresh sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Batch {
+    /// Positions in the followed list.
+    pub(crate) positions: Vec<usize>,
+}
+
 /// The SIMs followed and what is known of each.
 #[derive(Default)]
 pub(crate) struct Schedule {
@@ -198,6 +185,9 @@ pub(crate) struct Schedule {
     sims: Vec<SimState>,
     /// Followed before and not any more: they leave /metrics at once.
     dropped: HashSet<String>,
+    /// Requests answered so far: a failure is about its SIMs only when the
+    /// API answered others since their last outcome.
+    answers: u64,
 }
 
 impl Schedule {
@@ -236,6 +226,10 @@ impl Schedule {
                     .filter(|(_, state)| state.exported)
                     .map(|(iccid, _)| iccid.to_string()),
             );
+            // Followed again before its removal was published: it stays.
+            for iccid in iccids.iter() {
+                self.dropped.remove(iccid);
+            }
             self.followed = iccids;
             self.sims = sims;
         }
@@ -243,14 +237,15 @@ impl Schedule {
             return;
         };
         for (iccid, sim) in self.followed.iter().zip(&mut self.sims) {
-            match listed.get(iccid) {
-                Some(true) if sim.tier == Tier::Active => {
-                    sim.tier = Tier::Inactive;
-                    // Never answered: asked for at once, to be shown at all.
-                    sim.due_at = sim.answered_at.map(|_| now);
+            match (listed.get(iccid), sim.lifecycle) {
+                (Some(true), Lifecycle::Active) => {
+                    sim.lifecycle = Lifecycle::Inactive;
+                    sim.inactive_status = true;
+                    sim.due_at = Some(now);
                 }
-                Some(false) if sim.tier != Tier::Active => {
-                    sim.tier = Tier::Active;
+                (Some(false), Lifecycle::Inactive) => {
+                    sim.lifecycle = Lifecycle::Active;
+                    sim.inactive_status = false;
                     sim.due_at = None;
                 }
                 _ => {}
@@ -274,46 +269,69 @@ impl Schedule {
         (count, named)
     }
 
-    /// SIMs per tier: (polled every refresh, polled at the inactive interval).
-    pub fn tiers(&self, inactive_interval: Duration) -> (usize, usize) {
-        if inactive_interval.is_zero() {
-            return (self.sims.len(), 0);
+    /// SIMs by how often they are asked for.
+    pub(crate) fn tiers(&self, inactive_interval: Duration) -> Tiers {
+        let mut tiers = Tiers::default();
+        for sim in &self.sims {
+            match sim.lifecycle {
+                Lifecycle::Refused => tiers.refused += 1,
+                _ if inactive_interval.is_zero() => tiers.every_refresh += 1,
+                state if state.is_rare() => tiers.rare += 1,
+                _ => tiers.every_refresh += 1,
+            }
         }
-        let inactive = self.sims.iter().filter(|s| s.tier != Tier::Active).count();
-        (self.sims.len() - inactive, inactive)
+        tiers
     }
 
-    /// The batches of one refresh, as positions in the followed list: the
-    /// active tier, then up to `max_rare_batches` of the rarely polled SIMs
-    /// that are due, longest due first; each tier in batches of its own, so
-    /// that requests stay full.
-    pub fn batches(
-        &self,
-        now: Instant,
-        batch_size: usize,
-        inactive_interval: Duration,
-        max_rare_batches: usize,
-    ) -> Vec<Vec<usize>> {
+    /// Each SIM's state, for tests.
+    #[cfg(test)]
+    pub(crate) fn lifecycle(&self, position: usize) -> Lifecycle {
+        self.sims[position].lifecycle
+    }
+
+    /// The requests of one refresh, in the order to send them: the rarely
+    /// polled SIMs that are due (at most `max_rare` requests, longest due
+    /// first, failing ones last), the active tier, then the failing SIMs of the
+    /// active tier that are due. Refused SIMs go alone; failing ones only with
+    /// each other; each group in full batches of its own.
+    pub(crate) fn batches(&self, now: Instant, batch_size: usize, max_rare: usize) -> Vec<Batch> {
         let batch_size = batch_size.max(1);
-        let every_time = inactive_interval.is_zero();
-        // A SIM never answered goes with the active tier whatever a listing
-        // said of it, so that the first refresh costs no extra request.
-        let every_refresh = |s: &SimState| {
-            !s.rejected && (every_time || s.tier == Tier::Active || s.answered_at.is_none())
-        };
-        let (active, mut due): (Vec<usize>, Vec<usize>) = self
-            .sims
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| every_refresh(s) || s.due_at.is_none_or(|d| d <= now))
-            .map(|(i, _)| i)
-            .partition(|&i| every_refresh(&self.sims[i]));
-        due.sort_by_key(|&i| self.sims[i].due_at);
-        due.truncate(max_rare_batches.saturating_mul(batch_size));
-        active
+        let due = |s: &SimState| s.due_at.is_none_or(|d| d <= now);
+        let mut every = Vec::new();
+        let mut rare = Vec::new();
+        let mut refused = Vec::new();
+        let mut rare_failing = Vec::new();
+        let mut failing = Vec::new();
+        for (i, sim) in self.sims.iter().enumerate() {
+            if !due(sim) {
+                continue;
+            }
+            match sim.lifecycle {
+                Lifecycle::Refused => refused.push(i),
+                Lifecycle::Failing { rare: true } if sim.due_at.is_some() => rare_failing.push(i),
+                Lifecycle::Failing { .. } if sim.due_at.is_some() => failing.push(i),
+                _ if sim.due_at.is_none() => every.push(i),
+                _ => rare.push(i),
+            }
+        }
+        let due_at = |i: &usize| self.sims[*i].due_at;
+        rare.sort_by_key(due_at);
+        rare_failing.sort_by_key(due_at);
+        // The rarely polled requests, longest due first; refused SIMs each
+        // alone. Failing ones come after every other that is due.
+        let mut rare_requests: Vec<Vec<usize>> = rare
             .chunks(batch_size)
-            .chain(due.chunks(batch_size))
             .map(<[usize]>::to_vec)
+            .chain(refused.iter().map(|&i| vec![i]))
+            .collect();
+        rare_requests.sort_by_key(|batch| batch.iter().filter_map(|i| due_at(i)).min());
+        rare_requests.extend(rare_failing.chunks(batch_size).map(<[usize]>::to_vec));
+        rare_requests.truncate(max_rare);
+        rare_requests
+            .into_iter()
+            .chain(every.chunks(batch_size).map(<[usize]>::to_vec))
+            .chain(failing.chunks(batch_size).map(<[usize]>::to_vec))
+            .map(|positions| Batch { positions })
             .collect()
     }
 
@@ -322,68 +340,83 @@ impl Schedule {
         &self.followed[position]
     }
 
-    /// Records how a batch of `positions` went.
+    /// Whether the SIM at `position` was ever answered.
+    pub(crate) fn was_answered(&self, position: usize) -> bool {
+        self.sims
+            .get(position)
+            .is_some_and(|s| s.answered_at.is_some())
+    }
+
+    /// Records how a request for `positions` went (see the module doc).
     pub(crate) fn record(
         &mut self,
         positions: &[usize],
         outcome: Outcome<'_>,
         now: Instant,
-        inactive_interval: Duration,
+        timing: Timing,
     ) {
-        let rarely = if inactive_interval.is_zero() {
-            None
-        } else {
-            // The configuration bounds the interval; were it to overflow, the
-            // SIM would simply be asked for every refresh.
-            Some(now.checked_add(inactive_interval))
-        };
+        let inactive_interval = timing.inactive_interval;
+        // The configuration bounds the interval; were it to overflow, the
+        // SIM would simply be asked for every refresh.
+        let rarely = (!inactive_interval.is_zero())
+            .then(|| now.checked_add(inactive_interval))
+            .flatten();
         match outcome {
             Outcome::Answered { returned, rejected } => {
-                for &position in rejected {
-                    let Some(sim) = self.sims.get_mut(position) else {
-                        continue;
-                    };
-                    sim.unanswered = true;
-                    sim.missing = true;
-                    sim.rejected = true;
-                    sim.tier = Tier::Missing;
-                    let retry = rejected_retry(inactive_interval);
-                    sim.due_at = now.checked_add(retry);
-                }
-                for &(position, provision_status) in returned {
-                    let Some(sim) = self.sims.get_mut(position) else {
-                        continue;
-                    };
-                    sim.answered_at = Some(now);
-                    sim.unanswered = false;
-                    sim.exported = true;
-                    sim.missing = false;
-                    sim.rejected = false;
-                    if let (true, Some(due_at)) = (is_inactive_status(provision_status), rarely) {
-                        sim.tier = Tier::Inactive;
-                        sim.due_at = due_at;
-                    } else {
-                        sim.tier = Tier::Active;
-                        sim.due_at = None;
-                    }
-                }
+                self.answers += 1;
+                let answers = self.answers;
                 for &position in positions {
-                    if returned.iter().any(|(p, _)| *p == position) || rejected.contains(&position)
-                    {
-                        continue;
-                    }
                     let Some(sim) = self.sims.get_mut(position) else {
                         continue;
                     };
-                    sim.unanswered = true;
-                    sim.missing = true;
-                    if let Some(due_at) = rarely {
-                        sim.tier = Tier::Missing;
-                        sim.due_at = due_at;
+                    sim.answers_seen = answers;
+                    sim.failures = 0;
+                    if let Some(&(_, status)) = returned.iter().find(|(p, _)| *p == position) {
+                        sim.answered_at = Some(now);
+                        sim.unanswered = false;
+                        sim.exported = true;
+                        sim.missing = false;
+                        sim.inactive_status = is_inactive_status(status);
+                        (sim.lifecycle, sim.due_at) = match rarely {
+                            Some(due) if sim.inactive_status => (Lifecycle::Inactive, Some(due)),
+                            _ => (Lifecycle::Active, None),
+                        };
+                    } else if rejected.contains(&position) {
+                        sim.unanswered = true;
+                        sim.missing = true;
+                        sim.lifecycle = Lifecycle::Refused;
+                        sim.due_at = now.checked_add(rejected_retry(inactive_interval));
+                    } else {
+                        sim.unanswered = true;
+                        sim.missing = true;
+                        sim.lifecycle = Lifecycle::Unknown;
+                        // With the inactive tier off, asked for every refresh.
+                        sim.due_at = rarely;
                     }
                 }
             }
             Outcome::Failed => {
+                let answers = self.answers;
+                for &position in positions {
+                    let Some(sim) = self.sims.get_mut(position) else {
+                        continue;
+                    };
+                    sim.unanswered = true;
+                    if answers > sim.answers_seen {
+                        sim.failures = sim.failures.saturating_add(1);
+                    }
+                    sim.answers_seen = answers;
+                    if sim.lifecycle == Lifecycle::Refused {
+                        sim.due_at = now.checked_add(rejected_retry(inactive_interval));
+                        continue;
+                    }
+                    sim.lifecycle = Lifecycle::Failing {
+                        rare: sim.lifecycle.is_rare(),
+                    };
+                    sim.due_at = Some(now.checked_add(timing.backoff(sim.failures)).unwrap_or(now));
+                }
+            }
+            Outcome::NotAnswered => {
                 for &position in positions {
                     if let Some(sim) = self.sims.get_mut(position) {
                         sim.unanswered = true;
@@ -410,7 +443,7 @@ impl Schedule {
             if !sim.exported || !sim.unanswered {
                 continue;
             }
-            let stale = if sim.tier == Tier::Inactive {
+            let stale = if sim.inactive_status {
                 inactive_stale
             } else {
                 stale_after

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::monogoto::budget::Limiter;
+use crate::config::PollConfig;
+use crate::monogoto::budget::{Budget, Limiter};
 
 fn budget(s: &str) -> Budget {
     s.parse().expect("valid budget")
@@ -23,7 +24,7 @@ fn fleet(active: usize, inactive: usize) -> Fleet {
     Fleet {
         active,
         inactive,
-        listing_pages: None,
+        ..Fleet::default()
     }
 }
 
@@ -144,8 +145,8 @@ fn discovery_gets_at_most_a_quarter_of_the_budget() {
     let p = plan(
         Fleet {
             active: 10_000,
-            inactive: 0,
             listing_pages: Some(200),
+            ..Fleet::default()
         },
         &poll(60, 3600),
         &standard,
@@ -196,16 +197,27 @@ impl Run {
 
     async fn pass(&mut self, answers: &Answers) {
         let now = Instant::now();
-        let (active, inactive) = self.schedule.tiers(self.poll.inactive_interval);
-        let plan = plan(fleet(active, inactive), &self.poll, &self.budget, HOUR);
-        self.targets.push(plan.target);
-        let batches = self.schedule.batches(
-            now,
-            self.poll.batch_size,
-            self.poll.inactive_interval,
-            plan.inactive_batches_per_refresh,
+        let tiers = self.schedule.tiers(self.poll.inactive_interval);
+        let plan = plan(
+            Fleet {
+                active: tiers.every_refresh,
+                inactive: tiers.rare,
+                refused: tiers.refused,
+                ..Fleet::default()
+            },
+            &self.poll,
+            &self.budget,
+            HOUR,
         );
-        for positions in batches {
+        self.targets.push(plan.target);
+        let timing = Timing {
+            inactive_interval: self.poll.inactive_interval,
+            retry_base: plan.target,
+        };
+        let batches =
+            self.schedule
+                .batches(now, self.poll.batch_size, plan.inactive_batches_per_refresh);
+        for Batch { positions } in batches {
             self.pacer.wait(plan.spacing).await;
             self.limiter.acquire(None).await.expect("no deadline");
             let at = Instant::now();
@@ -229,7 +241,7 @@ impl Run {
                     rejected: &[],
                 },
                 at,
-                self.poll.inactive_interval,
+                timing,
             );
         }
     }
@@ -343,7 +355,7 @@ async fn the_inactive_tier_is_polled_at_its_own_interval() {
     let mut run = Run::new(&fleet, poll(2, 30), budget("4/s,20/10s"));
     run.run(&answers, Duration::from_secs(125)).await;
     run.assert_within_budget();
-    assert_eq!(run.schedule.tiers(run.poll.inactive_interval), (100, 500));
+    assert_eq!(tiers(&run.schedule, run.poll.inactive_interval), (100, 500));
     for iccid in &fleet[..100] {
         // The first refresh asks all 600 (their tiers are not known yet) and
         // takes 6 s; from then on the active ones come every interval.
@@ -387,7 +399,7 @@ async fn a_sim_changes_tier_with_its_answers() {
     answers.remove(&unknown);
     let mut run = Run::new(&fleet, poll(1, 10), budget("10/s"));
     run.run(&answers, Duration::from_secs(3)).await;
-    assert_eq!(run.schedule.tiers(run.poll.inactive_interval), (98, 2));
+    assert_eq!(tiers(&run.schedule, run.poll.inactive_interval), (98, 2));
     let before = run.answered[&suspended].len();
     assert_eq!(before, 1, "asked once, then rarely");
 
@@ -395,7 +407,7 @@ async fn a_sim_changes_tier_with_its_answers() {
     answers.insert(suspended.clone(), "ACTIVE");
     answers.insert(unknown.clone(), "TEST_ACTIVE");
     run.run(&answers, Duration::from_secs(16)).await;
-    assert_eq!(run.schedule.tiers(run.poll.inactive_interval), (100, 0));
+    assert_eq!(tiers(&run.schedule, run.poll.inactive_interval), (100, 0));
     let after = run.answered[&suspended].len();
     assert!(after >= 4, "polled every refresh again: {after}");
     assert!(run.answered.contains_key(&unknown), "asked again and found");
@@ -407,7 +419,7 @@ async fn a_sim_changes_tier_with_its_answers() {
         Some(&listed),
         Instant::now(),
     );
-    assert_eq!(run.schedule.tiers(run.poll.inactive_interval), (99, 1));
+    assert_eq!(tiers(&run.schedule, run.poll.inactive_interval), (99, 1));
 }
 
 #[test]
@@ -424,10 +436,10 @@ fn a_zero_inactive_interval_polls_everything_every_refresh() {
             rejected: &[],
         },
         now,
-        Duration::ZERO,
+        timing(Duration::ZERO),
     );
-    assert_eq!(schedule.tiers(Duration::ZERO), (10, 0));
-    assert_eq!(schedule.batches(now, 50, Duration::ZERO, 1), vec![all]);
+    assert_eq!(tiers(&schedule, Duration::ZERO), (10, 0));
+    assert_eq!(positions(schedule.batches(now, 50, 1)), vec![all]);
 }
 
 #[test]
@@ -452,7 +464,7 @@ fn sims_leave_only_when_asked_for_and_unanswered_for_stale_after() {
             rejected: &[],
         },
         t0,
-        inactive,
+        timing(inactive),
     );
 
     // Nothing asked since: however old, nothing leaves (a long pause, say).
@@ -460,7 +472,7 @@ fn sims_leave_only_when_asked_for_and_unanswered_for_stale_after() {
     assert!(schedule.evictions(late, stale, inactive).is_empty());
 
     // Asked and failed, asked and not returned: they leave once stale.
-    schedule.record(&[0, 2], Outcome::Failed, late, inactive);
+    schedule.record(&[0, 2], Outcome::Failed, late, timing(inactive));
     schedule.record(
         &[1, 3],
         Outcome::Answered {
@@ -468,7 +480,7 @@ fn sims_leave_only_when_asked_for_and_unanswered_for_stale_after() {
             rejected: &[],
         },
         late,
-        inactive,
+        timing(inactive),
     );
     let gone = schedule.evictions(late, stale, inactive);
     assert_eq!(
@@ -513,7 +525,7 @@ fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
             rejected: &[5],
         },
         t0,
-        Duration::ZERO,
+        timing(Duration::ZERO),
     );
     assert_eq!(
         schedule.missing(5),
@@ -523,13 +535,14 @@ fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
     // The refused one is not asked for again within the hour; the other is.
     let soon = t0 + Duration::from_secs(60);
     assert_eq!(
-        schedule.batches(soon, 50, Duration::ZERO, 1),
+        positions(schedule.batches(soon, 50, 1)),
         vec![vec![0, 1, 2, 3, 4]]
     );
     let later = t0 + Duration::from_secs(3601);
     assert_eq!(
-        schedule.batches(later, 50, Duration::ZERO, 1),
-        vec![vec![0, 1, 2, 3, 4], vec![5]]
+        positions(schedule.batches(later, 50, 1)),
+        vec![vec![5], vec![0, 1, 2, 3, 4]],
+        "refused: alone, and first when due"
     );
     // Answered at last: neither missing nor rejected.
     schedule.record(
@@ -539,7 +552,26 @@ fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
             rejected: &[],
         },
         later,
-        Duration::ZERO,
+        timing(Duration::ZERO),
     );
     assert_eq!(schedule.missing(5), (0, vec![]));
+}
+
+/// (every refresh, once per inactive interval) of `schedule`.
+fn tiers(schedule: &Schedule, inactive_interval: Duration) -> (usize, usize) {
+    let t = schedule.tiers(inactive_interval);
+    (t.every_refresh, t.rare + t.refused)
+}
+
+/// The durations of a schedule with this inactive interval and a target of a minute.
+fn timing(inactive_interval: Duration) -> Timing {
+    Timing {
+        inactive_interval,
+        retry_base: Duration::from_secs(60),
+    }
+}
+
+/// The positions of each request of `batches`.
+fn positions(batches: Vec<Batch>) -> Vec<Vec<usize>> {
+    batches.into_iter().map(|b| b.positions).collect()
 }
