@@ -58,6 +58,24 @@ struct Slice {
     failed: usize,
 }
 
+impl Slice {
+    /// Counts a request towards `monogoto_up`: an answer (a refused ICCID's
+    /// 400 included) says the API works; a failure or rejected credentials
+    /// that it does not; a 429 says neither.
+    fn count(&mut self, result: &Result<BatchAnswer, ApiError>) {
+        match result {
+            Ok(_) => self.succeeded += 1,
+            Err(e) if e.is_rate_limited() => {}
+            Err(_) => self.failed += 1,
+        }
+    }
+
+    /// `monogoto_up` after this slice, when a request of it got an answer.
+    fn up(&self) -> Option<bool> {
+        (self.succeeded + self.failed > 0).then_some(self.failed == 0)
+    }
+}
+
 /// What a reload may change while polling goes on (see [`Poller::reconfigure`]).
 #[derive(Clone)]
 struct Settings {
@@ -383,13 +401,15 @@ impl Poller {
                 };
                 let now = Instant::now();
                 sent_batches += usize::from(result.is_some());
+                if let Some(result) = &result {
+                    slice.count(result);
+                }
                 match result {
                     Some(Ok(BatchAnswer {
                         things,
                         strangers,
                         rejected,
                     })) => {
-                        slice.succeeded += 1;
                         let position_of = |iccid: &str| {
                             iccids
                                 .iter()
@@ -430,13 +450,11 @@ impl Poller {
                     // The credentials, not these SIMs: every SIM alike.
                     Some(Err(e)) if e.is_auth() => {
                         report.failed_batches += 1;
-                        slice.failed += 1;
                         schedule.record(&positions, Outcome::NotAnswered, now, timing);
                         errors.record(&e, &self.health);
                     }
                     Some(Err(e)) => {
                         report.failed_batches += 1;
-                        slice.failed += 1;
                         schedule.record(&positions, Outcome::Failed, now, timing);
                         errors.record(&e, &self.health);
                     }
@@ -533,8 +551,8 @@ impl Poller {
                 tracing::error!(error = %e, "building the snapshot failed; serving the previous one")
             }
         }
-        if slice.succeeded + slice.failed > 0 {
-            self.health.up.set(i64::from(slice.failed == 0));
+        if let Some(up) = slice.up() {
+            self.health.up.set(i64::from(up));
         }
         self.health.things_missing.set(schedule.missing(0).0 as i64);
         slice.succeeded = 0;
@@ -795,6 +813,9 @@ fn round(d: Duration) -> humantime::FormattedDuration {
     };
     humantime::format_duration(d)
 }
+
+#[cfg(test)]
+mod model_tests;
 
 #[cfg(test)]
 mod tests {

@@ -226,10 +226,6 @@ impl Schedule {
                     .filter(|(_, state)| state.exported)
                     .map(|(iccid, _)| iccid.to_string()),
             );
-            // Followed again before its removal was published: it stays.
-            for iccid in iccids.iter() {
-                self.dropped.remove(iccid);
-            }
             self.followed = iccids;
             self.sims = sims;
         }

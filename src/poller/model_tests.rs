@@ -1,0 +1,797 @@
+//! The lifecycle rules proved against a small reference model.
+//!
+//! Each seed makes a fleet whose SIMs the fake API answers, omits (unknown to
+//! the account), refuses (400) or fails (500), and then drives the schedule,
+//! isolation, pacer and budget limiter the way the poller does, in virtual
+//! time (tokio's paused clock), through random sequences of those, outages,
+//! 429s, revoked credentials, an API refusing everything, reloads and
+//! re-shards. After every request and every refresh it checks what the rules
+//! say: no window of the budget exceeded; a refused SIM never shares a
+//! request; every SIM that answers asked for within its tier's bound; a SIM
+//! leaves /metrics only when no longer followed or itself unanswered for
+//! stale-after; isolation and `monogoto_up` as the model has them.
+//!
+//! A seed that fails is kept in [`REGRESSIONS`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Slice;
+use super::isolate::{Isolation, read_isolating};
+use super::schedule::{Batch, Fleet, Lifecycle, Outcome, Pacer, Schedule, Timing, plan};
+use crate::config::PollConfig;
+use crate::monogoto::budget::{Budget, Limiter};
+use crate::monogoto::paging::BatchAnswer;
+use crate::monogoto::{ApiError, ThingStatus};
+use crate::shard::Shard;
+
+/// Seeds that once failed: run first, always.
+const REGRESSIONS: &[u64] = &[2298];
+/// Seeds run besides the regressions; `MODEL_SEEDS=N` runs N of them (a
+/// longer search for a failing seed).
+const SEEDS: u64 = 100;
+/// Refreshes a seed drives.
+const REFRESHES: usize = 100;
+/// How long a refresh may take against its target.
+const PASS_OVER_TARGET: f64 = 1.2;
+/// Requests steady passes may send against what the plan counted for them.
+const PASS_OVER_PLAN: f64 = 1.2;
+
+/// Passes with no fault, no change of what is followed and no refused ICCID
+/// isolated, and what they sent.
+#[derive(Default, Clone, Copy)]
+struct Steady {
+    passes: usize,
+    requests: f64,
+    planned: f64,
+}
+
+#[test]
+fn the_lifecycle_follows_the_model() {
+    let seeds = std::env::var("MODEL_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(SEEDS);
+    let mut steps = 0;
+    for seed in REGRESSIONS.iter().copied().chain(0..seeds) {
+        steps += run(seed);
+    }
+    assert!(steps >= 10_000, "{steps} steps");
+}
+
+/// Drives one seed; returns the requests and refreshes it checked.
+fn run(seed: u64) -> usize {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+        .block_on(World::new(seed).drive())
+}
+
+/// What the fake API does with a SIM named in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Truth {
+    Active,
+    Suspended,
+    /// Not in the account: answered without it.
+    Unknown,
+    /// Any request naming it is answered 400.
+    Refused,
+    /// Any request naming it is answered 500.
+    Poison,
+}
+
+impl Truth {
+    fn random(rng: &mut fastrand::Rng) -> Truth {
+        match rng.u32(0..100) {
+            0..60 => Truth::Active,
+            60..80 => Truth::Suspended,
+            80..88 => Truth::Unknown,
+            88..95 => Truth::Refused,
+            _ => Truth::Poison,
+        }
+    }
+}
+
+/// What the fake API does with every request for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// 500 to everything.
+    Outage,
+    /// 401 to everything: the credentials were revoked.
+    Revoked,
+    /// 429 to everything: another client spends the account's budget.
+    Throttled,
+    /// 400 to everything: the API refuses requests, not ICCIDs.
+    Refusing,
+}
+
+/// The model's state of a SIM (the schedule's, with Failing as one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    New,
+    Active,
+    Inactive,
+    Unknown,
+    Refused,
+    Failing,
+}
+
+impl From<Lifecycle> for State {
+    fn from(l: Lifecycle) -> State {
+        match l {
+            Lifecycle::New => State::New,
+            Lifecycle::Active => State::Active,
+            Lifecycle::Inactive => State::Inactive,
+            Lifecycle::Unknown => State::Unknown,
+            Lifecycle::Refused => State::Refused,
+            Lifecycle::Failing { .. } => State::Failing,
+        }
+    }
+}
+
+/// What the model knows of one SIM.
+#[derive(Debug, Clone)]
+struct Sim {
+    truth: Truth,
+    state: State,
+    answered_at: Option<Instant>,
+    /// Its last answer said SUSPENDED.
+    suspended: bool,
+    /// Asked for since its last answer.
+    asked_since: bool,
+    /// On /metrics.
+    exported: bool,
+    last_asked: Option<Instant>,
+    /// Since when it has been followed and would be answered.
+    clean_since: Option<Instant>,
+}
+
+impl Sim {
+    fn new(truth: Truth) -> Sim {
+        Sim {
+            truth,
+            state: State::New,
+            answered_at: None,
+            suspended: false,
+            asked_since: false,
+            exported: false,
+            last_asked: None,
+            clean_since: None,
+        }
+    }
+
+    /// Whether the API answers a request for it alone (refused counts: the
+    /// 400 is its answer).
+    fn answerable(&self, fault: Fault) -> bool {
+        fault == Fault::None && self.truth != Truth::Poison
+    }
+}
+
+struct World {
+    seed: u64,
+    rng: fastrand::Rng,
+    poll: PollConfig,
+    budget: Budget,
+    limiter: Limiter,
+    pacer: Pacer,
+    schedule: Schedule,
+    isolation: Isolation,
+    /// Every ICCID there is, configured or not.
+    universe: Vec<String>,
+    configured: HashSet<String>,
+    shard: Shard,
+    sims: HashMap<String, Sim>,
+    fault: Fault,
+    fault_left: usize,
+    /// Every request's send time, for the budget.
+    sent: Vec<Instant>,
+    /// Unfollowed and still served: gone at the next publication.
+    dropped: HashSet<String>,
+    /// The poller's count of this publication's requests, for `monogoto_up`.
+    slice: Slice,
+    /// The model's isolation.
+    isolating: bool,
+    /// Requests of this publication that said the API works / does not.
+    good: usize,
+    bad: usize,
+    steps: usize,
+    steady: Steady,
+    /// When the last pass that split a batch ended.
+    isolated_at: Option<Instant>,
+    /// The refresh the next check is about, for messages.
+    refresh: usize,
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let budget: Budget = ["5/s,30/10s", "4/s,20/10s", "10/s", "3/s,100/min"][rng.usize(0..4)]
+            .parse()
+            .expect("valid budget");
+        let poll = PollConfig {
+            interval: Duration::from_secs(rng.u64(1..=3)),
+            inactive_interval: Duration::from_secs(rng.u64(60..=120)),
+            batch_size: rng.usize(2..=6),
+            concurrency: 1,
+            ..PollConfig::default()
+        };
+        let universe: Vec<String> = (0..rng.usize(8..=48))
+            .map(|i| format!("8988{seed:06}{i:09}"))
+            .collect();
+        let sims = universe
+            .iter()
+            .map(|iccid| (iccid.clone(), Sim::new(Truth::random(&mut rng))))
+            .collect();
+        let configured = universe
+            .iter()
+            .filter(|_| rng.u32(0..10) < 9)
+            .cloned()
+            .collect();
+        World {
+            seed,
+            poll,
+            limiter: Limiter::new(&budget),
+            budget,
+            pacer: Pacer::default(),
+            schedule: Schedule::default(),
+            isolation: Isolation::default(),
+            universe,
+            configured,
+            shard: Shard::default(),
+            sims,
+            fault: Fault::None,
+            fault_left: 0,
+            sent: Vec::new(),
+            dropped: HashSet::new(),
+            isolating: true,
+            slice: Slice::default(),
+            good: 0,
+            bad: 0,
+            steps: 0,
+            steady: Steady::default(),
+            isolated_at: None,
+            refresh: 0,
+            rng,
+        }
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        self.context().fail(what)
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            seed: self.seed,
+            refresh: self.refresh,
+        }
+    }
+
+    async fn drive(mut self) -> usize {
+        for refresh in 0..REFRESHES {
+            self.refresh = refresh;
+            let started = Instant::now();
+            self.events(started);
+            self.refresh_once(started).await;
+            tokio::time::sleep_until(started + self.poll.interval).await;
+            self.steps += 1;
+        }
+        let Steady {
+            passes,
+            requests,
+            planned,
+        } = self.steady;
+        if passes >= 10 && requests > planned * PASS_OVER_PLAN + 2.0 {
+            self.fail(&format!(
+                "{passes} steady passes sent {requests} requests where the plan counted {planned:.1}"
+            ));
+        }
+        self.steps
+    }
+
+    fn followed(&self) -> Vec<String> {
+        self.universe
+            .iter()
+            .filter(|i| self.configured.contains(*i) && self.shard.owns(i))
+            .cloned()
+            .collect()
+    }
+
+    /// Random events between refreshes: a SIM changes, a fault starts or
+    /// ends, a reload or a re-shard changes what is followed.
+    fn events(&mut self, now: Instant) {
+        if self.fault_left == 0 {
+            self.fault = Fault::None;
+        } else {
+            self.fault_left -= 1;
+        }
+        let roll = self.rng.u32(0..100);
+        match roll {
+            0..4 if self.fault == Fault::None => {
+                self.fault = [
+                    Fault::Outage,
+                    Fault::Revoked,
+                    Fault::Throttled,
+                    Fault::Refusing,
+                ][self.rng.usize(0..4)];
+                self.fault_left = self.rng.usize(1..6);
+            }
+            4..16 => {
+                let iccid = self.universe[self.rng.usize(0..self.universe.len())].clone();
+                let truth = Truth::random(&mut self.rng);
+                if let Some(sim) = self.sims.get_mut(&iccid) {
+                    sim.truth = truth;
+                }
+            }
+            16..19 => {
+                let iccid = self.universe[self.rng.usize(0..self.universe.len())].clone();
+                if !self.configured.remove(&iccid) {
+                    self.configured.insert(iccid);
+                }
+            }
+            19..21 => {
+                let count = self.rng.u64(1..=3);
+                self.shard = Shard {
+                    index: self.rng.u64(0..count),
+                    count,
+                };
+            }
+            _ => {}
+        }
+        let followed: HashSet<String> = self.followed().into_iter().collect();
+        for (iccid, sim) in &mut self.sims {
+            let clean = followed.contains(iccid) && sim.answerable(self.fault);
+            match (clean, sim.clean_since) {
+                (true, None) => sim.clean_since = Some(now),
+                (false, Some(_)) => sim.clean_since = None,
+                _ => {}
+            }
+        }
+    }
+
+    async fn refresh_once(&mut self, started: Instant) {
+        let followed = self.followed();
+        let before: HashSet<String> = self.schedule.followed().iter().cloned().collect();
+        let now_followed: HashSet<String> = followed.iter().cloned().collect();
+        for iccid in before.difference(&now_followed) {
+            let sim = self.sims.get_mut(iccid).expect("in the universe");
+            if sim.exported {
+                self.dropped.insert(iccid.clone());
+            }
+        }
+        for iccid in now_followed.difference(&before) {
+            let sim = self.sims.get_mut(iccid).expect("in the universe");
+            let truth = sim.truth;
+            let clean_since = sim.clean_since;
+            *sim = Sim {
+                clean_since,
+                ..Sim::new(truth)
+            };
+        }
+        if before != now_followed {
+            self.schedule.follow(Arc::new(followed), None, started);
+        }
+        self.check_states("after follow");
+        let tiers = self.schedule.tiers(self.poll.inactive_interval);
+        let plan = plan(
+            Fleet {
+                active: tiers.every_refresh,
+                inactive: tiers.rare,
+                refused: tiers.refused,
+                ..Fleet::default()
+            },
+            &self.poll,
+            &self.budget,
+            Duration::from_secs(3600),
+        );
+        if self.schedule.has_dropped() {
+            self.publish(started, &plan);
+        }
+        self.check_bounds(started, plan.target);
+        let timing = Timing {
+            inactive_interval: self.poll.inactive_interval,
+            retry_base: plan.target,
+        };
+        let batches = self.schedule.batches(
+            started,
+            self.poll.batch_size,
+            plan.inactive_batches_per_refresh,
+        );
+        self.check_every_refresh_sims_are_asked(&batches);
+        let mut revoked = false;
+        let mut requests = 0;
+        let mut batches_sent = 0;
+        let steady = self.fault == Fault::None && before == now_followed;
+        for Batch { positions } in batches {
+            let iccids: Vec<String> = positions
+                .iter()
+                .map(|&p| self.schedule.followed()[p].clone())
+                .collect();
+            if revoked {
+                // Not sent: the poller stops at rejected credentials.
+                let now = Instant::now();
+                self.schedule
+                    .record(&positions, Outcome::NotAnswered, now, timing);
+                self.model_not_answered(&iccids);
+                continue;
+            }
+            let answered: Vec<bool> = positions
+                .iter()
+                .map(|&p| self.schedule.was_answered(p))
+                .collect();
+            let parts = std::sync::Mutex::new(Vec::new());
+            let result = {
+                let api = &*self;
+                let parts = &parts;
+                let spacing = plan.spacing;
+                let send = move |part: &[String]| {
+                    let part = part.to_vec();
+                    async move {
+                        api.pacer.wait(spacing).await;
+                        api.limiter.acquire(None).await.expect("no deadline");
+                        let now = Instant::now();
+                        let answer = api.answer(&part);
+                        parts
+                            .lock()
+                            .expect("lock")
+                            .push((now, part, answer.is_ok()));
+                        answer
+                    }
+                };
+                read_isolating(&self.isolation, &iccids, &answered, &send).await
+            };
+            let parts = parts.into_inner().expect("lock");
+            requests += parts.len();
+            batches_sent += 1;
+            self.check_parts(&parts);
+            let now = Instant::now();
+            let isolating_before = self.isolating;
+            self.slice.count(&result);
+            match &result {
+                Ok(answer) => {
+                    let returned: Vec<(usize, &str)> = answer
+                        .things
+                        .iter()
+                        .filter_map(|t| {
+                            let at = iccids.iter().position(|i| *i == t.iccid)?;
+                            Some((positions[at], t.provision_status.as_str()))
+                        })
+                        .collect();
+                    let rejected: Vec<usize> = answer
+                        .rejected
+                        .iter()
+                        .filter_map(|r| Some(positions[iccids.iter().position(|i| i == r)?]))
+                        .collect();
+                    self.schedule.record(
+                        &positions,
+                        Outcome::Answered {
+                            returned: &returned,
+                            rejected: &rejected,
+                        },
+                        now,
+                        timing,
+                    );
+                    self.model_answered(&iccids, answer, now);
+                }
+                Err(e) if e.is_rate_limited() => {
+                    if self.fault != Fault::Throttled {
+                        self.fail("a 429 out of nowhere");
+                    }
+                    self.schedule
+                        .record(&positions, Outcome::NotAnswered, now, timing);
+                    self.model_not_answered(&iccids);
+                }
+                Err(e) if e.is_auth() => {
+                    revoked = true;
+                    self.bad += 1;
+                    if self.fault != Fault::Revoked {
+                        self.fail("rejected credentials out of nowhere");
+                    }
+                    self.schedule
+                        .record(&positions, Outcome::NotAnswered, now, timing);
+                    self.model_not_answered(&iccids);
+                }
+                Err(_) => {
+                    self.bad += 1;
+                    self.schedule
+                        .record(&positions, Outcome::Failed, now, timing);
+                    self.model_failed(&iccids, &answered, isolating_before);
+                }
+            }
+            if parts.iter().any(|(_, _, ok)| *ok) {
+                self.isolating = true;
+            }
+            if self.isolating != self.isolation.is_on() {
+                self.fail(&format!(
+                    "isolation {} where the model says {}",
+                    self.isolation.is_on(),
+                    self.isolating
+                ));
+            }
+            self.check_states("after a request");
+        }
+        self.publish(Instant::now(), &plan);
+        if std::env::var("MODEL_TRACE").is_ok() {
+            eprintln!(
+                "refresh {} took {:?} target {:?} spacing {:?} requests {requests} batches {batches_sent} fault {:?} planned {:.1}",
+                self.refresh,
+                Instant::now() - started,
+                plan.target,
+                plan.spacing,
+                self.fault,
+                plan.requests_per_refresh
+            );
+        }
+        // What a steady pass sends is what the plan counted.
+        let split = requests > batches_sent;
+        if split {
+            // Isolating refused ICCIDs costs requests the plan cannot foresee:
+            // the bounds count from the end of such a pass.
+            self.isolated_at = Some(Instant::now());
+        }
+        if steady && !split && batches_sent > 0 {
+            self.steady.passes += 1;
+            self.steady.requests += requests as f64;
+            self.steady.planned += plan.requests_per_refresh;
+        }
+        self.steps += requests;
+    }
+
+    /// The fake API's answer to one request.
+    fn answer(&self, part: &[String]) -> Result<BatchAnswer, ApiError> {
+        let status = |code| ApiError::Status {
+            endpoint: "status",
+            code,
+            body: String::new(),
+        };
+        match self.fault {
+            Fault::Outage => return Err(status(500)),
+            Fault::Throttled => return Err(status(429)),
+            Fault::Refusing => return Err(status(400)),
+            Fault::Revoked => {
+                return Err(ApiError::Unauthorized {
+                    endpoint: "status",
+                    hint: "revoked",
+                });
+            }
+            Fault::None => {}
+        }
+        let truths: Vec<Truth> = part.iter().map(|i| self.sims[i].truth).collect();
+        if truths.contains(&Truth::Refused) {
+            return Err(status(400));
+        }
+        if truths.contains(&Truth::Poison) {
+            return Err(status(500));
+        }
+        Ok(BatchAnswer {
+            things: part
+                .iter()
+                .zip(truths)
+                .filter_map(|(iccid, truth)| {
+                    let status = match truth {
+                        Truth::Active => "ACTIVE",
+                        Truth::Suspended => "SUSPENDED",
+                        _ => return None,
+                    };
+                    Some(ThingStatus {
+                        iccid: iccid.clone(),
+                        provision_status: status.to_string(),
+                        ..ThingStatus::default()
+                    })
+                })
+                .collect(),
+            ..BatchAnswer::default()
+        })
+    }
+
+    /// Each request: within every window of the budget; a SIM the model has
+    /// as refused only ever alone.
+    fn check_parts(&mut self, parts: &[(Instant, Vec<String>, bool)]) {
+        for (at, part, _) in parts {
+            self.sent.push(*at);
+            for iccid in part {
+                self.sims.get_mut(iccid).expect("known").last_asked = Some(*at);
+            }
+            if part.len() > 1
+                && let Some(refused) = part.iter().find(|i| self.sims[*i].state == State::Refused)
+            {
+                self.fail(&format!("refused {refused} shared a request: {part:?}"));
+            }
+        }
+        for window in self.budget.windows() {
+            let last = *self.sent.last().expect("sent");
+            let within = self
+                .sent
+                .iter()
+                .rev()
+                .take_while(|t| **t + window.period > last)
+                .count();
+            if within > window.requests as usize {
+                self.fail(&format!("{within} requests in a {window} window"));
+            }
+        }
+    }
+
+    fn model_answered(&mut self, iccids: &[String], answer: &BatchAnswer, now: Instant) {
+        self.good += 1;
+        let context = self.context();
+        let inactive_tier = !self.poll.inactive_interval.is_zero();
+        for iccid in iccids {
+            let fault = self.fault;
+            let sim = self.sims.get_mut(iccid).expect("known");
+            if let Some(thing) = answer.things.iter().find(|t| t.iccid == *iccid) {
+                let suspended = thing.provision_status == "SUSPENDED";
+                if suspended != (sim.truth == Truth::Suspended) {
+                    context.fail(&format!("{iccid} answered {}", thing.provision_status));
+                }
+                sim.state = if suspended && inactive_tier {
+                    State::Inactive
+                } else {
+                    State::Active
+                };
+                sim.suspended = suspended;
+                sim.answered_at = Some(now);
+                sim.asked_since = false;
+                sim.exported = true;
+            } else if answer.rejected.contains(iccid) {
+                if sim.truth != Truth::Refused && fault != Fault::Refusing {
+                    context.fail(&format!("{iccid} ({:?}) taken for refused", sim.truth));
+                }
+                sim.state = State::Refused;
+                sim.asked_since = true;
+            } else {
+                if sim.truth != Truth::Unknown {
+                    context.fail(&format!("{iccid} ({:?}) taken for unknown", sim.truth));
+                }
+                sim.state = State::Unknown;
+                sim.asked_since = true;
+            }
+        }
+    }
+
+    fn model_failed(&mut self, iccids: &[String], answered: &[bool], was_isolating: bool) {
+        let refused_alone = iccids
+            .iter()
+            .all(|i| self.sims[i].truth == Truth::Refused || self.fault == Fault::Refusing);
+        if was_isolating
+            && iccids.len() > 1
+            && refused_alone
+            && answered.iter().filter(|a| **a).count() >= 2
+        {
+            self.isolating = false;
+        }
+        for iccid in iccids {
+            let sim = self.sims.get_mut(iccid).expect("known");
+            sim.asked_since = true;
+            if sim.state != State::Refused {
+                sim.state = State::Failing;
+            }
+        }
+    }
+
+    fn model_not_answered(&mut self, iccids: &[String]) {
+        for iccid in iccids {
+            self.sims.get_mut(iccid).expect("known").asked_since = true;
+        }
+    }
+
+    /// The schedule's state of every followed SIM is the model's.
+    fn check_states(&self, when: &str) {
+        for (position, iccid) in self.schedule.followed().iter().enumerate() {
+            let have = State::from(self.schedule.lifecycle(position));
+            let want = self.sims[iccid].state;
+            if have != want {
+                self.fail(&format!(
+                    "{when}: {iccid} is {have:?}, the model says {want:?}"
+                ));
+            }
+        }
+    }
+
+    /// Every SIM of the every-refresh tiers is in this refresh's requests.
+    fn check_every_refresh_sims_are_asked(&self, batches: &[Batch]) {
+        let asked: HashSet<usize> = batches.iter().flat_map(|b| b.positions.clone()).collect();
+        for (position, iccid) in self.schedule.followed().iter().enumerate() {
+            let sim = &self.sims[iccid];
+            if matches!(sim.state, State::New | State::Active) && !asked.contains(&position) {
+                self.fail(&format!("{iccid} ({:?}) left out of a refresh", sim.state));
+            }
+        }
+    }
+
+    /// Every SIM that the API answers was asked for within its tier's bound
+    /// since it became answerable.
+    fn check_bounds(&self, now: Instant, target: Duration) {
+        let inactive = self.poll.inactive_interval;
+        // A pass takes about a target; one refresh starts at most an
+        // interval after the last one began.
+        let refresh =
+            target.mul_f64(PASS_OVER_TARGET).max(self.poll.interval) + Duration::from_secs(1);
+        for iccid in self.schedule.followed().iter() {
+            let sim = &self.sims[iccid];
+            let Some(clean_since) = sim.clean_since else {
+                continue;
+            };
+            let since = sim
+                .last_asked
+                .into_iter()
+                .chain(self.isolated_at)
+                .fold(clean_since, Instant::max);
+            let bound = match sim.state {
+                State::New | State::Active => refresh * 2,
+                State::Inactive | State::Unknown | State::Refused => inactive.mul_f64(1.5),
+                State::Failing => inactive + refresh * 2,
+            };
+            let waited = now - since;
+            if waited > bound {
+                self.fail(&format!(
+                    "{iccid} ({:?}, {:?}) waited {waited:?}, bound {bound:?}",
+                    sim.state, sim.truth
+                ));
+            }
+        }
+    }
+
+    /// Publishes as the poller does: evicts, serves the answers, sets `up`;
+    /// checks /metrics and `up` against the model.
+    fn publish(&mut self, now: Instant, plan: &super::schedule::Plan) {
+        let evicted = self
+            .schedule
+            .evictions(now, plan.stale_after, self.poll.inactive_interval);
+        // The model: unfollowed ones go; a followed one goes once asked for
+        // since its answer and older than its staleness.
+        let inactive_stale = plan
+            .stale_after
+            .max(self.poll.inactive_interval.saturating_mul(3));
+        let mut want: HashSet<String> = std::mem::take(&mut self.dropped);
+        let followed: HashSet<&String> = self.schedule.followed().iter().collect();
+        for (iccid, sim) in &mut self.sims {
+            if !followed.contains(iccid) || !sim.exported || !sim.asked_since {
+                continue;
+            }
+            let stale = if sim.suspended {
+                inactive_stale
+            } else {
+                plan.stale_after
+            };
+            if sim.answered_at.is_some_and(|at| now - at > stale) {
+                sim.exported = false;
+                want.insert(iccid.clone());
+            }
+        }
+        if evicted != want {
+            self.fail(&format!("evicted {evicted:?}, the model says {want:?}"));
+        }
+        for iccid in &want {
+            self.sims.get_mut(iccid).expect("known").exported = false;
+        }
+        let up = (self.good + self.bad > 0).then_some(self.bad == 0);
+        if self.slice.up() != up {
+            self.fail(&format!("up {:?}, the model says {up:?}", self.slice.up()));
+        }
+        self.slice = Slice::default();
+        self.good = 0;
+        self.bad = 0;
+    }
+}
+
+/// Which seed and refresh a failure is about.
+#[derive(Clone, Copy)]
+struct Context {
+    seed: u64,
+    refresh: usize,
+}
+
+impl Context {
+    fn fail(self, what: &str) -> ! {
+        panic!(
+            "seed {} at refresh {}: {what} (keep the seed in REGRESSIONS)",
+            self.seed, self.refresh
+        )
+    }
+}
