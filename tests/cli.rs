@@ -1014,3 +1014,51 @@ async fn a_sighup_while_starting_is_ignored() {
     let (status, logs) = stop(&mut child.0);
     assert!(status.success(), "{status:?}: {logs}");
 }
+
+/// Relative paths in the YAML file are read against its folder, relative
+/// flags against the working directory, whichever directory that is.
+#[test]
+fn relative_paths_follow_the_yaml_file_and_flags_the_working_directory() {
+    let etc = tempfile::tempdir().expect("temp dir");
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let write = |dir: &tempfile::TempDir, name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    };
+    write(&etc, "token", "s3cr3t-token-value\n");
+    write(
+        &etc,
+        "fleet.txt",
+        "898820000000000001\n8988200000000000002\n898820000000000003\n",
+    );
+    write(
+        &etc,
+        "config.yml",
+        "monogoto:\n  iccids_file: fleet.txt\n  token_file: token\n",
+    );
+    // Same names in the working directory, with another fleet and no token.
+    write(&cwd, "fleet.txt", "8988200000000000009\n");
+    let config = etc.path().join("config.yml");
+    let check = |extra: &[&str]| {
+        let out = run(command()
+            .current_dir(cwd.path())
+            .args(["--config.check", "--config.file"])
+            .arg(&config)
+            .args(extra));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {text}{}",
+            stderr(&out)
+        );
+        text
+    };
+    let text = check(&[]);
+    assert!(text.contains("SIMs: 3 configured"), "{text}");
+    assert!(text.contains("auth: token"), "{text}");
+    let text = check(&["--monogoto.iccids-file", "fleet.txt"]);
+    assert!(
+        text.contains("SIMs: 1 configured"),
+        "the flag's file, in the working directory: {text}"
+    );
+}
