@@ -1004,7 +1004,8 @@ METHOD = """\
 Method: simulator and exporter are separate processes on 127.0.0.1; exporter flags
 --monogoto.rate-limit 0 --poll.concurrency 4 --poll.timeout 30s. "status req/refresh" and
 "discovery req" are the simulator's request counters over the first refresh of a
---monogoto.discover exporter (expected ceil(N/50); discovery pages until a short page).
+--monogoto.discover exporter (expected ceil(N/50) and floor(N/50)+1: discovery pages
+until an empty page).
 "refresh wall": monogoto_refresh_duration_seconds of the first refresh (discovery
 included) / of a steady refresh (cached list). "CPU/refresh": utime+stime of the exporter
 (/proc/PID/stat) across each of {refreshes} steady refreshes of an exporter nobody

@@ -247,6 +247,13 @@ async fn supervise_polling(
     failed.cancel();
 }
 
+/// Keeps a SIGHUP from ending the process while it starts: call it first,
+/// within the runtime, before the configuration is read. The reload loops
+/// listen for SIGHUP once they run.
+pub fn ignore_sighup_until_listened() {
+    crate::hangup::ignore_until_listened();
+}
+
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let interrupt = async {

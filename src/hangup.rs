@@ -5,6 +5,20 @@
 #[cfg(unix)]
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+/// Makes SIGHUP harmless from now on, before any reload loop listens for it.
+/// Its default action ends the process, so one sent while the exporter starts
+/// (a configuration tool reloading every service, say) would kill it. tokio
+/// keeps a handler it has registered for the life of the process, so the
+/// listener is dropped at once: a SIGHUP before a loop listens is ignored.
+/// Must be called within a tokio runtime.
+pub(crate) fn ignore_until_listened() {
+    #[cfg(unix)]
+    {
+        // Logging is not set up yet; a loop that then cannot listen warns.
+        let _ = signal(SignalKind::hangup());
+    }
+}
+
 pub(crate) struct Hangup {
     #[cfg(unix)]
     signal: Option<Signal>,

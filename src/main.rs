@@ -67,6 +67,12 @@ fn main() -> ExitCode {
     if cli.config_check {
         return check_config(&cli);
     }
+    if !matches!(cli.command, Some(Command::Simulate(_))) {
+        // Before anything else: the exporter and the demo reload on SIGHUP,
+        // and one sent while they start must not end them.
+        let _entered = runtime.enter();
+        app::ignore_sighup_until_listened();
+    }
     match cli.command {
         None => {
             let config =

@@ -924,3 +924,141 @@ async fn sighup_reloads_the_configuration_file() {
         "no token in logs"
     );
 }
+
+/// A SIGHUP while the exporter starts, before a reload loop listens for it,
+/// is ignored: its default action would end the process. The configuration
+/// file is a FIFO, so the test knows when the exporter is reading it (the
+/// first thing it does) and holds it there while the SIGHUPs arrive. A
+/// SIGHUP sent right after spawning could land before `main` runs, which no
+/// handler can cover.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sighup_while_starting_is_ignored() {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let sim = simulator(3).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = dir.path().join("config.yml");
+    let made = Command::new("mkfifo")
+        .arg(&yaml)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Running(
+        command()
+            .env("MONOGOTO_TOKEN", sim.simulator.static_token())
+            .env("MONOGOTO_URL", sim.url())
+            .args(["--config.file", yaml.to_str().expect("utf-8")])
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    // Opening a FIFO to write without blocking works once a reader has it open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut fifo = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&yaml)
+        {
+            Ok(fifo) => break fifo,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(
+                    child.0.try_wait().expect("try_wait").is_none(),
+                    "exited before reading its configuration"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "never opened its configuration file"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) => panic!("cannot open the FIFO: {e}"),
+        }
+    };
+    for _ in 0..3 {
+        sighup(&child.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        child.0.try_wait().expect("try_wait"),
+        None,
+        "a SIGHUP while reading the configuration ended the process"
+    );
+    let iccids: Vec<String> = sim
+        .simulator
+        .iccids()
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect();
+    let text = format!(
+        "monogoto:\n  iccids: [{}]\n  rate_limit: \"0\"\n",
+        iccids.join(", ")
+    );
+    fifo.write_all(text.as_bytes()).expect("write the FIFO");
+    drop(fifo);
+    // A later reading of the file (a reload's) finds a plain file, not a FIFO
+    // no one writes to.
+    let next = dir.path().join("config.next");
+    std::fs::write(&next, &text).expect("write");
+    std::fs::rename(&next, &yaml).expect("rename");
+
+    wait_ready(&base).await;
+    let s = samples(&scrape_text(&base).await);
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    assert_eq!(value(&s, "monogoto_things_reported"), Some(3.0));
+    let (status, logs) = stop(&mut child.0);
+    assert!(status.success(), "{status:?}: {logs}");
+}
+
+/// Relative paths in the YAML file are read against its folder, relative
+/// flags against the working directory, whichever directory that is.
+#[test]
+fn relative_paths_follow_the_yaml_file_and_flags_the_working_directory() {
+    let etc = tempfile::tempdir().expect("temp dir");
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let write = |dir: &tempfile::TempDir, name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    };
+    write(&etc, "token", "s3cr3t-token-value\n");
+    write(
+        &etc,
+        "fleet.txt",
+        "898820000000000001\n8988200000000000002\n898820000000000003\n",
+    );
+    write(
+        &etc,
+        "config.yml",
+        "monogoto:\n  iccids_file: fleet.txt\n  token_file: token\n",
+    );
+    // Same names in the working directory, with another fleet and no token.
+    write(&cwd, "fleet.txt", "8988200000000000009\n");
+    let config = etc.path().join("config.yml");
+    let check = |extra: &[&str]| {
+        let out = run(command()
+            .current_dir(cwd.path())
+            .args(["--config.check", "--config.file"])
+            .arg(&config)
+            .args(extra));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {text}{}",
+            stderr(&out)
+        );
+        text
+    };
+    let text = check(&[]);
+    assert!(text.contains("SIMs: 3 configured"), "{text}");
+    assert!(text.contains("auth: token"), "{text}");
+    let text = check(&["--monogoto.iccids-file", "fleet.txt"]);
+    assert!(
+        text.contains("SIMs: 1 configured"),
+        "the flag's file, in the working directory: {text}"
+    );
+}

@@ -275,6 +275,7 @@ async fn a_rejected_static_token_sets_up_to_zero() {
     exporter.shutdown().await;
 }
 
+/// Pages of 50 until an empty one: 50, 50, 20 and 0 Things.
 #[tokio::test]
 async fn discovery_lists_every_thing_fifty_a_page() {
     let sim = simulator(120).await;
@@ -282,12 +283,12 @@ async fn discovery_lists_every_thing_fifty_a_page() {
     cfg.iccids.clear();
     cfg.discover = true;
     let exporter = start_exporter(&cfg).await;
-    assert_eq!(sim.simulator.requests(SimEndpoint::Things), 3);
+    assert_eq!(sim.simulator.requests(SimEndpoint::Things), 4);
     assert_eq!(sim.simulator.requests(SimEndpoint::Status), 3);
     let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_things_configured"), Some(120.0));
     assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
-    assert_eq!(api_requests(&s, "200", "things"), Some(3.0));
+    assert_eq!(api_requests(&s, "200", "things"), Some(4.0));
     exporter.shutdown().await;
 }
 

@@ -147,6 +147,23 @@ fn scalar_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D
     })
 }
 
+impl FileConfig {
+    /// Makes the relative paths the file names relative to `dir`, its folder.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let paths = [
+            &mut self.web.config_file,
+            &mut self.monogoto.token_file,
+            &mut self.monogoto.password_file,
+            &mut self.monogoto.iccids_file,
+        ];
+        for path in paths.into_iter().flatten() {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+    }
+}
+
 pub(super) fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -154,6 +171,12 @@ pub(super) fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_yaml_ng::from_str(&text)
-        .map_err(|e| ConfigError::value("config.file", &shown, format!("invalid YAML: {e}")))
+    let mut file: FileConfig = serde_yaml_ng::from_str(&text)
+        .map_err(|e| ConfigError::value("config.file", &shown, format!("invalid YAML: {e}")))?;
+    // Read against the file's folder, as Prometheus and Alertmanager read the
+    // paths in theirs: the file and the files it names move together, and
+    // mean the same whatever directory the exporter is started from. (Flags
+    // stay relative to the working directory, as a shell's paths are.)
+    file.resolve_paths(path.parent().unwrap_or(Path::new("")));
+    Ok(file)
 }

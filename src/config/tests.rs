@@ -949,6 +949,63 @@ fn what_a_reload_compares_is_recorded() {
     );
 }
 
+/// Relative paths in the YAML file are read against the file's folder (the
+/// tests run in the package's folder, which holds none of these files);
+/// absolute ones as they are.
+#[test]
+fn relative_paths_in_the_yaml_file_are_read_against_its_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let fleet = write("lists/fleet.txt", &format!("{B}\n"));
+    let token = write("secrets/token", "t\n");
+    let password = write("secrets/password", "p\n");
+    let web = write("web.yml", "");
+    let config = write(
+        "config.yml",
+        "monogoto:\n  iccids_file: lists/fleet.txt\n  token_file: ./secrets/token\nweb:\n  config_file: web.yml\n",
+    );
+    let c = Config::resolve(
+        &parse(&["--config.file", config.to_str().expect("utf-8")]),
+        Environment::default(),
+        Mode::Exporter,
+    )
+    .expect("valid");
+    assert_eq!(c.iccids, vec![B.to_string()]);
+    // The path a reload reads again and watches.
+    assert_eq!(c.iccids_file.as_ref(), Some(&fleet));
+    assert_eq!(c.credentials_source.token, Some(SecretSource::File(token)));
+    assert!(matches!(c.credentials, Some(Credentials::Token(t)) if t.expose_secret() == "t"));
+    assert_eq!(c.web_config_file, Some(web));
+
+    let config = write(
+        "login.yml",
+        &format!(
+            "monogoto:\n  username: u\n  password_file: secrets/password\n  iccids_file: {}\n",
+            fleet.display()
+        ),
+    );
+    let c = Config::resolve(
+        &parse(&["--config.file", config.to_str().expect("utf-8")]),
+        Environment::default(),
+        Mode::Exporter,
+    )
+    .expect("valid");
+    assert!(
+        matches!(&c.credentials, Some(Credentials::Login { password: p, .. }) if p.expose_secret() == "p"),
+        "the password file, relative"
+    );
+    assert_eq!(
+        c.credentials_source.password,
+        Some(SecretSource::File(password))
+    );
+    assert_eq!(c.iccids_file, Some(fleet), "absolute, as it is");
+}
+
 #[test]
 fn an_iccids_file_may_start_with_a_byte_order_mark() {
     let f = yaml(&format!("\u{feff}{A}\n{B}\n"));

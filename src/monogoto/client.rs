@@ -396,7 +396,7 @@ impl Client {
                 let error = ApiError::Status {
                     endpoint: endpoint.label(),
                     code: status.as_u16(),
-                    body: snippet(&body),
+                    body: snippet(&body, token.secret.expose_secret()),
                 };
                 let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
                 if rate_limited {
@@ -631,6 +631,8 @@ impl Client {
             Err(Failure::Final(e) | Failure::Retryable { error: e, .. }) => return Err(e),
         };
         let status = response.status();
+        // No part of this body goes into an error or a log line: an API or a
+        // proxy that echoes the request would show the password there.
         let body = read_body(response, Endpoint::Auth, self.max_body_size).await?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(ApiError::Login(format!(
@@ -639,14 +641,18 @@ impl Client {
             )));
         }
         if !status.is_success() {
-            return Err(ApiError::Status {
-                endpoint: Endpoint::Auth.label(),
+            return Err(ApiError::LoginStatus {
                 code: status.as_u16(),
-                body: snippet(&body),
+                bytes: body.len(),
             });
         }
-        let (token, customer_id) = login::parse_login_answer(&body)
-            .ok_or_else(|| ApiError::Login("login answer holds no token".to_string()))?;
+        let (token, customer_id) = login::parse_login_answer(&body).ok_or_else(|| {
+            ApiError::Login(format!(
+                "the login answer (HTTP {}, {} bytes) holds no token; check --monogoto.url",
+                status.as_u16(),
+                body.len()
+            ))
+        })?;
         Ok((SecretString::from(token), customer_id))
     }
 }
@@ -725,9 +731,17 @@ async fn read_body(
     }
 }
 
-/// An error body as an error message shows it.
-fn snippet(body: &[u8]) -> String {
-    shortened(String::from_utf8_lossy(body).trim())
+/// An error body as an error message shows it, without `secret` (the token
+/// sent): an API or a proxy that echoes the request would show it there.
+fn snippet(body: &[u8], secret: &str) -> String {
+    let text = String::from_utf8_lossy(body);
+    // Cut out before shortening, so that no part of the token survives the cut.
+    let text = if secret.is_empty() {
+        text.into_owned()
+    } else {
+        text.replace(secret, "<token>")
+    };
+    shortened(text.trim())
 }
 
 /// Percent-encodes a query value, keeping RFC 3986's unreserved characters.
@@ -746,7 +760,7 @@ pub(crate) fn encode_query_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monogoto::error::API_TEXT_CHARS;
+    use crate::monogoto::error::{API_TEXT_CHARS, ErrorKind};
 
     #[test]
     fn query_values_are_encoded_only_as_needed() {
@@ -790,12 +804,152 @@ mod tests {
         );
     }
 
+    /// Logs written while a test runs, to look for secrets in.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        /// Captures every log line of this thread (a `#[tokio::test]` runs
+        /// its tasks on it) until the guard is dropped.
+        fn install(&self) -> tracing::subscriber::DefaultGuard {
+            let writer = self.clone();
+            tracing::subscriber::set_default(
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::TRACE)
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish(),
+            )
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        }
+    }
+
+    /// A fake API that answers every request with `code` and echoes it back,
+    /// its bearer token and body, as a misconfigured proxy may.
+    async fn echoing_api(code: u16) -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        let status = StatusCode::from_u16(code).expect("a status code");
+        let app = axum::Router::new().fallback(
+            move |headers: HeaderMap, body: bytes::Bytes| async move {
+                let auth = headers
+                    .get(reqwest::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let echo = format!(
+                    "you sent: Authorization: {auth} {}",
+                    String::from_utf8_lossy(&body)
+                );
+                (status, echo)
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_login_answer_that_echoes_the_request_never_shows_the_password() {
+        const PASSWORD: &str = "pa55-w0rd-never-shown";
+        let logs = Captured::default();
+        let _logging = logs.install();
+        let cases = [
+            (502, "auth: login answered HTTP 502 (", ErrorKind::Status),
+            (200, "auth: the login answer (HTTP 200, ", ErrorKind::Auth),
+            (
+                401,
+                "auth: login rejected (HTTP 401): check the user name and password",
+                ErrorKind::Auth,
+            ),
+        ];
+        for (code, expected, kind) in cases {
+            let client = Client::new(
+                ClientOptions::new(echoing_api(code).await),
+                Credentials::Login {
+                    username: "ops@example.com".into(),
+                    password: SecretString::from(PASSWORD),
+                },
+                Arc::new(ApiMetrics::new()),
+            )
+            .expect("client");
+            let error = client
+                .thing_status(&["8988200000000000001".to_string()], 50, 0, None)
+                .await
+                .expect_err("the login fails");
+            let (text, debug) = (error.to_string(), format!("{error:?}"));
+            assert!(text.starts_with(expected), "{code}: {text}");
+            assert_eq!(error.kind(), kind, "{code}: {debug}");
+            assert!(!text.contains(PASSWORD), "{code}: password in {text}");
+            assert!(!debug.contains(PASSWORD), "{code}: password in {debug}");
+        }
+        let logs = logs.text();
+        assert!(
+            logs.contains("login answered HTTP 502") && logs.contains("login rejected"),
+            "the failed logins were logged: {logs}"
+        );
+        assert!(!logs.contains(PASSWORD), "password in the logs: {logs}");
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_that_echoes_the_request_never_shows_the_token() {
+        const TOKEN: &str = "s3cr3t-bearer-token";
+        let logs = Captured::default();
+        let _logging = logs.install();
+        let mut options = ClientOptions::new(echoing_api(502).await);
+        options.retries = 0;
+        let client = Client::new(
+            options,
+            Credentials::Token(SecretString::from(TOKEN)),
+            Arc::new(ApiMetrics::new()),
+        )
+        .expect("client");
+        let error = client
+            .thing_status(&["8988200000000000001".to_string()], 50, 0, None)
+            .await
+            .expect_err("502");
+        let (text, debug) = (error.to_string(), format!("{error:?}"));
+        assert!(
+            text.starts_with("status: HTTP 502: you sent: Authorization: Bearer <token>"),
+            "{text}"
+        );
+        assert!(!text.contains(TOKEN) && !debug.contains(TOKEN), "{debug}");
+        assert!(!logs.text().contains(TOKEN), "{}", logs.text());
+    }
+
     #[test]
-    fn error_snippets_are_short() {
-        assert_eq!(snippet(b"  Access denied \n"), "Access denied");
+    fn error_snippets_are_short_and_hold_no_token() {
+        assert_eq!(snippet(b"  Access denied \n", "tok"), "Access denied");
         assert_eq!(
-            snippet("x".repeat(500).as_bytes()).chars().count(),
+            snippet("x".repeat(500).as_bytes(), "tok").chars().count(),
             API_TEXT_CHARS + 1
+        );
+        let echoed = format!("{}Authorization: Bearer s3cr3t-token", "x".repeat(170));
+        assert_eq!(
+            snippet(echoed.as_bytes(), "s3cr3t-token"),
+            format!("{}Authorization: Bearer <token>", "x".repeat(170)),
+            "cut out before shortening: no part of the token is left"
         );
     }
 }

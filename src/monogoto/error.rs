@@ -105,6 +105,13 @@ pub enum ApiError {
     },
     #[error("auth: {0}")]
     Login(String),
+    /// A login answered with an HTTP error. Its body is never kept, only its
+    /// length: an API or a proxy that echoes the request would put the
+    /// password in the logs.
+    #[error(
+        "auth: login answered HTTP {code} ({bytes} bytes, not shown as they may repeat the password)"
+    )]
+    LoginStatus { code: u16, bytes: usize },
 }
 
 impl ApiError {
@@ -115,6 +122,7 @@ impl ApiError {
             ApiError::Connect { .. } | ApiError::Request { .. } => ErrorKind::Connect,
             // `Success: false` is the API refusing, in a body that decodes fine.
             ApiError::Status { .. }
+            | ApiError::LoginStatus { .. }
             | ApiError::Decode {
                 source: DecodeError::NotSuccessful { .. },
                 ..
@@ -132,7 +140,10 @@ impl ApiError {
     /// The API refused the request for the budget (429 to the last retry):
     /// it was not answered, but says nothing of whether the API works.
     pub(crate) fn is_rate_limited(&self) -> bool {
-        matches!(self, ApiError::Status { code: 429, .. })
+        matches!(
+            self,
+            ApiError::Status { code: 429, .. } | ApiError::LoginStatus { code: 429, .. }
+        )
     }
 }
 

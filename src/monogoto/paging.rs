@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::ThingStatus;
 use super::model::{ListedThing, StatusPage};
 
-/// `GET /things` answers at most this many Things a page.
+/// `GET /things` is asked for this many Things a page; it may answer fewer.
 pub(crate) const THINGS_PAGE_SIZE: usize = 50;
 /// A listing longer than this many pages is cut off: a server that never
-/// answers a short page must not keep discovery going forever.
+/// answers an empty page must not keep discovery going forever.
 const MAX_THINGS_PAGES: usize = 100_000;
 
 /// Reads one batch page by page: `offset` advances by the number of Things
@@ -76,13 +76,17 @@ pub(crate) struct BatchAnswer {
     pub(crate) rejected: Vec<String>,
 }
 
-/// A `GET /things` listing, page by page until a page comes back shorter than
-/// the page size. It keeps its progress when a page fails, so it can resume.
+/// A `GET /things` listing, page by page until a page comes back empty or
+/// brings no new Thing. A page shorter than asked for does not end it: an API
+/// may page fewer Things than `limit`, and only an empty page says there are
+/// no more. It keeps its progress when a page fails, so it can resume.
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
     pub(crate) found: Vec<ListedThing>,
     seen: HashSet<String>,
     offset: usize,
+    /// Pages answered so far: once complete, the requests a listing costs,
+    /// the empty last page included, as the plan counts them.
     pub pages: usize,
 }
 
@@ -114,7 +118,7 @@ impl Listing {
             let seen = &mut self.seen;
             self.found
                 .extend(things.into_iter().filter(|t| seen.insert(t.iccid.clone())));
-            if returned < THINGS_PAGE_SIZE || self.found.len() == before {
+            if returned == 0 || self.found.len() == before {
                 return Ok(());
             }
             self.offset += returned;
@@ -122,7 +126,7 @@ impl Listing {
         tracing::warn!(
             pages = self.pages,
             sims = self.found.len(),
-            "GET /things never answered a short page: the listing is cut off here, and only the SIMs listed so far are followed"
+            "GET /things never answered an empty page: the listing is cut off here, and only the SIMs listed so far are followed"
         );
         Ok(())
     }
@@ -290,9 +294,17 @@ mod tests {
         assert_eq!(result.map(|a| a.things.len()), Err("boom"));
     }
 
-    /// Discovers a fleet of `n` from a server answering 50 a page; returns
-    /// what was found and the offsets asked for.
-    fn discover(n: usize) -> (Vec<String>, Vec<String>, Vec<usize>) {
+    /// What discovering a fleet found, and what it cost.
+    struct Discovered {
+        fleet: Vec<String>,
+        found: Vec<String>,
+        /// The offsets asked for, one a request.
+        offsets: Vec<usize>,
+        pages: usize,
+    }
+
+    /// Discovers a fleet of `n` from a server answering at most `cap` a page.
+    fn discover(n: usize, cap: usize) -> Discovered {
         let fleet = iccids(n);
         let calls = RefCell::new(Vec::new());
         let mut listing = Listing::default();
@@ -301,14 +313,18 @@ mod tests {
             let page: Vec<String> = fleet
                 .iter()
                 .skip(offset)
-                .take(THINGS_PAGE_SIZE)
+                .take(THINGS_PAGE_SIZE.min(cap))
                 .cloned()
                 .collect();
             std::future::ready(Ok::<_, ()>((page.len(), listed(page))))
         }))
         .expect("ok");
-        let found = listing.found.into_iter().map(|t| t.iccid).collect();
-        (fleet, found, calls.into_inner())
+        Discovered {
+            fleet,
+            found: listing.found.into_iter().map(|t| t.iccid).collect(),
+            offsets: calls.into_inner(),
+            pages: listing.pages,
+        }
     }
 
     fn listed(iccids: Vec<String>) -> Vec<ListedThing> {
@@ -353,24 +369,55 @@ mod tests {
         assert_eq!(listing.found, listed(fleet));
         assert_eq!(
             calls,
-            vec![0, 50, 50, 100],
+            vec![0, 50, 50, 100, 120],
             "the failed page is asked again, nothing before it"
         );
+        assert_eq!(listing.pages, 4, "the pages answered, the failed one not");
     }
 
     #[test]
-    fn discovery_pages_until_a_short_page() {
-        let (fleet, found, offsets) = discover(120);
-        assert_eq!(found, fleet);
-        assert_eq!(offsets, vec![0, 50, 100]);
-
-        let (fleet, found, offsets) = discover(100);
-        assert_eq!(found, fleet);
+    fn discovery_pages_until_an_empty_page() {
+        let d = discover(120, 50);
+        assert_eq!(d.found, d.fleet);
         assert_eq!(
-            offsets,
-            vec![0, 50, 100],
-            "an exact multiple ends on an empty page"
+            d.offsets,
+            vec![0, 50, 100, 120],
+            "a short page may not be the last: only an empty one ends the listing"
         );
+        assert_eq!(d.pages, d.offsets.len(), "the empty page is a request too");
+
+        let d = discover(100, 50);
+        assert_eq!(d.found, d.fleet);
+        assert_eq!(d.offsets, vec![0, 50, 100]);
+        assert_eq!(d.pages, 3);
+
+        let d = discover(0, 50);
+        assert!(d.found.is_empty());
+        assert_eq!((d.offsets, d.pages), (vec![0], 1));
+    }
+
+    #[test]
+    fn a_server_paging_fewer_than_asked_is_listed_whole() {
+        let d = discover(75, 20);
+        assert_eq!(d.found.len(), 75);
+        assert_eq!(d.found, d.fleet);
+        assert_eq!(d.offsets, vec![0, 20, 40, 60, 75]);
+        assert_eq!(d.pages, 5);
+    }
+
+    #[test]
+    fn a_listing_page_without_new_things_stops() {
+        let fleet = iccids(3);
+        let mut listing = Listing::default();
+        let mut calls = 0;
+        // A server ignoring offset: always the same three Things.
+        block(listing.resume(|_offset| {
+            calls += 1;
+            std::future::ready(Ok::<_, ()>((fleet.len(), listed(fleet.clone()))))
+        }))
+        .expect("ok");
+        assert_eq!(listing.found, listed(fleet.clone()));
+        assert_eq!((calls, listing.pages), (2, 2));
     }
 
     #[test]
