@@ -2,7 +2,7 @@
 //! paused clock) the way the poller drives it: passes of batches, each paced
 //! and then let through the budget's windows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::config::PollConfig;
@@ -184,6 +184,10 @@ struct Run {
     start: Instant,
     /// Every request's send time.
     sent: Vec<Duration>,
+    /// A request naming one of these fails (500).
+    failing: HashSet<String>,
+    /// When each SIM was asked for.
+    asked: HashMap<String, Vec<Duration>>,
     /// When each SIM was answered.
     answered: HashMap<String, Vec<Duration>>,
     /// The target of each pass.
@@ -203,6 +207,8 @@ impl Run {
             pacer: Pacer::default(),
             start,
             sent: Vec::new(),
+            failing: HashSet::new(),
+            asked: HashMap::new(),
             answered: HashMap::new(),
             targets: Vec::new(),
         }
@@ -235,6 +241,19 @@ impl Run {
             self.limiter.acquire(None).await.expect("no deadline");
             let at = Instant::now();
             self.sent.push(at - self.start);
+            for &p in &positions {
+                self.asked
+                    .entry(self.schedule.iccid(p).to_string())
+                    .or_default()
+                    .push(at - self.start);
+            }
+            if positions
+                .iter()
+                .any(|&p| self.failing.contains(self.schedule.iccid(p)))
+            {
+                self.schedule.record(&positions, Outcome::Failed, at, timing);
+                continue;
+            }
             let returned: Vec<(usize, &str)> = positions
                 .iter()
                 .filter_map(|&p| {
@@ -587,4 +606,78 @@ fn timing(inactive_interval: Duration) -> Timing {
 /// The positions of each request of `batches`.
 fn positions(batches: Vec<Batch>) -> Vec<Vec<usize>> {
     batches.into_iter().map(|b| b.positions).collect()
+}
+
+/// 2 ACTIVE and 10 SUSPENDED SIMs at batch size 2; every request naming two
+/// of the SUSPENDED ones fails. The failing pair backs off instead of taking
+/// the inactive tier's turn every refresh, and every other SUSPENDED SIM is
+/// asked for within 1.5 inactive intervals.
+#[tokio::test(start_paused = true)]
+async fn a_failing_batch_never_starves_the_inactive_tier() {
+    let fleet = iccids(12);
+    let mut answers = all(&fleet[..2], "ACTIVE");
+    answers.extend(all(&fleet[2..], "SUSPENDED"));
+    let mut settings = poll(1, 20);
+    settings.batch_size = 2;
+    let mut run = Run::new(&fleet, settings, budget("10/s"));
+    run.failing = HashSet::from([fleet[2].clone(), fleet[3].clone()]);
+    let duration = Duration::from_secs(56);
+    run.run(&answers, duration).await;
+    let failing = run.asked[&fleet[2]].len();
+    // Asked at once and then backing off: the next refresh, 1 s, 2 s, 4 s,
+    // 8 s, then every 20 s.
+    assert!(failing <= 9, "the failing pair was asked {failing} times");
+    for iccid in &fleet[4..] {
+        let asked = &run.asked[iccid];
+        assert!(asked.len() >= 3, "{iccid} asked {} times", asked.len());
+        let gaps = std::iter::once(Duration::ZERO)
+            .chain(asked.iter().copied())
+            .chain(std::iter::once(duration))
+            .collect::<Vec<_>>();
+        for pair in gaps.windows(2) {
+            assert!(
+                pair[1] - pair[0] <= Duration::from_secs(30),
+                "{iccid} waited {:?}",
+                pair[1] - pair[0]
+            );
+        }
+    }
+}
+
+/// 100 known and 100 unknown ICCIDs at batch size 10: after the first
+/// refresh, the unknown ones are asked for once per inactive interval, and
+/// the plan counts them.
+#[tokio::test(start_paused = true)]
+async fn sims_unknown_to_the_account_go_to_the_slow_tier() {
+    let fleet = iccids(200);
+    let answers = all(&fleet[..100], "ACTIVE");
+    let mut settings = poll(1, 60);
+    settings.batch_size = 10;
+    let mut run = Run::new(&fleet, settings, budget("5/s,30/10s"));
+    run.run(&answers, Duration::from_secs(50)).await;
+    assert_eq!(tiers(&run.schedule, run.poll.inactive_interval), (100, 100));
+    for iccid in &fleet[100..] {
+        assert_eq!(run.asked[iccid].len(), 1, "{iccid}: once, in the first refresh");
+    }
+    // From the second refresh on: 10 requests a refresh, not 19.
+    let refreshes = run.targets.len();
+    assert!(
+        run.sent.len() <= 20 + (refreshes - 1) * 10,
+        "{} requests in {refreshes} refreshes",
+        run.sent.len()
+    );
+    // The plan counts the unknown ones' share: 10 requests a minute.
+    let tiers = run.schedule.tiers(run.poll.inactive_interval);
+    let plan = plan(
+        Fleet {
+            active: tiers.every_refresh,
+            inactive: tiers.rare,
+            ..Fleet::default()
+        },
+        &run.poll,
+        &run.budget,
+        HOUR,
+    );
+    assert_eq!(plan.inactive, 100);
+    assert!(plan.requests_per_refresh > 10.0, "{plan:?}");
 }
