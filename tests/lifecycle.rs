@@ -195,9 +195,15 @@ async fn a_failing_batch_backs_off_and_takes_no_other_turn() {
     }
     let failing = requests_naming(&sim, &iccids[4]).len();
     let healthy = requests_naming(&sim, &iccids[0]).len();
-    assert!(failing < healthy, "failing asked {failing}, healthy {healthy}");
+    assert!(
+        failing < healthy,
+        "failing asked {failing}, healthy {healthy}"
+    );
     let s = scrape_samples(&exporter).await;
-    for iccid in iccids.iter().filter(|i| **i != iccids[4] && **i != iccids[5]) {
+    for iccid in iccids
+        .iter()
+        .filter(|i| **i != iccids[4] && **i != iccids[5])
+    {
         assert!(connected(&s, iccid).is_some(), "{iccid} kept");
     }
     assert!(sim.simulator.requests(SimEndpoint::Status) > 0);

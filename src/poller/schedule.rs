@@ -320,7 +320,7 @@ impl Schedule {
             .map(<[usize]>::to_vec)
             .chain(refused.iter().map(|&i| vec![i]))
             .collect();
-        rare_requests.sort_by_key(|batch| batch.iter().filter_map(|i| due_at(i)).min());
+        rare_requests.sort_by_key(|batch| batch.iter().filter_map(&due_at).min());
         rare_requests.extend(rare_failing.chunks(batch_size).map(<[usize]>::to_vec));
         rare_requests.truncate(max_rare);
         rare_requests

@@ -251,7 +251,8 @@ impl Run {
                 .iter()
                 .any(|&p| self.failing.contains(self.schedule.iccid(p)))
             {
-                self.schedule.record(&positions, Outcome::Failed, at, timing);
+                self.schedule
+                    .record(&positions, Outcome::Failed, at, timing);
                 continue;
             }
             let returned: Vec<(usize, &str)> = positions
@@ -657,7 +658,11 @@ async fn sims_unknown_to_the_account_go_to_the_slow_tier() {
     run.run(&answers, Duration::from_secs(50)).await;
     assert_eq!(tiers(&run.schedule, run.poll.inactive_interval), (100, 100));
     for iccid in &fleet[100..] {
-        assert_eq!(run.asked[iccid].len(), 1, "{iccid}: once, in the first refresh");
+        assert_eq!(
+            run.asked[iccid].len(),
+            1,
+            "{iccid}: once, in the first refresh"
+        );
     }
     // From the second refresh on: 10 requests a refresh, not 19.
     let refreshes = run.targets.len();
