@@ -591,14 +591,12 @@ impl Poller {
         };
         let plan = schedule::plan(
             schedule::Fleet {
-                active: tiers.every_refresh,
-                inactive: tiers.rare,
-                refused: tiers.refused,
                 requests_per_batch: *self
                     .requests_per_batch
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()),
                 listing_pages,
+                ..tiers.fleet()
             },
             &settings.poll,
             &self.client.budget(),

@@ -171,6 +171,18 @@ pub(crate) struct Tiers {
     pub(crate) refused: usize,
 }
 
+impl Tiers {
+    /// What a plan is made from, for these tiers.
+    pub(crate) fn fleet(self) -> Fleet {
+        Fleet {
+            active: self.every_refresh,
+            inactive: self.rare,
+            refused: self.refused,
+            ..Fleet::default()
+        }
+    }
+}
+
 /// One request a refresh sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Batch {

@@ -217,17 +217,7 @@ impl Run {
     async fn pass(&mut self, answers: &Answers) {
         let now = Instant::now();
         let tiers = self.schedule.tiers(self.poll.inactive_interval);
-        let plan = plan(
-            Fleet {
-                active: tiers.every_refresh,
-                inactive: tiers.rare,
-                refused: tiers.refused,
-                ..Fleet::default()
-            },
-            &self.poll,
-            &self.budget,
-            HOUR,
-        );
+        let plan = plan(tiers.fleet(), &self.poll, &self.budget, HOUR);
         self.targets.push(plan.target);
         let timing = Timing {
             inactive_interval: self.poll.inactive_interval,
