@@ -7,6 +7,9 @@
     scripts/fleet-bench.py --things 1000,10000,100000 --budget 60/s,1000/min
                            [--budget-interval 1s] [--budget-inactive-interval 60s]
                            [--refreshes 3] [--json PATH]
+    scripts/fleet-bench.py --things 1000 --budget 30/s,600/min --mixed
+                           [--budget-interval 1s] [--budget-inactive-interval 60s]
+                           [--refreshes 3] [--json PATH]
 
 For each fleet size N it starts `monogoto-exporter simulate` on a free loopback
 port, then three exporters against it, one after the other (never two at once,
@@ -46,6 +49,26 @@ The budget is given scaled to seconds: 60/s,1000/min is the standard plan's
 60/min,1000/h run 60 times faster, with --budget-interval 1s for 60s and
 --budget-inactive-interval 60s for 1h. No wrk is needed for it.
 
+With --budget SPEC --mixed (the mixed-fleet scenario), one exporter follows N
+SIMs of which 70 % are ACTIVE, 20 % SUSPENDED, 5 % refused by the API (the
+simulator answers 400 "Invalid Input Data" to any status request naming one)
+and 5 % unknown to the account (in the exporter's --monogoto.iccids-file, not
+in the simulator, which holds the other 95 %). Statuses and refusals are set
+through the simulator's control API (POST /_sim/things/ICCID/status and
+.../refuse), which costs nothing of the budget. The warm-up is the first
+refresh (it sorts the SIMs into tiers and isolates the refused ones, one
+bisected batch at a time) and the refreshes ending within the budget's longest
+window after it, which that refresh's burst may have used up. Then every
+refresh that ends within one --budget-inactive-interval (so that each rarely
+polled SIM comes due once; at least REFRESHES refreshes) is a steady pass:
+its duration (the exporter's "refresh finished ... seconds=" debug line) is
+set against the refresh target the exporter exports
+(monogoto_refresh_target_seconds), and the simulator's status request
+counter, read as each refresh ends, against the requests_per_refresh of the
+exporter's "polling plan" line. Choose a budget under which the ACTIVE tier
+does not fit the interval, or the target is the interval and a pass may take
+only part of it.
+
 Latency comes from wrk (-t2 -c CLIENTS -d DURATION --latency --timeout 60s),
 once plain and once with Accept-Encoding: gzip. Peak RSS is the largest VmHWM
 of the three exporters, read from /proc/PID/status just before each is stopped.
@@ -59,10 +82,12 @@ Never talks to anything but 127.0.0.1. Python 3 standard library only; needs wrk
 
 import argparse
 import datetime
+import http.client
 import json
 import math
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -74,6 +99,7 @@ import textwrap
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +111,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1e6
 # Share of the CPUs other processes may use during one N before its figures count as skewed.
 NOISY = 0.05
+# The mixed fleet: shares of the N SIMs followed; the rest are ACTIVE.
+MIXED_SUSPENDED = 0.20
+MIXED_REFUSED = 0.05
+MIXED_UNKNOWN = 0.05
 
 
 class BenchError(Exception):
@@ -436,21 +466,23 @@ REFRESH_LINE = re.compile(
 
 def refresh_intervals(log_path):
     """(start, end, things) in Unix seconds of every refresh in an exporter log."""
-    out = []
     with open(log_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            m = REFRESH_LINE.match(line)
-            if not m:
-                continue
-            stamp = m.group(1).replace("Z", "+00:00")
-            # At most microseconds for fromisoformat.
-            stamp = re.sub(r"(\.\d{6})\d+", r"\1", stamp)
-            try:
-                end = datetime.datetime.fromisoformat(stamp).timestamp()
-            except ValueError:
-                continue
-            out.append((end - float(m.group(3)), end, int(m.group(2))))
-    return out
+        return [r for r in map(refresh_of, f) if r]
+
+
+def refresh_of(line):
+    """(start, end, things) of a "refresh finished" log line, else None."""
+    m = REFRESH_LINE.match(line)
+    if not m:
+        return None
+    stamp = m.group(1).replace("Z", "+00:00")
+    # At most microseconds for fromisoformat.
+    stamp = re.sub(r"(\.\d{6})\d+", r"\1", stamp)
+    try:
+        end = datetime.datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+    return (end - float(m.group(3)), end, int(m.group(2)))
 
 
 def refresh_overlap(log_path, started, ended, procs, timeout=60):
@@ -643,18 +675,9 @@ class Bench:
         """The budget scenario: data age per SIM against the physical limit."""
         a = self.args
         rate = sustained_rate(a.budget)
-        # The fleet is fixed by seed and size: list it from an unlimited twin,
-        # so that listing spends nothing of the budgeted simulator's.
-        port = free_port()
-        twin = self.start(f"twin-{n}", [a.bin, "simulate", "--listen", f"127.0.0.1:{port}",
-                                        "--things", str(n), "--seed", "1", "--log.level", "warn"])
-        twin_url = f"http://127.0.0.1:{port}"
-        wait_until("the twin simulator", lambda: sim_stats(twin_url) is not None,
-                   a.ready_timeout, [twin])
         iccids_file = os.path.join(self.logdir, f"iccids-{n}.txt")
         with open(iccids_file, "w") as f:
-            f.write("\n".join(list_fleet(twin_url, n)) + "\n")
-        self.stop(twin)
+            f.write("\n".join(iccid for iccid, _ in self.twin_fleet(n)) + "\n")
         r = {"things": n, "budget": a.budget, "sustained_rps": rate,
              "limit_s": n / (BATCH * rate)}
         for scenario, inactive in (("all", "0"), ("tiered", a.budget_inactive_interval)):
@@ -707,6 +730,172 @@ class Bench:
             self.stop(exp)
             self.stop(sim)
         return r
+
+    def twin_fleet(self, n):
+        """(ICCID, State) of each Thing of the simulated fleet of n, in fleet order.
+
+        The fleet is fixed by seed and size: it is listed from an unlimited
+        twin, so that listing spends nothing of a budgeted simulator's."""
+        a = self.args
+        port = free_port()
+        twin = self.start(f"twin-{n}", [a.bin, "simulate", "--listen", f"127.0.0.1:{port}",
+                                        "--things", str(n), "--seed", "1", "--log.level", "warn"])
+        twin_url = f"http://127.0.0.1:{port}"
+        wait_until("the twin simulator", lambda: sim_stats(twin_url) is not None,
+                   a.ready_timeout, [twin])
+        fleet = list_fleet(twin_url, n, states=True)
+        self.stop(twin)
+        return fleet
+
+    def run_mixed(self, n):
+        """The mixed-fleet scenario: a steady pass under the budget against the logged target."""
+        a = self.args
+        rate = sustained_rate(a.budget)
+        refused_n, unknown_n = round(n * MIXED_REFUSED), round(n * MIXED_UNKNOWN)
+        suspended_n = round(n * MIXED_SUSPENDED)
+        sim_n = n - unknown_n
+        fleet = self.twin_fleet(sim_n)
+        # Which Things are refused and which SUSPENDED: spread over the fleet
+        # (hence over the batches), the same on every run.
+        order = list(range(sim_n))
+        random.Random(1).shuffle(order)
+        refused = {fleet[i][0] for i in order[:refused_n]}
+        suspended = {fleet[i][0] for i in order[refused_n:refused_n + suspended_n]}
+        unknown = unknown_iccids(unknown_n)
+        iccids_file = os.path.join(self.logdir, f"iccids-mixed-{n}.txt")
+        with open(iccids_file, "w") as f:
+            f.write("\n".join(spread([iccid for iccid, _ in fleet], unknown)) + "\n")
+        r = {"things": n, "budget": a.budget, "sustained_rps": rate,
+             "interval": a.budget_interval, "inactive_interval": a.budget_inactive_interval,
+             "fleet": {"active": sim_n - refused_n - suspended_n, "suspended": suspended_n,
+                       "refused": refused_n, "unknown": unknown_n}}
+
+        sim_port = free_port()
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        sim = self.start(f"sim-mixed-{n}", [
+            a.bin, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--things", str(sim_n),
+            "--seed", "1", "--rate-limit", a.budget, "--log.level", "warn"])
+        wait_until("the simulator's /_sim/stats", lambda: sim_stats(sim_url) is not None,
+                   a.ready_timeout, [sim])
+        controls = []
+        for iccid, state in fleet:
+            if iccid in refused:
+                controls.append((f"/_sim/things/{iccid}/refuse", None))
+                continue
+            wanted = "SUSPENDED" if iccid in suspended else "ACTIVE"
+            if state != wanted:
+                controls.append((f"/_sim/things/{iccid}/status", {"status": wanted}))
+        sim_post_many(sim_url, controls)
+        log(f"[N={n}] mixed: {r['fleet']} ({len(controls)} control calls)")
+
+        base = sim_stats(sim_url)["status"]
+        exp, url = self.start_exporter(f"mixed-{n}", sim_url, a.budget_interval, [
+            "--poll.inactive-interval", a.budget_inactive_interval,
+            "--monogoto.iccids-file", iccids_file],
+            log_level="warn,monogoto_exporter::poller=debug", budget=a.budget)
+        procs = [sim, exp]
+        # Warm-up: the first refresh asks every SIM, bisects the batches the API
+        # refuses down to the refused SIMs, and sorts the rest into tiers.
+        first = wait_until(f"[N={n}] mixed: the first refresh",
+                           lambda: refresh_intervals(exp.log_path),
+                           a.ready_timeout + 30 * n / (BATCH * rate), procs, interval=0.05)[0]
+        r["first_refresh"] = {"wall_s": round(first[1] - first[0], 3),
+                              "status_requests": sim_stats(sim_url)["status"] - base}
+        log(f"[N={n}] mixed: first refresh {r['first_refresh']}")
+        # Its burst may have used up the budget's windows: steady passes
+        # start once the longest window has gone by.
+        window = longest_window(a.budget)
+        settling, settled, _ = self.follow_refreshes(exp, url, sim_url, procs, 1, window, 1)
+        r["settling_passes_s"] = [round(e - s_, 3) for s_, e, _ in settling]
+        log(f"[N={n}] mixed: {len(settling)} refreshes in the budget's longest window "
+            f"({window:.0f} s) after it: {r['settling_passes_s']}")
+        health = scrape_health(url)
+        wait0 = health.get("monogoto_api_budget_wait_seconds_total") or 0.0
+        target0 = health.get("monogoto_refresh_target_seconds")
+        http_delete(sim_url + "/_sim/polls")
+        refusals0 = json.loads(http_get(sim_url + "/_sim/polls", timeout=30)[2])["budget_refusals"]
+        period = max(parse_seconds(a.budget_inactive_interval), a.refreshes * (target0 or 0))
+        log(f"[N={n}] mixed: target {target0} s; measuring steady refreshes for {period:.0f} s")
+        started = time.monotonic()
+        steady, ends, targets = self.follow_refreshes(
+            exp, url, sim_url, procs, 1 + len(settling), period, a.refreshes)
+        elapsed = time.monotonic() - started
+        _, _, body = http_get(sim_url + "/_sim/polls", timeout=30)
+        polls = json.loads(body)
+        health = scrape_health(url)
+        plans = plan_lines(exp.log_path)
+        passes = [e - s_ for s_, e, _ in steady]
+        requests = [b - a_ for a_, b in zip([settled[-1]] + ends, ends)]
+        target = targets[-1]
+        if len(set([target0] + targets)) > 1:
+            warn(f"N={n}: the refresh target moved during the run: {[target0] + targets}")
+        plan = plans[-1] if plans else {}
+        if not plans:
+            warn(f"no 'polling plan' line in {exp.log_path}: the log format changed?")
+        r["mixed"] = {
+            "target_s": target,
+            "targets_seen_s": sorted(set(t for t in [target0] + targets if t is not None)),
+            "plan": plan,
+            "plans_logged": len(plans),
+            "steady_passes_s": [round(p, 3) for p in passes],
+            "median_pass_s": median(passes),
+            "mean_pass_s": sum(passes) / len(passes),
+            "max_pass_s": max(passes),
+            "median_over_target": median(passes) / target if target else None,
+            "mean_over_target": sum(passes) / len(passes) / target if target else None,
+            "max_over_target": max(passes) / target if target else None,
+            "status_requests_per_refresh": requests,
+            "status_requests_per_refresh_mean": sum(requests) / len(requests),
+            "measured_s": round(elapsed, 1),
+            "up": health.get("monogoto_up"),
+            "inactive": health.get("monogoto_things_inactive"),
+            "things_reported": health.get("monogoto_things_reported"),
+            "budget_wait_per_s": round(((health.get("monogoto_api_budget_wait_seconds_total")
+                                         or 0.0) - wait0) / elapsed, 3),
+            "refusals_429": polls["budget_refusals"] - refusals0,
+            "refusals_429_warm_up": refusals0,
+            "active_worst_age_s": polls["worst_gap_seconds_of_selection"],
+            "peak_rss_kib": exp.memory_kib()[1],
+        }
+        log(f"[N={n}] mixed: {r['mixed']}")
+        self.stop(exp)
+        self.stop(sim)
+        return r
+
+    def follow_refreshes(self, exp, url, sim_url, procs, seen, period, at_least):
+        """Watches the refreshes that end after the first `seen` ones of exp's
+        log, for `period` seconds and at least `at_least` refreshes.
+
+        Returns their (start, end, things), the simulator's status counter as
+        each one ended (a refresh is noticed within about 20 ms of its end) and
+        the exporter's refresh target after each."""
+        started = time.monotonic()
+        deadline = started + period + self.args.ready_timeout
+        refreshes, ends, targets = [], [], []
+        with open(exp.log_path, encoding="utf-8", errors="replace") as log_file:
+            pending = ""
+            while True:
+                for p in procs:
+                    p.check_alive()
+                # Only the lines written since the last look, whole ones.
+                pending += log_file.read()
+                lines = pending.split("\n")
+                pending = lines.pop()
+                fresh = [r for r in map(refresh_of, lines) if r]
+                skipped = min(seen, len(fresh))
+                seen -= skipped
+                fresh = fresh[skipped:]
+                if fresh:
+                    status = sim_stats(sim_url)["status"]
+                    refreshes.extend(fresh)
+                    ends.extend([status] * len(fresh))
+                    targets.append(scrape_health(url).get("monogoto_refresh_target_seconds"))
+                    if len(refreshes) >= at_least and time.monotonic() - started >= period:
+                        return refreshes, ends, targets
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{exp.name}: {len(refreshes)} refreshes ended in "
+                                     f"{period + self.args.ready_timeout:.0f}s\n{exp.log_tail()}")
+                time.sleep(0.02)
 
     def measure_cpu(self, n, sim, sim_url, interval):
         """CPU of steady refreshes, from quiet gap to quiet gap, never scraping."""
@@ -847,6 +1036,12 @@ def parse_seconds(text):
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
 
 
+def longest_window(budget):
+    """The longest window of a budget such as 60/s,1000/min, in seconds."""
+    return max(parse_seconds(p if p[:1].isdigit() else "1" + p)
+               for p in (w.strip().partition("/")[2].strip() for w in budget.split(",")))
+
+
 def sustained_rate(budget):
     """Requests per second a budget such as 60/s,1000/min sustains: its tightest window."""
     rates = []
@@ -876,8 +1071,9 @@ def budget_table(results):
     return "\n".join(rows)
 
 
-def list_fleet(sim_url, n):
-    """Every ICCID of the simulated account, from its /things listing."""
+def list_fleet(sim_url, n, states=False):
+    """Every ICCID of the simulated account, from its /things listing; with
+    states, (ICCID, State) pairs."""
     iccids, offset = [], 0
     while True:
         status, _, body = http_get(
@@ -892,13 +1088,130 @@ def list_fleet(sim_url, n):
         for thing in page:
             thing_id = thing.get("ThingId", "")
             iccid = thing_id.removeprefix("ThingId_ICCID_") if thing_id else ""
-            iccids.append(iccid or thing["ExternalUniqueId"])
+            iccid = iccid or thing["ExternalUniqueId"]
+            iccids.append((iccid, thing.get("State")) if states else iccid)
         if len(page) < THINGS_PAGE:
             break
         offset += len(page)
     if len(set(iccids)) != n:
         raise BenchError(f"the simulator listed {len(set(iccids))} Things, expected {n}")
     return iccids
+
+
+def sim_post_many(sim_url, posts):
+    """POSTs each (path, JSON body or None) to the simulator on one keep-alive
+    connection; every answer must be 204."""
+    parts = urllib.parse.urlsplit(sim_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        for path, body in posts:
+            data = b"" if body is None else json.dumps(body).encode()
+            conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            text = response.read()
+            if response.status != 204:
+                raise BenchError(f"simulator POST {path} answered {response.status}: "
+                                 f"{text[:200]!r} (a binary without that control route?)")
+    finally:
+        conn.close()
+
+
+def unknown_iccids(count):
+    """Valid-looking 19-digit ICCIDs (Luhn check digit) the simulator never has:
+    its own all start with 8988."""
+    rng = random.Random(2)
+    out = set()
+    while len(out) < count:
+        body = "8944" + "".join(str(rng.randrange(10)) for _ in range(14))
+        out.add(body + luhn_digit(body))
+    return sorted(out)
+
+
+def luhn_digit(digits):
+    """The Luhn check digit that completes `digits`."""
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str(-total % 10)
+
+
+def spread(items, extra):
+    """items with extra spread evenly among them."""
+    if not extra:
+        return list(items)
+    out, step = [], len(items) / len(extra)
+    at = [math.floor((j + 0.5) * step) for j in range(len(extra))]
+    k = 0
+    for i, item in enumerate(items):
+        while k < len(extra) and at[k] == i:
+            out.append(extra[k])
+            k += 1
+        out.append(item)
+    return out + extra[k:]
+
+
+PLAN_LINE = re.compile(r"^(\S+)\s+INFO\s+monogoto_exporter::poller: polling plan\b.*")
+PLAN_FIELD = re.compile(r'\b(active|inactive|requests_per_refresh|budget|refresh_target|interval)='
+                        r'("[^"]*"|\S+)')
+
+
+def plan_lines(log_path):
+    """The fields of every "polling plan" line of an exporter log, in order."""
+    out = []
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = PLAN_LINE.match(line)
+            if m:
+                fields = {k: v.strip('"') for k, v in PLAN_FIELD.findall(line)}
+                fields["logged_at"] = m.group(1)
+                out.append(fields)
+    return out
+
+
+def median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def mixed_table(results):
+    rows = ["| N | ACTIVE / SUSPENDED / refused / unknown | budget | refresh target | steady passes "
+            "| pass median / mean / max | median / mean / max over target "
+            "| status req/refresh seen: mean (max) | plan's requests_per_refresh "
+            "| first pass | ACTIVE worst age | 429s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        m, f = r["mixed"], r["fleet"]
+        first = r["first_refresh"]
+        rows.append(
+            f"| {r['things']:,} | {f['active']:,} / {f['suspended']:,} / {f['refused']:,} / "
+            f"{f['unknown']:,} | {r['budget']} | {fmt_opt(m['target_s'], 2)} s "
+            f"| {len(m['steady_passes_s'])} in {m['measured_s']:.0f} s "
+            f"| {m['median_pass_s']:.2f} / {m['mean_pass_s']:.2f} / {m['max_pass_s']:.2f} s "
+            f"| {fmt_opt(m['median_over_target'], 2)}x / {fmt_opt(m['mean_over_target'], 2)}x / "
+            f"{fmt_opt(m['max_over_target'], 2)}x "
+            f"| {m['status_requests_per_refresh_mean']:.1f} ({max(m['status_requests_per_refresh'])}) "
+            f"| {m['plan'].get('requests_per_refresh', 'n/a')} "
+            f"| {first['wall_s']:.1f} s, {first['status_requests']} req "
+            f"| {fmt_opt(m['active_worst_age_s'], 1)} s | {m['refusals_429']} |")
+    return "\n".join(rows)
+
+
+MIXED_METHOD = """\
+Method: the exporter follows N SIMs from an --monogoto.iccids-file: {unknown:.0%} unknown to the
+simulator (spread through the file), the others the simulator's, of which {refused:.0%} of N
+refused (400 "Invalid Input Data" to any status request naming one) and {suspended:.0%} of N
+SUSPENDED, the rest ACTIVE. Simulator and exporter keep to the budget {budget};
+--poll.interval {interval}, --poll.inactive-interval {inactive}. The warm-up is the first
+refresh and the refreshes ending within the budget's longest window after it (which the
+first refresh's burst may have used up). A steady pass is each later refresh ending within
+one inactive interval (at least {refreshes}); its duration is the exporter's "refresh finished ... seconds=" debug
+line, the target monogoto_refresh_target_seconds. Status requests per refresh: the
+simulator's counter (429s included) read within about 20 ms of each refresh's end (a few
+requests may count with the neighbouring refresh; the mean is over the whole window),
+against the requests_per_refresh of the last "polling plan" line. ACTIVE worst age: the longest gap between two answers of
+any ACTIVE SIM over the measured passes (the simulator's /_sim/polls)."""
 
 
 # --------------------------------------------------------------------------
@@ -1111,11 +1424,17 @@ def main():
     parser.add_argument("--budget-interval", default="1s",
                         help="--poll.interval of the budget scenario (default 1s)")
     parser.add_argument("--budget-inactive-interval", default="60s",
-                        help="--poll.inactive-interval of its tiered run (default 60s)")
+                        help="--poll.inactive-interval of its tiered and mixed runs (default 60s)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="with --budget, the mixed-fleet scenario instead of the all and "
+                             "tiered runs: 70%% ACTIVE, 20%% SUSPENDED, 5%% refused by the API, "
+                             "5%% unknown to it; steady pass against the refresh target")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the temporary directory with the processes' logs")
     args = parser.parse_args()
 
+    if args.mixed and not args.budget:
+        parser.error("--mixed needs --budget SPEC")
     if shutil.which("wrk") is None and not args.budget:
         raise BenchError("wrk is needed: apt-get install wrk")
     if not os.path.isabs(args.bin):
@@ -1143,6 +1462,29 @@ def main():
     try:
         info = machine_info(args.bin)
         log(f"machine: {info}")
+        if args.mixed:
+            results = []
+            for n in args.things:
+                results.append(bench.run_mixed(n))
+                bench.stop_all()
+            method = textwrap.fill(" ".join(MIXED_METHOD.format(
+                unknown=MIXED_UNKNOWN, refused=MIXED_REFUSED, suspended=MIXED_SUSPENDED,
+                budget=args.budget, interval=args.budget_interval,
+                inactive=args.budget_inactive_interval, refreshes=args.refreshes).split()), 92)
+            print(f"mixed fleet, budget {args.budget}, interval {args.budget_interval}, inactive "
+                  f"interval {args.budget_inactive_interval}; monogoto-exporter "
+                  f"{info.get('exporter_version')}; {info.get('nproc')} x {info.get('cpu')}")
+            print()
+            print(mixed_table(results))
+            print()
+            print(method)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"machine": info, "argv": sys.argv, "method": method,
+                               "results": results}, f, indent=2)
+                    f.write("\n")
+            ok = True
+            return
         if args.budget:
             results = []
             for n in args.things:

@@ -1,5 +1,6 @@
-//! The `/_sim` control API: force a Thing's connection, remove it, read the
-//! request counters and the poll log, and add, list or clear fault rules.
+//! The `/_sim` control API: force a Thing's connection or provisioning status,
+//! make the API refuse it, remove it, read the request counters and the poll
+//! log, and add, list or clear fault rules.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -40,6 +41,46 @@ pub(super) async fn handle_set_connected(
         }
     };
     sim.set_connected(&iccid, connected);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_sim/things/{iccid}/status` with `{"status": "SUSPENDED"}`: the
+/// `ProvisionStatus` its status answers carry from now on (`null`: its own).
+pub(super) async fn handle_set_status(
+    State(sim): State<Simulator>,
+    Path(iccid): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(idx) = control_target(&sim, &iccid) else {
+        return plain(StatusCode::NOT_FOUND, format!("unknown iccid {iccid}"));
+    };
+    let status = match serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("status").cloned())
+    {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        Some(Value::Null) => None,
+        _ => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                r#"expected {"status": "ACTIVE"|"SUSPENDED"|...|null}"#,
+            );
+        }
+    };
+    sim.set_provision_status(&sim.inner.fleet[idx].iccid, status.as_deref());
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_sim/things/{iccid}/refuse`: every status request naming it is
+/// answered 400 "Invalid Input Data" from now on.
+pub(super) async fn handle_refuse(
+    State(sim): State<Simulator>,
+    Path(iccid): Path<String>,
+) -> Response {
+    let Some(idx) = control_target(&sim, &iccid) else {
+        return plain(StatusCode::NOT_FOUND, format!("unknown iccid {iccid}"));
+    };
+    sim.refuse_thing(&sim.inner.fleet[idx].iccid);
     StatusCode::NO_CONTENT.into_response()
 }
 

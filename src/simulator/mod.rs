@@ -52,8 +52,8 @@ pub use fleet::ThingTruth;
 
 use api::{handle_auth, handle_status, handle_things};
 use control::{
-    handle_add_faults, handle_clear_faults, handle_list_faults, handle_polls, handle_remove,
-    handle_reset_polls, handle_set_connected, handle_stats,
+    handle_add_faults, handle_clear_faults, handle_list_faults, handle_polls, handle_refuse,
+    handle_remove, handle_reset_polls, handle_set_connected, handle_set_status, handle_stats,
 };
 use faults::{FaultPlan, FaultSlot};
 use fleet::{
@@ -286,6 +286,8 @@ impl Simulator {
             .route("/things", get(handle_things))
             .route("/thing/status", get(handle_status))
             .route("/_sim/things/{iccid}/connected", post(handle_set_connected))
+            .route("/_sim/things/{iccid}/status", post(handle_set_status))
+            .route("/_sim/things/{iccid}/refuse", post(handle_refuse))
             .route("/_sim/things/{iccid}", delete(handle_remove))
             .route("/_sim/stats", get(handle_stats))
             .route("/_sim/polls", get(handle_polls).delete(handle_reset_polls))

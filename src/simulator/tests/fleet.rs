@@ -507,6 +507,99 @@ async fn control_api() {
 }
 
 #[tokio::test]
+async fn control_api_sets_a_status_and_refuses_a_thing() {
+    let run = frozen(20, 10).spawn().await.expect("spawn");
+    let sim = run.simulator.clone();
+    let all = sim.iccids();
+    let token = sim.static_token();
+    let c = client();
+    let post = |path: String, body: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/_sim/things/{path}", run.url());
+        async move {
+            c.post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }
+    };
+    let status_of = |iccid: &str| {
+        let query = format!("ThingIds={}", ids_param(&[iccid.to_owned()]));
+        let run = &run;
+        let token = &token;
+        async move {
+            let data = status_data(run, token, &query).await;
+            data[0]["ProvisionStatus"]
+                .as_str()
+                .expect("status")
+                .to_owned()
+        }
+    };
+    let active = all
+        .iter()
+        .find(|i| sim.truth(i).is_some_and(|t| t.provision_status == "ACTIVE"))
+        .expect("active thing")
+        .clone();
+    assert_eq!(
+        post(format!("{active}/status"), r#"{"status": "SUSPENDED"}"#).await,
+        204
+    );
+    assert_eq!(status_of(&active).await, "SUSPENDED");
+    assert_eq!(
+        post(format!("{active}/status"), r#"{"status": null}"#).await,
+        204
+    );
+    assert_eq!(status_of(&active).await, "ACTIVE");
+    for bad in [r#"{"status": ""}"#, r#"{"status": 1}"#, "{}", "garbage"] {
+        assert_eq!(post(format!("{active}/status"), bad).await, 400, "{bad}");
+    }
+    assert_eq!(
+        post("8988000/status".into(), r#"{"status": "ACTIVE"}"#).await,
+        404
+    );
+    // An ICCID with a trailing F is found whatever its case.
+    let with_f = all
+        .iter()
+        .find(|i| i.ends_with('F'))
+        .expect("an ICCID with F");
+    let lower = with_f.to_ascii_lowercase();
+    assert_eq!(
+        post(format!("{lower}/status"), r#"{"status": "RETIRED"}"#).await,
+        204
+    );
+    assert_eq!(status_of(with_f).await, "RETIRED");
+
+    let (refused, others) = (all[2].clone(), all[3..6].to_vec());
+    assert_eq!(post(format!("{refused}/refuse"), "").await, 204);
+    let mut with_refused = others.clone();
+    with_refused.push(refused.clone());
+    let (code, text) = get(
+        &run,
+        &format!("/thing/status?ThingIds={}", ids_param(&with_refused)),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("json"),
+        json!({"Success": false, "Message": "Invalid Input Data", "Data": null})
+    );
+    let data = status_data(&run, &token, &format!("ThingIds={}", ids_param(&others))).await;
+    assert_eq!(data_iccids(&data), others);
+    assert_eq!(post("8988000/refuse".into(), "").await, 404);
+    assert_eq!(
+        get(&run, &format!("/_sim/things/{refused}/refuse"), None)
+            .await
+            .0,
+        405
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_handle_stops_the_server() {
     let run = Simulator::new(config(3, 1)).spawn().await.expect("spawn");
     let url = run.url();
