@@ -343,8 +343,7 @@ impl Poller {
         let publication_period = poll.interval.max(MIN_PUBLICATION_PERIOD);
         let mut next_publication = later(started, publication_period);
         let requests_before = self.client.status_requests();
-        // Parts sent beyond one a batch: halves that isolate refused ICCIDs,
-        // a cost of this pass only, which the plan leaves out.
+        // Parts sent beyond one a batch: halves that isolate refused ICCIDs.
         let parts = AtomicUsize::new(0);
         let mut sent_batches = 0usize;
         {
@@ -472,13 +471,15 @@ impl Poller {
                 }
             }
         }
-        if sent_batches > 0 {
+        let splits = parts.load(Ordering::Relaxed).saturating_sub(sent_batches);
+        // A pass that isolated refused ICCIDs paid for it once, with the
+        // halves' own pages: it says nothing of what the next pass costs.
+        if sent_batches > 0 && splits == 0 {
             let requests = self
                 .client
                 .status_requests()
                 .saturating_sub(requests_before);
-            let splits = parts.load(Ordering::Relaxed).saturating_sub(sent_batches);
-            let per_batch = requests.saturating_sub(splits as u64) as f64 / sent_batches as f64;
+            let per_batch = requests as f64 / sent_batches as f64;
             *self
                 .requests_per_batch
                 .lock()

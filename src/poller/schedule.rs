@@ -163,10 +163,14 @@ impl Timing {
 /// SIMs by what a plan counts them as.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Tiers {
-    /// Asked for every refresh (New, Active, failing ones from there).
+    /// Asked for every refresh (New, Active).
     pub(crate) every_refresh: usize,
+    /// Failing ones from there, batched apart.
+    pub(crate) every_refresh_failing: usize,
     /// Asked for once per inactive interval in shared batches.
     pub(crate) rare: usize,
+    /// Failing ones from there, batched apart.
+    pub(crate) rare_failing: usize,
     /// Asked for once per inactive interval, alone.
     pub(crate) refused: usize,
 }
@@ -176,7 +180,9 @@ impl Tiers {
     pub(crate) fn fleet(self) -> Fleet {
         Fleet {
             active: self.every_refresh,
+            active_failing: self.every_refresh_failing,
             inactive: self.rare,
+            inactive_failing: self.rare_failing,
             refused: self.refused,
             ..Fleet::default()
         }
@@ -281,14 +287,28 @@ impl Schedule {
     pub(crate) fn tiers(&self, inactive_interval: Duration) -> Tiers {
         let mut tiers = Tiers::default();
         for sim in &self.sims {
-            match sim.lifecycle {
-                Lifecycle::Refused => tiers.refused += 1,
-                _ if inactive_interval.is_zero() => tiers.every_refresh += 1,
-                state if state.is_rare() => tiers.rare += 1,
-                _ => tiers.every_refresh += 1,
-            }
+            let failing = matches!(sim.lifecycle, Lifecycle::Failing { .. });
+            let count = match sim.lifecycle {
+                Lifecycle::Refused => &mut tiers.refused,
+                state if state.is_rare() && !inactive_interval.is_zero() => {
+                    if failing {
+                        &mut tiers.rare_failing
+                    } else {
+                        &mut tiers.rare
+                    }
+                }
+                _ if failing => &mut tiers.every_refresh_failing,
+                _ => &mut tiers.every_refresh,
+            };
+            *count += 1;
         }
         tiers
+    }
+
+    /// When a SIM is asked for next, for tests.
+    #[cfg(test)]
+    pub(crate) fn due_at(&self, position: usize) -> Option<Instant> {
+        self.sims[position].due_at
     }
 
     /// Each SIM's state, for tests.

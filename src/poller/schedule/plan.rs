@@ -56,8 +56,13 @@ pub(crate) struct Plan {
 pub struct Fleet {
     /// SIMs asked for every refresh.
     pub(crate) active: usize,
+    /// Failing SIMs of the active tier: batched apart, at most every refresh.
+    pub(crate) active_failing: usize,
     /// SIMs asked for once per inactive interval, in shared batches.
     pub inactive: usize,
+    /// Failing SIMs of the inactive tier: batched apart, at least once per
+    /// inactive interval.
+    pub(crate) inactive_failing: usize,
     /// Refused SIMs: each asked for alone, once per inactive interval.
     pub(crate) refused: usize,
     /// `GET /thing/status` requests a batch cost on the last pass (pages,
@@ -71,7 +76,9 @@ impl Default for Fleet {
     fn default() -> Self {
         Fleet {
             active: 0,
+            active_failing: 0,
             inactive: 0,
+            inactive_failing: 0,
             refused: 0,
             requests_per_batch: 1.0,
             listing_pages: None,
@@ -89,9 +96,13 @@ pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval:
     } else {
         1.0
     };
-    let active_requests = fleet.active.div_ceil(batch) as f64 * overhead;
+    // Each group in batches of its own.
+    let batches =
+        |sims: usize, failing: usize| (sims.div_ceil(batch) + failing.div_ceil(batch)) as f64;
+    let active_requests = batches(fleet.active, fleet.active_failing) * overhead;
     // Refused SIMs go alone, and a lone ICCID costs one request.
-    let inactive_requests = fleet.inactive.div_ceil(batch) as f64 * overhead + fleet.refused as f64;
+    let inactive_requests =
+        batches(fleet.inactive, fleet.inactive_failing) * overhead + fleet.refused as f64;
     let interval = poll.interval.as_secs_f64();
     let inactive_rate = if poll.inactive_interval.is_zero() {
         0.0
@@ -128,8 +139,8 @@ pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval:
     };
     let inactive_share = inactive_rate * target.as_secs_f64();
     Plan {
-        active: fleet.active,
-        inactive: fleet.inactive + fleet.refused,
+        active: fleet.active + fleet.active_failing,
+        inactive: fleet.inactive + fleet.inactive_failing + fleet.refused,
         requests_per_refresh: active_requests + inactive_share,
         // Twice the share (and at least one): a backlog drains, and the
         // share stays within what the budget planned for.
