@@ -326,7 +326,7 @@ impl World {
         }
         // A calm world (one seed in three) only sees its SIMs change, and
         // rarely: its steady passes check what the plan counts.
-        let roll = if self.seed % 3 == 0 {
+        let roll = if self.seed.is_multiple_of(3) {
             self.rng.u32(0..100).max(10) + self.rng.u32(0..3) * 100
         } else {
             self.rng.u32(0..100)
