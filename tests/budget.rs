@@ -54,7 +54,7 @@ async fn watch(
 
 #[tokio::test]
 async fn a_fleet_that_needs_three_intervals_is_paced_healthy_and_whole() {
-    // 600 SIMs, 12 requests a refresh at 2/s sustained: 6 s against a 2 s interval.
+    // 600 SIMs, 12 requests a refresh at about 2/s sustained: 6.3 s against a 2 s interval.
     let sim = budgeted_simulator(600).await;
     let fleet = sim.simulator.iccids();
     set_status(&sim, &fleet, "ACTIVE");
@@ -76,7 +76,9 @@ async fn a_fleet_that_needs_three_intervals_is_paced_healthy_and_whole() {
             let series = format!("monogoto_refresh_errors_total{{kind=\"{kind}\"}}");
             assert_eq!(value(s, &series), Some(0.0), "{series}");
         }
-        assert_eq!(value(s, "monogoto_refresh_target_seconds"), Some(6.0));
+        // 12 requests at the rate the limiter keeps: 20 in 10.5 s.
+        let target = value(s, "monogoto_refresh_target_seconds");
+        assert!(target.is_some_and(|t| (t - 6.3).abs() < 1e-6), "{target:?}");
         for iccid in &fleet {
             assert!(
                 text.contains(iccid.as_str()),
@@ -89,7 +91,7 @@ async fn a_fleet_that_needs_three_intervals_is_paced_healthy_and_whole() {
     assert_eq!(sim.simulator.budget_refusals(), 0, "no 429 from the API");
     let polls = sim.simulator.poll_summary();
     assert_eq!(polls.measured, 600, "every SIM polled again and again");
-    // Ideally every 6 s; at most 1.5x that apart.
+    // Ideally every 6.3 s; at most about 1.5x that apart.
     assert!(
         polls.worst_gap_seconds <= 9.0,
         "worst gap {} s",

@@ -704,8 +704,9 @@ fn config_check_summarizes_a_good_configuration_without_contacting_the_api() {
         "SIMs: 3 configured",
         "auth: token",
         "budget: 1/min (monogoto.rate-limit)",
-        // 3 SIMs in batches of 2: 2 requests, at 1 a minute.
-        "refresh target: 2m (poll.interval 1m; 2 status request(s) of up to 2 SIMs within 1/min)",
+        // 3 SIMs in batches of 2: 2 requests, at 1 a minute as the limiter
+        // keeps it (62 s).
+        "refresh target: 2m 4s (poll.interval 1m; 2 status request(s) of up to 2 SIMs within 1/min)",
         "web: TLS no, basic auth users 1, client auth NoClientCert",
     ] {
         assert!(text.contains(expected), "{expected:?} in {text}");

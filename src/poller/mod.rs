@@ -348,22 +348,24 @@ impl Poller {
         let mut sent_batches = 0usize;
         {
             let followed = schedule.followed().clone();
-            let requests: Vec<_> = batches
-                .into_iter()
-                .map(|batch| {
-                    let iccids: Vec<String> = batch
-                        .positions
-                        .iter()
-                        .map(|&p| followed[p].clone())
-                        .collect();
-                    let answered: Vec<bool> = batch
-                        .positions
-                        .iter()
-                        .map(|&p| schedule.was_answered(p))
-                        .collect();
-                    (batch.positions, iccids, answered)
-                })
+            // Read now: the schedule changes as answers come in, and the
+            // requests are built as they go out, not all at once.
+            let answered_before: Vec<bool> = (0..followed.len())
+                .map(|p| schedule.was_answered(p))
                 .collect();
+            let requests = batches.into_iter().map(move |batch| {
+                let iccids: Vec<String> = batch
+                    .positions
+                    .iter()
+                    .map(|&p| followed[p].clone())
+                    .collect();
+                let answered: Vec<bool> = batch
+                    .positions
+                    .iter()
+                    .map(|&p| answered_before[p])
+                    .collect();
+                (batch.positions, iccids, answered)
+            });
             let (auth_failed, spacing, parts) = (&auth_failed, plan.spacing, &parts);
             let limit = poll.batch_size;
             let send = move |part: &[String]| {
