@@ -322,6 +322,7 @@ impl Poller {
             inactive_interval,
             retry_base: plan.target,
         };
+        schedule.begin_pass(started, inactive_interval);
         let batches = schedule.batches(started, poll.batch_size, plan.inactive_batches_per_refresh);
         report.batches = batches.len();
         let auth_failed = AtomicBool::new(false);
@@ -473,6 +474,7 @@ impl Poller {
                 }
             }
         }
+        schedule.end_pass();
         let splits = parts.load(Ordering::Relaxed).saturating_sub(sent_batches);
         // A pass that isolated refused ICCIDs paid for it once, with the
         // halves' own pages: it says nothing of what the next pass costs.

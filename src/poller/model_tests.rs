@@ -156,6 +156,10 @@ struct Sim {
     /// On /metrics.
     exported: bool,
     last_asked: Option<Instant>,
+    /// Since when it has been followed and the API would return its data.
+    data_since: Option<Instant>,
+    /// When an answer last put it in (or kept it in) a slow-tier state.
+    rare_turn_at: Option<Instant>,
     /// Since when it has been followed and would be answered.
     clean_since: Option<Instant>,
 }
@@ -170,6 +174,8 @@ impl Sim {
             asked_since: false,
             exported: false,
             last_asked: None,
+            rare_turn_at: None,
+            data_since: None,
             clean_since: None,
         }
     }
@@ -371,6 +377,12 @@ impl World {
                 (false, Some(_)) => sim.clean_since = None,
                 _ => {}
             }
+            let data = clean && matches!(sim.truth, Truth::Active | Truth::Suspended);
+            match (data, sim.data_since) {
+                (true, None) => sim.data_since = Some(now),
+                (false, Some(_)) => sim.data_since = None,
+                _ => {}
+            }
         }
     }
 
@@ -387,9 +399,10 @@ impl World {
         for iccid in now_followed.difference(&before) {
             let sim = self.sims.get_mut(iccid).expect("in the universe");
             let truth = sim.truth;
-            let clean_since = sim.clean_since;
+            let (clean_since, data_since) = (sim.clean_since, sim.data_since);
             *sim = Sim {
                 clean_since,
+                data_since,
                 ..Sim::new(truth)
             };
         }
@@ -415,6 +428,8 @@ impl World {
             inactive_interval: self.poll.inactive_interval,
             retry_base: plan.target,
         };
+        self.schedule
+            .begin_pass(started, self.poll.inactive_interval);
         let batches = self.schedule.batches(
             started,
             self.poll.batch_size,
@@ -545,7 +560,7 @@ impl World {
                     self.bad += 1;
                     self.schedule
                         .record(&positions, Outcome::Failed, now, timing);
-                    self.model_failed(&iccids, &answered, isolating_before);
+                    self.model_failed(&iccids, isolating_before);
                 }
             }
             if parts.iter().any(|(_, _, ok)| *ok) {
@@ -560,6 +575,7 @@ impl World {
             }
             self.check_states("after a request");
         }
+        self.schedule.end_pass();
         self.publish(Instant::now(), &plan);
         if std::env::var("MODEL_TRACE").is_ok() {
             eprintln!(
@@ -641,7 +657,20 @@ impl World {
     fn check_parts(&mut self, parts: &[(Instant, Vec<String>, bool)]) {
         for (at, part, _) in parts {
             self.sent.push(*at);
+            let inactive = self.poll.inactive_interval;
             for iccid in part {
+                let sim = &self.sims[iccid];
+                // A slow-tier SIM whose last ask settled its state waits its
+                // turn: not asked again within most of an inactive interval.
+                if let Some(turn) = sim.rare_turn_at
+                    && *at - turn < inactive.mul_f64(0.9)
+                {
+                    self.fail(&format!(
+                        "{iccid} ({:?}) asked again after {:?}",
+                        sim.state,
+                        *at - turn
+                    ));
+                }
                 self.sims.get_mut(iccid).expect("known").last_asked = Some(*at);
             }
             if part.len() > 1
@@ -685,36 +714,41 @@ impl World {
                 sim.answered_at = Some(now);
                 sim.asked_since = false;
                 sim.exported = true;
+                sim.rare_turn_at = (sim.state == State::Inactive).then_some(now);
             } else if answer.rejected.contains(iccid) {
                 if sim.truth != Truth::Refused && fault != Fault::Refusing {
                     context.fail(&format!("{iccid} ({:?}) taken for refused", sim.truth));
                 }
                 sim.state = State::Refused;
                 sim.asked_since = true;
+                sim.rare_turn_at = Some(now);
             } else {
                 if sim.truth != Truth::Unknown {
                     context.fail(&format!("{iccid} ({:?}) taken for unknown", sim.truth));
                 }
                 sim.state = State::Unknown;
                 sim.asked_since = true;
+                sim.rare_turn_at = inactive_tier.then_some(now);
             }
         }
     }
 
-    fn model_failed(&mut self, iccids: &[String], answered: &[bool], was_isolating: bool) {
+    fn model_failed(&mut self, iccids: &[String], was_isolating: bool) {
         let refused_alone = iccids
             .iter()
             .all(|i| self.sims[i].truth == Truth::Refused || self.fault == Fault::Refusing);
-        if was_isolating
-            && iccids.len() > 1
-            && refused_alone
-            && answered.iter().filter(|a| **a).count() >= 2
-        {
+        // The model's own record of who was answered, not the schedule's.
+        let answered_before = iccids
+            .iter()
+            .filter(|i| self.sims[*i].answered_at.is_some())
+            .count();
+        if was_isolating && iccids.len() > 1 && refused_alone && answered_before >= 2 {
             self.isolating = false;
         }
         for iccid in iccids {
             let sim = self.sims.get_mut(iccid).expect("known");
             sim.asked_since = true;
+            sim.rare_turn_at = None;
             if sim.state != State::Refused {
                 sim.state = State::Failing;
             }
@@ -723,7 +757,10 @@ impl World {
 
     fn model_not_answered(&mut self, iccids: &[String]) {
         for iccid in iccids {
-            self.sims.get_mut(iccid).expect("known").asked_since = true;
+            let sim = self.sims.get_mut(iccid).expect("known");
+            sim.asked_since = true;
+            // Its turn stays: asked again as soon as it can be.
+            sim.rare_turn_at = None;
         }
     }
 
@@ -780,6 +817,23 @@ impl World {
                     "{iccid} ({:?}, {:?}) waited {waited:?}, bound {bound:?}",
                     sim.state, sim.truth
                 ));
+            }
+            // Asked is not enough: a SIM the API answers is answered, whatever
+            // the SIMs it was batched with (one failing batch-mate included).
+            if let Some(data_since) = sim.data_since {
+                let since = sim
+                    .answered_at
+                    .into_iter()
+                    .chain(self.isolated_at)
+                    .fold(data_since, Instant::max);
+                let bound = inactive.mul_f64(1.5) + refresh * 6;
+                let waited = now - since;
+                if waited > bound {
+                    self.fail(&format!(
+                        "{iccid} ({:?}, {:?}) unanswered for {waited:?}, bound {bound:?}",
+                        sim.state, sim.truth
+                    ));
+                }
             }
         }
     }

@@ -55,21 +55,10 @@ use crate::monogoto::model::is_inactive_status;
 
 mod plan;
 
-pub(crate) use plan::{Fleet, Plan, STALE_AFTER_RAISED, discover_every, plan};
+pub(crate) use plan::{Fleet, Plan, STALE_AFTER_RAISED, discover_every, plan, rejected_retry};
 
 /// An inactive SIM's series stay this many inactive intervals.
 const INACTIVE_STALE_INTERVALS: u32 = 3;
-/// Rejected SIMs are asked for again this often when the inactive tier is off.
-const REJECTED_RETRY: Duration = Duration::from_secs(3600);
-
-/// How long a SIM the API refused waits before it is asked for again.
-pub(crate) fn rejected_retry(inactive_interval: Duration) -> Duration {
-    if inactive_interval.is_zero() {
-        REJECTED_RETRY
-    } else {
-        inactive_interval
-    }
-}
 
 /// Where a SIM stands (see the module doc for the rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,11 +105,13 @@ struct SimState {
     missing: bool,
     /// When it is asked for next; `None`: every refresh.
     due_at: Option<Instant>,
-    /// Failures in a row while the API answered other requests.
+    /// Its requests' failures in a row: each halves the group it is sent
+    /// with next, until it is alone.
     failures: u32,
-    /// [`Schedule::answers`] at its last outcome: a failure after more
-    /// answers than that is about this SIM.
-    answers_seen: u64,
+    /// Of those, the failures of requests for it alone: they set its backoff.
+    failures_alone: u32,
+    /// When its last request failed.
+    failed_at: Option<Instant>,
 }
 
 /// How a request went, for the SIMs in it.
@@ -147,13 +138,13 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
-    /// How long a SIM that failed `failures` times in a row waits: the
-    /// next refresh after one failure, then one target, doubling.
+    /// How long a SIM whose requests for it alone failed `failures` times in
+    /// a row waits: one target, doubling, at most the inactive interval.
     pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        if failures <= 1 {
+        if failures == 0 {
             return Duration::ZERO;
         }
-        let factor = 1u32 << (failures - 2).min(20);
+        let factor = 1u32 << (failures - 1).min(20);
         self.retry_base
             .saturating_mul(factor)
             .min(self.inactive_interval)
@@ -203,9 +194,11 @@ pub(crate) struct Schedule {
     sims: Vec<SimState>,
     /// Followed before and not any more: they leave /metrics at once.
     dropped: HashSet<String>,
-    /// Requests answered so far: a failure is about its SIMs only when the
-    /// API answered others since their last outcome.
-    answers: u64,
+    /// Since when every request has failed (a whole pass failed and nothing
+    /// was answered since): the API's fault, not the SIMs'.
+    outage_since: Option<Instant>,
+    /// This pass: when it began, requests answered, requests failed.
+    pass: (Option<Instant>, usize, usize),
 }
 
 impl Schedule {
@@ -344,7 +337,23 @@ impl Schedule {
         }
         let due_at = |i: &usize| self.sims[*i].due_at;
         rare.sort_by_key(due_at);
-        rare_failing.sort_by_key(due_at);
+        // Failing SIMs go in groups halved at each failure, so that the one
+        // whose ICCID makes requests fail ends up alone and the others are
+        // answered again; not while everything fails, which says nothing of them.
+        let failures = |i: &usize| self.sims[*i].failures;
+        let failing_groups = |mut sims: Vec<usize>| -> Vec<Vec<usize>> {
+            sims.sort_by_key(failures);
+            let mut groups = Vec::new();
+            for same in sims.chunk_by(|a, b| failures(a) == failures(b)) {
+                let size = if self.outage_since.is_some() {
+                    batch_size
+                } else {
+                    (batch_size >> failures(&same[0]).min(usize::BITS - 1)).max(1)
+                };
+                groups.extend(same.chunks(size).map(<[usize]>::to_vec));
+            }
+            groups
+        };
         // The rarely polled requests, longest due first; refused SIMs each
         // alone. Failing ones come after every other that is due.
         let mut rare_requests: Vec<Vec<usize>> = rare
@@ -353,12 +362,12 @@ impl Schedule {
             .chain(refused.iter().map(|&i| vec![i]))
             .collect();
         rare_requests.sort_by_key(|batch| batch.iter().filter_map(&due_at).min());
-        rare_requests.extend(rare_failing.chunks(batch_size).map(<[usize]>::to_vec));
+        rare_requests.extend(failing_groups(rare_failing));
         rare_requests.truncate(max_rare);
         rare_requests
             .into_iter()
             .chain(every.chunks(batch_size).map(<[usize]>::to_vec))
-            .chain(failing.chunks(batch_size).map(<[usize]>::to_vec))
+            .chain(failing_groups(failing))
             .map(|positions| Batch { positions })
             .collect()
     }
@@ -373,6 +382,37 @@ impl Schedule {
         self.sims
             .get(position)
             .is_some_and(|s| s.answered_at.is_some())
+    }
+
+    /// Starts a pass: turns that a shorter inactive interval (a reload)
+    /// brought forward come due by it.
+    pub(crate) fn begin_pass(&mut self, now: Instant, inactive_interval: Duration) {
+        self.pass = (Some(now), 0, 0);
+        let refused_by = now.checked_add(rejected_retry(inactive_interval));
+        let rare_by = now.checked_add(inactive_interval);
+        for sim in &mut self.sims {
+            let Some(due) = sim.due_at else {
+                continue;
+            };
+            match sim.lifecycle {
+                Lifecycle::Refused => sim.due_at = Some(due.min(refused_by.unwrap_or(due))),
+                // The inactive tier switched off: every refresh again.
+                Lifecycle::Inactive | Lifecycle::Unknown if inactive_interval.is_zero() => {
+                    sim.due_at = None;
+                }
+                _ => sim.due_at = Some(due.min(rare_by.unwrap_or(due))),
+            }
+        }
+    }
+
+    /// Ends a pass: one in which requests failed and none was answered is
+    /// the API's outage, whose failures do not count against the SIMs.
+    pub(crate) fn end_pass(&mut self) {
+        if let (Some(started), 0, failed) = self.pass
+            && failed > 0
+        {
+            self.outage_since.get_or_insert(started);
+        }
     }
 
     /// Records how a request for `positions` went (see the module doc).
@@ -391,14 +431,25 @@ impl Schedule {
             .flatten();
         match outcome {
             Outcome::Answered { returned, rejected } => {
-                self.answers += 1;
-                let answers = self.answers;
+                self.pass.1 += 1;
+                if let Some(since) = self.outage_since.take() {
+                    // The API answers again: what failed meanwhile is asked at once.
+                    for sim in &mut self.sims {
+                        if sim.failed_at.is_some_and(|at| at >= since) {
+                            sim.failures = 0;
+                            sim.failures_alone = 0;
+                            if matches!(sim.lifecycle, Lifecycle::Failing { .. }) {
+                                sim.due_at = Some(now);
+                            }
+                        }
+                    }
+                }
                 for &position in positions {
                     let Some(sim) = self.sims.get_mut(position) else {
                         continue;
                     };
-                    sim.answers_seen = answers;
                     sim.failures = 0;
+                    sim.failures_alone = 0;
                     if let Some(&(_, status)) = returned.iter().find(|(p, _)| *p == position) {
                         sim.answered_at = Some(now);
                         sim.unanswered = false;
@@ -424,16 +475,15 @@ impl Schedule {
                 }
             }
             Outcome::Failed => {
-                let answers = self.answers;
+                self.pass.2 += 1;
+                let alone = positions.len() == 1;
                 for &position in positions {
                     let Some(sim) = self.sims.get_mut(position) else {
                         continue;
                     };
                     sim.unanswered = true;
-                    if answers > sim.answers_seen {
-                        sim.failures = sim.failures.saturating_add(1);
-                    }
-                    sim.answers_seen = answers;
+                    sim.failed_at = Some(now);
+                    sim.failures = sim.failures.saturating_add(1);
                     if sim.lifecycle == Lifecycle::Refused {
                         sim.due_at = now.checked_add(rejected_retry(inactive_interval));
                         continue;
@@ -441,7 +491,13 @@ impl Schedule {
                     sim.lifecycle = Lifecycle::Failing {
                         rare: sim.lifecycle.is_rare(),
                     };
-                    sim.due_at = Some(now.checked_add(timing.backoff(sim.failures)).unwrap_or(now));
+                    // In company, the next refresh asks again in a smaller
+                    // group; alone, the SIM backs off.
+                    if alone {
+                        sim.failures_alone = sim.failures_alone.saturating_add(1);
+                    }
+                    let wait = timing.backoff(sim.failures_alone);
+                    sim.due_at = Some(now.checked_add(wait).unwrap_or(now));
                 }
             }
             Outcome::NotAnswered => {

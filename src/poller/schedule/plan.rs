@@ -19,6 +19,18 @@ const DISCOVERY_SHARE: f64 = 0.25;
 /// Whatever the inactive tier and discovery cost, the active tier keeps at
 /// least this share of the budget.
 const MIN_ACTIVE_SHARE: f64 = 0.1;
+/// Rejected SIMs are asked for again this often when the inactive tier is off.
+const REJECTED_RETRY: Duration = Duration::from_secs(3600);
+
+/// How long a SIM the API refused waits before it is asked for again.
+pub(crate) fn rejected_retry(inactive_interval: Duration) -> Duration {
+    if inactive_interval.is_zero() {
+        REJECTED_RETRY
+    } else {
+        inactive_interval
+    }
+}
+
 /// Requests per batch counted at most: a pass that measured more (a first
 /// pass isolating refused ICCIDs) says little of the next.
 const MAX_OVERHEAD: f64 = 4.0;
@@ -100,15 +112,17 @@ pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval:
     let batches =
         |sims: usize, failing: usize| (sims.div_ceil(batch) + failing.div_ceil(batch)) as f64;
     let active_requests = batches(fleet.active, fleet.active_failing) * overhead;
-    // Refused SIMs go alone, and a lone ICCID costs one request.
-    let inactive_requests =
-        batches(fleet.inactive, fleet.inactive_failing) * overhead + fleet.refused as f64;
+    let inactive_requests = batches(fleet.inactive, fleet.inactive_failing) * overhead;
     let interval = poll.interval.as_secs_f64();
-    let inactive_rate = if poll.inactive_interval.is_zero() {
-        0.0
-    } else {
-        inactive_requests / poll.inactive_interval.as_secs_f64()
-    };
+    // Refused SIMs go alone, and a lone ICCID costs one request, also when
+    // the inactive tier is off (they wait an hour then).
+    let refused_rate = fleet.refused as f64 / rejected_retry(poll.inactive_interval).as_secs_f64();
+    let inactive_rate = refused_rate
+        + if poll.inactive_interval.is_zero() {
+            0.0
+        } else {
+            inactive_requests / poll.inactive_interval.as_secs_f64()
+        };
     let discover_every = fleet
         .listing_pages
         .map(|pages| self::discover_every(pages, budget, discover_interval));
