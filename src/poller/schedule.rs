@@ -15,10 +15,10 @@
 //! | Inactive | once per inactive interval (SUSPENDED, RETIRED)      | rare batches     |
 //! | Unknown  | once per inactive interval (the answer omitted it)   | rare batches     |
 //! | Refused  | once per inactive interval (400 for it alone)        | alone, always    |
-//! | Failing  | after a backoff, up to the inactive interval         | other failing    |
+//! | Failing  | next refresh in company; alone, after a backoff      | other failing    |
 //!
-//! What moves a SIM, whatever its state (one rule each, in [`Schedule::record`]
-//! and [`Schedule::follow`]):
+//! What moves a SIM, whatever its state (one rule each, in [`Schedule::record`],
+//! [`Schedule::follow`] and [`Schedule::begin_pass`]):
 //!
 //! - **answered** with a status: Inactive when SUSPENDED or RETIRED (and the
 //!   inactive tier is on), else Active. Its failures are forgotten.
@@ -26,18 +26,25 @@
 //!   answered thus goes to the slow tier after its first unanswered ask.
 //! - **refused** (400 for it alone, found by isolating a refused batch):
 //!   Refused, whether or not it was answered before.
-//! - **failed** (5xx, transport, timeout, an unreadable answer): Failing, asked
-//!   again after a backoff. The backoff grows only while the API answers other
-//!   requests (a failure of everything is the API's, not the SIM's): the next
-//!   refresh, then one refresh target, doubling, at most the inactive interval. A Refused SIM
-//!   stays Refused and waits its interval. Failing SIMs are batched apart, after
-//!   the others, so they never take another SIM's turn.
+//! - **failed** (5xx, transport, timeout, an unreadable answer): Failing. Failing
+//!   SIMs are batched apart from the others (after them, so they never take
+//!   another SIM's turn), in groups halved at each failure: the next refresh asks
+//!   again in halves until the SIM whose ICCID makes requests fail is alone and
+//!   the others are answered. Alone, it backs off: one refresh target, doubling,
+//!   at most the inactive interval. A Refused SIM stays Refused and waits its
+//!   interval.
+//! - **outage**: a pass in which requests failed and none was answered is the
+//!   API's fault, not the SIMs'. Until the API answers again, failing SIMs are
+//!   asked in full batches; its first answer makes every SIM that failed
+//!   meanwhile due at once, with its failures forgotten.
 //! - **429 or rejected credentials** (sent or not sent because of them): no
 //!   change of state or turn; the SIM counts as asked and unanswered.
 //! - **reload or re-shard** ([`Schedule::follow`]): a SIM still followed keeps
 //!   its state; one no longer followed leaves /metrics at the next publication;
 //!   one followed anew is New. A listing that says SUSPENDED/RETIRED makes a
-//!   SIM Inactive (New stays New, to be shown at all).
+//!   SIM Inactive (New stays New, to be shown at all). A shorter inactive
+//!   interval brings every turn forward to it; the tier switched off (0) puts
+//!   Inactive and Unknown SIMs back to every refresh.
 //!
 //! A SIM leaves /metrics when it is no longer followed, or when it was asked
 //! for since its last answer and that answer is older than stale-after (for a
