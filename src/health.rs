@@ -207,6 +207,8 @@ impl HealthMetrics {
 
     /// Appends the health metrics in the text exposition format.
     pub(crate) fn render_into(&self, out: &mut Vec<u8>) {
+        // A wait in progress counts up to now, not in one step at its end.
+        self.api.budget_wait.get();
         let families = self.registry.gather();
         // Encoding into a Vec cannot fail for well-formed families.
         if let Err(e) = TextEncoder::new().encode(&families, out) {

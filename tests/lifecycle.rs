@@ -150,8 +150,8 @@ async fn shards_with_no_sim_are_up() {
     assert_eq!(value(&s, "monogoto_up"), Some(1.0), "empty account");
 }
 
-/// A configured list with no SIM in this shard: up when the login works,
-/// down when it does not.
+/// A configured list with no SIM in this shard: up when the login (or, with
+/// a token, the smallest listing) works, down when it does not.
 #[tokio::test]
 async fn a_shard_of_a_configured_list_with_no_sim_is_up_when_the_login_works() {
     let sim = simulator(2).await;
@@ -166,6 +166,15 @@ async fn a_shard_of_a_configured_list_with_no_sim_is_up_when_the_login_works() {
         owned += value(&s, "monogoto_things_reported").unwrap_or(0.0) as usize;
     }
     assert_eq!(owned, 2);
+
+    // A revoked token, with nothing to poll: down.
+    let revoked = simulator(2).await;
+    revoked.simulator.revoke_tokens();
+    let mut cfg = config(&revoked);
+    cfg.iccids.clear();
+    let exporter = start_exporter(&cfg).await;
+    let s = scrape_samples(&exporter).await;
+    assert_eq!(value(&s, "monogoto_up"), Some(0.0), "a revoked token");
 
     let mut cfg = config(&sim);
     cfg.credentials = Some(monogoto_exporter::monogoto::Credentials::Login {

@@ -187,12 +187,14 @@ impl Client {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether the credentials get a token: at once for a token given, by
-    /// logging in (unless the token in hand is still good) for a user and
-    /// password. For a replica with nothing to poll, it is what says the
-    /// API can be used.
-    pub(crate) async fn check_login(&self) -> Result<(), ApiError> {
-        self.token(None).await.map(|_| ())
+    /// Whether the API can be used with these credentials, for a replica
+    /// with nothing to poll: a login for a user and password (none while the
+    /// token in hand is good), the smallest listing for a token given.
+    pub(crate) async fn check_access(&self) -> Result<(), ApiError> {
+        match &self.auth {
+            AuthMode::Login { .. } => self.token(None).await.map(|_| ()),
+            AuthMode::Static(_) => self.list_things(1, 0, None).await.map(|_| ()),
+        }
     }
 
     /// One page of `GET /thing/status` for `iccids`. Until an answer has

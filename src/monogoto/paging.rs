@@ -21,9 +21,13 @@ const MAX_THINGS_PAGES: usize = 100_000;
 /// brings no new Thing, or a page is shorter than the longest the server ever
 /// sent (`page_cap` remembers it across batches): a server that caps its pages
 /// below `limit` is read to the end, while a batch with SIMs unknown to the
-/// account costs no extra request once a full page has been seen.
+/// account costs no extra request once a full page has been seen. A short page
+/// that leaves out SIMs answered before (`known`, by position) is looked past
+/// once, in case the server's pages got shorter; if the next page brings more,
+/// the shorter size is the server's from then on.
 pub(crate) async fn read_batch<F, Fut, E>(
     iccids: &[String],
+    known: &[bool],
     page_cap: &AtomicUsize,
     mut fetch_page: F,
 ) -> Result<BatchAnswer, E>
@@ -38,6 +42,9 @@ where
         ..BatchAnswer::default()
     };
     let mut offset = 0;
+    // The short page looked past, while the next one says what it was.
+    let mut looked_past: Option<usize> = None;
+    let mut probed = false;
     // Each page that continues the loop brings at least one new Thing, so
     // this bound is never reached by a well-behaved server.
     for _ in 0..=wanted.len() {
@@ -49,6 +56,7 @@ where
             .fetch_max(page.returned, Ordering::Relaxed)
             .max(page.returned);
         let before = seen.len();
+        let returned = page.returned;
         for thing in page.things {
             if !wanted.contains(thing.iccid.as_str()) {
                 // Not asked for: not ours to export (another shard's, say).
@@ -57,10 +65,26 @@ where
                 answer.things.push(thing);
             }
         }
-        if seen.len() == wanted.len() || seen.len() == before || page.returned < longest {
+        if let Some(short) = looked_past.take()
+            && seen.len() > before
+        {
+            page_cap.store(short, Ordering::Relaxed);
+        }
+        if seen.len() == wanted.len() || seen.len() == before {
             break;
         }
-        offset += page.returned;
+        if returned < longest {
+            let known_missing = iccids
+                .iter()
+                .zip(known)
+                .any(|(iccid, &known)| known && !seen.contains(iccid));
+            if probed || !known_missing {
+                break;
+            }
+            probed = true;
+            looked_past = Some(returned);
+        }
+        offset += returned;
     }
     Ok(answer)
 }
@@ -183,6 +207,7 @@ mod tests {
         let calls = RefCell::new(Vec::new());
         let things = block(read_batch(
             &ids,
+            &[],
             &AtomicUsize::new(0),
             server(&ids, 50, &calls),
         ))
@@ -198,6 +223,7 @@ mod tests {
         let calls = RefCell::new(Vec::new());
         let things = block(read_batch(
             &ids,
+            &[],
             &AtomicUsize::new(0),
             server(&ids, 20, &calls),
         ))
@@ -214,6 +240,7 @@ mod tests {
         let calls = RefCell::new(Vec::new());
         let things = block(read_batch(
             &ids,
+            &[],
             &AtomicUsize::new(0),
             server(&present, 3, &calls),
         ))
@@ -232,7 +259,7 @@ mod tests {
         let present = iccids(45);
         let cap = AtomicUsize::new(0);
         let calls = RefCell::new(Vec::new());
-        let things = block(read_batch(&ids, &cap, server(&present, 50, &calls)))
+        let things = block(read_batch(&ids, &[], &cap, server(&present, 50, &calls)))
             .expect("ok")
             .things;
         assert_eq!(things.len(), 45);
@@ -240,17 +267,47 @@ mod tests {
 
         let full = iccids(50);
         calls.borrow_mut().clear();
-        block(read_batch(&full, &cap, server(&full, 50, &calls))).expect("ok");
+        block(read_batch(&full, &[], &cap, server(&full, 50, &calls))).expect("ok");
         calls.borrow_mut().clear();
-        block(read_batch(&ids, &cap, server(&present, 50, &calls))).expect("ok");
+        block(read_batch(&ids, &[], &cap, server(&present, 50, &calls))).expect("ok");
         assert_eq!(*calls.borrow(), vec![0], "45 of 50 is the end");
+    }
+
+    /// A server whose pages get shorter (50, then 25) is followed down: the
+    /// SIMs answered before that a short page leaves out are asked for once
+    /// more, and the shorter size holds from then on.
+    #[test]
+    fn a_server_whose_pages_get_shorter_loses_no_sim() {
+        let ids = iccids(50);
+        let cap = AtomicUsize::new(50);
+        let known = [true; 50];
+        let calls = RefCell::new(Vec::new());
+        let things = block(read_batch(&ids, &known, &cap, server(&ids, 25, &calls)))
+            .expect("ok")
+            .things;
+        assert_eq!(things.len(), 50);
+        assert_eq!(*calls.borrow(), vec![0, 25]);
+        assert_eq!(cap.load(Ordering::Relaxed), 25);
+        // SIMs never answered are not looked for past a short page.
+        let cap = AtomicUsize::new(50);
+        calls.borrow_mut().clear();
+        let things = block(read_batch(
+            &ids,
+            &[false; 50],
+            &cap,
+            server(&ids, 25, &calls),
+        ))
+        .expect("ok")
+        .things;
+        assert_eq!(things.len(), 25);
+        assert_eq!(*calls.borrow(), vec![0]);
     }
 
     #[test]
     fn a_page_without_new_things_stops() {
         let ids = iccids(5);
         let mut calls = 0;
-        let things = block(read_batch(&ids, &AtomicUsize::new(0), |_offset| {
+        let things = block(read_batch(&ids, &[], &AtomicUsize::new(0), |_offset| {
             calls += 1;
             // A server ignoring offset: always the same two Things.
             std::future::ready(Ok::<_, ()>(StatusPage {
@@ -269,7 +326,7 @@ mod tests {
     fn unrequested_things_are_ignored() {
         let ids = iccids(2);
         let stranger = status("898899999999999999");
-        let things = block(read_batch(&ids, &AtomicUsize::new(0), |_| {
+        let things = block(read_batch(&ids, &[], &AtomicUsize::new(0), |_| {
             std::future::ready(Ok::<_, ()>(StatusPage {
                 returned: 3,
                 things: vec![stranger.clone(), status(&ids[0]), status(&ids[1])],
@@ -288,7 +345,7 @@ mod tests {
     #[test]
     fn a_failed_page_fails_the_batch() {
         let ids = iccids(3);
-        let result = block(read_batch(&ids, &AtomicUsize::new(0), |_| {
+        let result = block(read_batch(&ids, &[], &AtomicUsize::new(0), |_| {
             std::future::ready(Err::<StatusPage, _>("boom"))
         }));
         assert_eq!(result.map(|a| a.things.len()), Err("boom"));

@@ -50,8 +50,8 @@ pub(crate) fn is_invalid_input(e: &ApiError) -> bool {
 type Reading<'a> = Pin<Box<dyn Future<Output = Result<BatchAnswer, ApiError>> + Send + 'a>>;
 
 /// Reads `batch` with `send` (one whole read of a list of ICCIDs, pages
-/// included), splitting it as the module doc says. `answered_before[i]` says
-/// whether `batch[i]` was ever answered.
+/// included, given which were answered before), splitting it as the module
+/// doc says. `answered_before[i]` says whether `batch[i]` was ever answered.
 pub(crate) async fn read_isolating<F, Fut>(
     isolation: &Isolation,
     batch: &[String],
@@ -59,10 +59,10 @@ pub(crate) async fn read_isolating<F, Fut>(
     send: &F,
 ) -> Result<BatchAnswer, ApiError>
 where
-    F: Fn(&[String]) -> Fut + Sync,
+    F: Fn(&[String], &[bool]) -> Fut + Sync,
     Fut: Future<Output = Result<BatchAnswer, ApiError>> + Send,
 {
-    let answer = read_part(isolation, batch, send).await?;
+    let answer = read_part(isolation, batch, answered_before, send).await?;
     if batch.len() > 1 && answer.rejected.len() == batch.len() {
         let known = answered_before.iter().filter(|&&before| before).count();
         if known >= 2 {
@@ -81,13 +81,18 @@ where
 /// a lone ICCID answered 400 is refused. Two refused ICCIDs side by side make
 /// a part refused whole, which says nothing of the API: only the whole batch
 /// is judged, by [`read_isolating`].
-fn read_part<'a, F, Fut>(isolation: &'a Isolation, part: &'a [String], send: &'a F) -> Reading<'a>
+fn read_part<'a, F, Fut>(
+    isolation: &'a Isolation,
+    part: &'a [String],
+    known: &'a [bool],
+    send: &'a F,
+) -> Reading<'a>
 where
-    F: Fn(&[String]) -> Fut + Sync,
+    F: Fn(&[String], &[bool]) -> Fut + Sync,
     Fut: Future<Output = Result<BatchAnswer, ApiError>> + Send,
 {
     Box::pin(async move {
-        match send(part).await {
+        match send(part, known).await {
             Ok(answer) => {
                 isolation.answered();
                 Ok(answer)
@@ -102,9 +107,11 @@ where
                 if !isolation.is_on() {
                     return Err(e);
                 }
-                let (left, right) = part.split_at(part.len() / 2);
-                let mut answer = read_part(isolation, left, send).await?;
-                let more = read_part(isolation, right, send).await?;
+                let half = part.len() / 2;
+                let (left, right) = part.split_at(half);
+                let (known_left, known_right) = known.split_at(half.min(known.len()));
+                let mut answer = read_part(isolation, left, known_left, send).await?;
+                let more = read_part(isolation, right, known_right, send).await?;
                 answer.things.extend(more.things);
                 answer.strangers += more.strangers;
                 answer.rejected.extend(more.rejected);

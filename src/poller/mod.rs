@@ -137,6 +137,8 @@ pub struct Poller {
     requests_per_batch: std::sync::Mutex<f64>,
     /// Refused ICCIDs are logged by name once.
     logged_rejections: std::sync::Mutex<HashSet<String>>,
+    /// When a replica with nothing to poll last checked its access.
+    last_access_check: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Poller {
@@ -173,6 +175,7 @@ impl Poller {
             page_cap: AtomicUsize::new(0),
             requests_per_batch: std::sync::Mutex::new(1.0),
             logged_rejections: std::sync::Mutex::new(HashSet::new()),
+            last_access_check: std::sync::Mutex::new(None),
         }
     }
 
@@ -331,14 +334,16 @@ impl Poller {
             succeeded: usize::from(report.listed),
             ..Slice::default()
         };
-        if schedule.followed().is_empty() && !self.discover {
+        if schedule.followed().is_empty() && !self.discover && self.access_check_due(&settings) {
             // Nothing to poll: whether the credentials work says if the API can be used.
-            match self.client.check_login().await {
-                Ok(()) => slice.succeeded += 1,
-                Err(e) => {
-                    slice.failed += 1;
-                    errors.record(&e, &self.health);
-                }
+            let result = self
+                .client
+                .check_access()
+                .await
+                .map(|()| BatchAnswer::default());
+            slice.count(&result);
+            if let Err(e) = &result {
+                errors.record(e, &self.health);
             }
         }
         let publication_period = poll.interval.max(MIN_PUBLICATION_PERIOD);
@@ -369,9 +374,9 @@ impl Poller {
             });
             let (auth_failed, spacing, parts) = (&auth_failed, plan.spacing, &parts);
             let limit = poll.batch_size;
-            let send = move |part: &[String]| {
+            let send = move |part: &[String], known: &[bool]| {
                 parts.fetch_add(1, Ordering::Relaxed);
-                self.read_whole(part.to_vec(), limit, spacing)
+                self.read_whole(part.to_vec(), known.to_vec(), limit, spacing)
             };
             let send = &send;
             let mut results = futures_util::stream::iter(requests)
@@ -565,6 +570,20 @@ impl Poller {
         self.fleet.mark_ready();
     }
 
+    /// Whether a replica with nothing to poll checks its access now: at its
+    /// first refresh, then once per discovery interval, a request at most.
+    fn access_check_due(&self, settings: &Settings) -> bool {
+        let mut last = self
+            .last_access_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= settings.discover_interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
     /// Names each ICCID the API refused, once.
     fn log_rejections(&self, rejected: &[String], inactive_interval: Duration) {
         if rejected.is_empty() {
@@ -751,7 +770,8 @@ impl Poller {
                     );
                 }
                 Err(e) => {
-                    report.discovery_failed = true;
+                    // A 429 says nothing of whether the API works.
+                    report.discovery_failed = !e.is_rate_limited();
                     errors.record(&e, &self.health);
                     tracing::warn!(error = %e, cached = cache.iccids.len(), "discovery failed; using the last list");
                 }
@@ -784,10 +804,11 @@ impl Poller {
     async fn read_whole(
         &self,
         part: Vec<String>,
+        known: Vec<bool>,
         limit: usize,
         spacing: Duration,
     ) -> Result<BatchAnswer, ApiError> {
-        paging::read_batch(&part, &self.page_cap, |offset| {
+        paging::read_batch(&part, &known, &self.page_cap, |offset| {
             let part = &part;
             async move {
                 let waiting = self.health.api.budget_wait.start();

@@ -489,7 +489,7 @@ impl World {
                 let api = &*self;
                 let parts = &parts;
                 let spacing = plan.spacing;
-                let send = move |part: &[String]| {
+                let send = move |part: &[String], _: &[bool]| {
                     let part = part.to_vec();
                     async move {
                         api.pacer.wait(spacing).await;

@@ -65,7 +65,7 @@ fn read(
     batch: &[String],
     answered: &[bool],
 ) -> Result<BatchAnswer, ApiError> {
-    let send = |part: &[String]| api.send(part);
+    let send = |part: &[String], _: &[bool]| api.send(part);
     block(read_isolating(isolation, batch, answered, &send))
 }
 
