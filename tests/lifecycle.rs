@@ -224,3 +224,51 @@ fn discovering(sim: &RunningSimulator) -> Config {
     cfg.discover = true;
     cfg
 }
+
+/// 100 known and 100 unknown ICCIDs at batch size 10 under a budget: after
+/// the first refresh the unknown ones wait for the inactive interval (no
+/// request names them), the plan counts them in the slow tier, and a pass
+/// takes about the target the exporter planned.
+#[tokio::test]
+async fn unknown_sims_wait_their_turn_and_the_plan_counts_them() {
+    let sim = active_fleet(100).await;
+    let mut cfg = config(&sim);
+    let unknown: Vec<String> = (0..100).map(|i| format!("8944{i:015}")).collect();
+    cfg.iccids.extend(unknown.iter().cloned());
+    cfg.poll.batch_size = 10;
+    cfg.poll.interval = Duration::from_secs(1);
+    cfg.poll.inactive_interval = Duration::from_secs(60);
+    cfg.poll.stale_after = None;
+    cfg.rate_limit = "10/s".parse().expect("valid budget");
+    let exporter = start_exporter(&cfg).await;
+    // The first whole refresh (the only one that asks for the unknown SIMs).
+    for _ in 0..200 {
+        let took = scrape_value(&exporter, "monogoto_refresh_duration_seconds").await;
+        if took.is_some_and(|t| t > 0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = sim.simulator.status_queries().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let queries = sim.simulator.status_queries();
+    let later = &queries[before.min(queries.len())..];
+    assert!(
+        later.len() >= 10,
+        "polling went on: {} requests",
+        later.len()
+    );
+    assert!(
+        later.iter().all(|q| !q.contains("ICCID_8944")),
+        "unknown SIMs asked again before their turn"
+    );
+    let s = scrape_samples(&exporter).await;
+    assert_eq!(value(&s, "monogoto_things_inactive"), Some(100.0));
+    assert_eq!(value(&s, "monogoto_things_missing"), Some(100.0));
+    let target = value(&s, "monogoto_refresh_target_seconds").expect("target");
+    let took = value(&s, "monogoto_refresh_duration_seconds").expect("duration");
+    assert!(
+        took <= target * 1.2,
+        "a pass took {took} s for a target of {target} s"
+    );
+}

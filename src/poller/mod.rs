@@ -606,7 +606,7 @@ impl Poller {
 
     /// The plan for the fleet as it is followed now.
     async fn plan(&self, schedule: &Schedule, settings: &Settings) -> Plan {
-        let tiers = schedule.tiers(settings.poll.inactive_interval);
+        let tiers = schedule.tiers(settings.poll.inactive_interval, settings.poll.batch_size);
         let listing_pages = if self.discover {
             let discovered = self.discovered.lock().await;
             Some(discovered.pages.max(1))
@@ -648,6 +648,7 @@ impl Poller {
                 requests_per_refresh = format!("{:.1}", plan.requests_per_refresh),
                 budget = %plan.budget,
                 refresh_target = %round(plan.target),
+                refresh_target_seconds = plan.target.as_secs_f64(),
                 interval = %round(poll.interval),
                 stale_after = %round(plan.stale_after),
                 discover_every = plan.discover_every.map(|d| round(d).to_string()),
@@ -828,9 +829,10 @@ fn later(at: Instant, d: Duration) -> Instant {
         .unwrap_or(at)
 }
 
-/// A duration to whole seconds (at least the millisecond part when shorter), for logs.
+/// A duration for logs: to the millisecond under a minute (a 1.6 s target
+/// is not "1s"), to whole seconds above.
 fn round(d: Duration) -> humantime::FormattedDuration {
-    let d = if d >= Duration::from_secs(1) {
+    let d = if d >= Duration::from_secs(60) {
         Duration::from_secs(d.as_secs())
     } else {
         Duration::from_millis(d.as_millis() as u64)

@@ -33,10 +33,11 @@
 //!   the others are answered. Alone, it backs off: one refresh target, doubling,
 //!   at most the inactive interval. A Refused SIM stays Refused and waits its
 //!   interval.
-//! - **outage**: a pass in which requests failed and none was answered is the
-//!   API's fault, not the SIMs'. Until the API answers again, failing SIMs are
-//!   asked in full batches; its first answer makes every SIM that failed
-//!   meanwhile due at once, with its failures forgotten.
+//! - **outage**: a pass in which several requests failed and none was answered
+//!   is the API's fault, not the SIMs'. Until the API answers again, failing
+//!   SIMs are asked in full batches but for one smaller group, which finds out
+//!   whether only some SIMs are at fault; the API's first answer makes every
+//!   SIM that failed meanwhile due at once, with its failures forgotten.
 //! - **429 or rejected credentials** (sent or not sent because of them): no
 //!   change of state or turn; the SIM counts as asked and unanswered.
 //! - **reload or re-shard** ([`Schedule::follow`]): a SIM still followed keeps
@@ -64,6 +65,9 @@ mod plan;
 
 pub(crate) use plan::{Fleet, Plan, STALE_AFTER_RAISED, discover_every, plan, rejected_retry};
 
+/// A slow-tier SIM may be asked this share of an inactive interval early, to
+/// fill a batch that would go out part-empty.
+const RARE_EARLY_SHARE: f64 = 0.1;
 /// An inactive SIM's series stay this many inactive intervals.
 const INACTIVE_STALE_INTERVALS: u32 = 3;
 
@@ -165,10 +169,14 @@ pub(crate) struct Tiers {
     pub(crate) every_refresh: usize,
     /// Failing ones from there, batched apart.
     pub(crate) every_refresh_failing: usize,
+    /// The requests those take, in groups halved by their failures.
+    pub(crate) every_refresh_failing_requests: usize,
     /// Asked for once per inactive interval in shared batches.
     pub(crate) rare: usize,
     /// Failing ones from there, batched apart.
     pub(crate) rare_failing: usize,
+    /// The requests those take, in groups halved by their failures.
+    pub(crate) rare_failing_requests: usize,
     /// Asked for once per inactive interval, alone.
     pub(crate) refused: usize,
 }
@@ -179,8 +187,10 @@ impl Tiers {
         Fleet {
             active: self.every_refresh,
             active_failing: self.every_refresh_failing,
+            active_failing_requests: self.every_refresh_failing_requests,
             inactive: self.rare,
             inactive_failing: self.rare_failing,
+            inactive_failing_requests: self.rare_failing_requests,
             refused: self.refused,
             ..Fleet::default()
         }
@@ -206,6 +216,8 @@ pub(crate) struct Schedule {
     outage_since: Option<Instant>,
     /// This pass: when it began, requests answered, requests failed.
     pass: (Option<Instant>, usize, usize),
+    /// The inactive interval of this pass.
+    inactive_interval: Duration,
 }
 
 impl Schedule {
@@ -283,26 +295,47 @@ impl Schedule {
         (count, named)
     }
 
-    /// SIMs by how often they are asked for.
-    pub(crate) fn tiers(&self, inactive_interval: Duration) -> Tiers {
+    /// SIMs by how often they are asked for, and the requests failing ones
+    /// take in batches of `batch_size` halved by their failures.
+    pub(crate) fn tiers(&self, inactive_interval: Duration, batch_size: usize) -> Tiers {
         let mut tiers = Tiers::default();
+        // Failing SIMs by (slow tier, failures).
+        let mut failing_groups: HashMap<(bool, u32), usize> = HashMap::new();
         for sim in &self.sims {
             let failing = matches!(sim.lifecycle, Lifecycle::Failing { .. });
+            let rare = sim.lifecycle.is_rare() && !inactive_interval.is_zero();
+            if failing {
+                *failing_groups.entry((rare, sim.failures)).or_default() += 1;
+            }
             let count = match sim.lifecycle {
                 Lifecycle::Refused => &mut tiers.refused,
-                state if state.is_rare() && !inactive_interval.is_zero() => {
-                    if failing {
-                        &mut tiers.rare_failing
-                    } else {
-                        &mut tiers.rare
-                    }
-                }
+                _ if rare && failing => &mut tiers.rare_failing,
+                _ if rare => &mut tiers.rare,
                 _ if failing => &mut tiers.every_refresh_failing,
                 _ => &mut tiers.every_refresh,
             };
             *count += 1;
         }
+        for ((rare, failures), sims) in failing_groups {
+            let requests = sims.div_ceil(self.failing_group_size(batch_size, failures));
+            if rare {
+                tiers.rare_failing_requests += requests;
+            } else {
+                tiers.every_refresh_failing_requests += requests;
+            }
+        }
         tiers
+    }
+
+    /// How many failing SIMs with `failures` go in one request: halved at
+    /// each failure, except in an outage, which says nothing of them.
+    fn failing_group_size(&self, batch_size: usize, failures: u32) -> usize {
+        let batch_size = batch_size.max(1);
+        if self.outage_since.is_some() {
+            batch_size
+        } else {
+            (batch_size >> failures.min(usize::BITS - 1)).max(1)
+        }
     }
 
     /// When a SIM is asked for next, for tests.
@@ -330,8 +363,20 @@ impl Schedule {
         let mut refused = Vec::new();
         let mut rare_failing = Vec::new();
         let mut failing = Vec::new();
+        // Slow-tier SIMs due a little later may fill a rare batch that would
+        // go out part-empty: a request costs the same whatever it holds, and
+        // their turns come together from then on.
+        let early = now
+            .checked_add(self.inactive_interval.mul_f64(RARE_EARLY_SHARE))
+            .unwrap_or(now);
+        let mut soon = Vec::new();
         for (i, sim) in self.sims.iter().enumerate() {
             if !due(sim) {
+                if matches!(sim.lifecycle, Lifecycle::Inactive | Lifecycle::Unknown)
+                    && sim.due_at.is_some_and(|d| d <= early)
+                {
+                    soon.push(i);
+                }
                 continue;
             }
             match sim.lifecycle {
@@ -344,6 +389,11 @@ impl Schedule {
         }
         let due_at = |i: &usize| self.sims[*i].due_at;
         rare.sort_by_key(due_at);
+        let room = rare.len().next_multiple_of(batch_size) - rare.len();
+        if room > 0 && !rare.is_empty() {
+            soon.sort_by_key(due_at);
+            rare.extend(soon.into_iter().take(room));
+        }
         // Failing SIMs go in groups halved at each failure, so that the one
         // whose ICCID makes requests fail ends up alone and the others are
         // answered again; not while everything fails, which says nothing of them.
@@ -351,12 +401,20 @@ impl Schedule {
         let failing_groups = |mut sims: Vec<usize>| -> Vec<Vec<usize>> {
             sims.sort_by_key(failures);
             let mut groups = Vec::new();
+            if self.outage_since.is_some()
+                && let Some(&first) = sims.first()
+            {
+                // One small group probes whether only some SIMs are at fault
+                // (a fleet whose every batch holds a bad ICCID looks like an
+                // outage); the rest wait in full batches.
+                let probe = (batch_size >> failures(&first).clamp(1, usize::BITS - 1)).max(1);
+                let (head, rest) = sims.split_at(probe.min(sims.len()));
+                groups.push(head.to_vec());
+                groups.extend(rest.chunks(batch_size).map(<[usize]>::to_vec));
+                return groups;
+            }
             for same in sims.chunk_by(|a, b| failures(a) == failures(b)) {
-                let size = if self.outage_since.is_some() {
-                    batch_size
-                } else {
-                    (batch_size >> failures(&same[0]).min(usize::BITS - 1)).max(1)
-                };
+                let size = self.failing_group_size(batch_size, failures(&same[0]));
                 groups.extend(same.chunks(size).map(<[usize]>::to_vec));
             }
             groups
@@ -395,6 +453,7 @@ impl Schedule {
     /// brought forward come due by it.
     pub(crate) fn begin_pass(&mut self, now: Instant, inactive_interval: Duration) {
         self.pass = (Some(now), 0, 0);
+        self.inactive_interval = inactive_interval;
         let refused_by = now.checked_add(rejected_retry(inactive_interval));
         let rare_by = now.checked_add(inactive_interval);
         for sim in &mut self.sims {
@@ -412,11 +471,13 @@ impl Schedule {
         }
     }
 
-    /// Ends a pass: one in which requests failed and none was answered is
-    /// the API's outage, whose failures do not count against the SIMs.
+    /// Ends a pass: one in which several requests failed and none was
+    /// answered is the API's outage, whose failures do not count against the
+    /// SIMs. A single failing request says nothing of the others, so a fleet
+    /// of one batch still halves it to find its bad ICCID.
     pub(crate) fn end_pass(&mut self) {
         if let (Some(started), 0, failed) = self.pass
-            && failed > 0
+            && failed > 1
         {
             self.outage_since.get_or_insert(started);
         }
@@ -438,8 +499,13 @@ impl Schedule {
             .flatten();
         match outcome {
             Outcome::Answered { returned, rejected } => {
-                self.pass.1 += 1;
-                if let Some(since) = self.outage_since.take() {
+                // Only an answer that is not all refusals says the API works
+                // again: an API refusing everything still refuses lone ICCIDs.
+                let works = rejected.len() < positions.len();
+                if works {
+                    self.pass.1 += 1;
+                }
+                if let Some(since) = self.outage_since.take_if(|_| works) {
                     // The API answers again: what failed meanwhile is asked at once.
                     for sim in &mut self.sims {
                         if sim.failed_at.is_some_and(|at| at >= since) {

@@ -70,11 +70,15 @@ pub struct Fleet {
     pub(crate) active: usize,
     /// Failing SIMs of the active tier: batched apart, at most every refresh.
     pub(crate) active_failing: usize,
+    /// The requests those take.
+    pub(crate) active_failing_requests: usize,
     /// SIMs asked for once per inactive interval, in shared batches.
     pub inactive: usize,
     /// Failing SIMs of the inactive tier: batched apart, at least once per
     /// inactive interval.
     pub(crate) inactive_failing: usize,
+    /// The requests those take.
+    pub(crate) inactive_failing_requests: usize,
     /// Refused SIMs: each asked for alone, once per inactive interval.
     pub(crate) refused: usize,
     /// `GET /thing/status` requests a batch cost on the last pass (pages,
@@ -89,8 +93,10 @@ impl Default for Fleet {
         Fleet {
             active: 0,
             active_failing: 0,
+            active_failing_requests: 0,
             inactive: 0,
             inactive_failing: 0,
+            inactive_failing_requests: 0,
             refused: 0,
             requests_per_batch: 1.0,
             listing_pages: None,
@@ -109,10 +115,20 @@ pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval:
         1.0
     };
     // Each group in batches of its own.
-    let batches =
-        |sims: usize, failing: usize| (sims.div_ceil(batch) + failing.div_ceil(batch)) as f64;
-    let active_requests = batches(fleet.active, fleet.active_failing) * overhead;
-    let inactive_requests = batches(fleet.inactive, fleet.inactive_failing) * overhead;
+    // Failing SIMs go in groups of their own, halved by their failures.
+    let batches = |sims: usize, failing: usize, failing_requests: usize| {
+        (sims.div_ceil(batch) + failing.div_ceil(batch).max(failing_requests)) as f64
+    };
+    let active_requests = batches(
+        fleet.active,
+        fleet.active_failing,
+        fleet.active_failing_requests,
+    ) * overhead;
+    let inactive_requests = batches(
+        fleet.inactive,
+        fleet.inactive_failing,
+        fleet.inactive_failing_requests,
+    ) * overhead;
     let interval = poll.interval.as_secs_f64();
     // Refused SIMs go alone, and a lone ICCID costs one request, also when
     // the inactive tier is off (they wait an hour then).

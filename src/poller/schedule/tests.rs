@@ -216,7 +216,9 @@ impl Run {
 
     async fn pass(&mut self, answers: &Answers) {
         let now = Instant::now();
-        let tiers = self.schedule.tiers(self.poll.inactive_interval);
+        let tiers = self
+            .schedule
+            .tiers(self.poll.inactive_interval, self.poll.batch_size);
         let plan = plan(tiers.fleet(), &self.poll, &self.budget, HOUR);
         self.targets.push(plan.target);
         let timing = Timing {
@@ -582,7 +584,7 @@ fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
 
 /// (every refresh, once per inactive interval) of `schedule`.
 fn tiers(schedule: &Schedule, inactive_interval: Duration) -> (usize, usize) {
-    let t = schedule.tiers(inactive_interval);
+    let t = schedule.tiers(inactive_interval, 50);
     (t.every_refresh, t.rare + t.refused)
 }
 
@@ -662,7 +664,9 @@ async fn sims_unknown_to_the_account_go_to_the_slow_tier() {
         run.sent.len()
     );
     // The plan counts the unknown ones' share: 10 requests a minute.
-    let tiers = run.schedule.tiers(run.poll.inactive_interval);
+    let tiers = run
+        .schedule
+        .tiers(run.poll.inactive_interval, run.poll.batch_size);
     let plan = plan(
         Fleet {
             active: tiers.every_refresh,
