@@ -29,7 +29,7 @@ use crate::monogoto::{ApiError, ThingStatus};
 use crate::shard::Shard;
 
 /// Seeds that once failed: run first, always.
-const REGRESSIONS: &[u64] = &[2298, 2413, 4068, 103, 709, 1914, 1989, 3614, 4605];
+const REGRESSIONS: &[u64] = &[2298, 2413, 4068, 103, 709, 1914, 1989, 3614, 4605, 5223];
 /// Seeds run besides the regressions; `MODEL_SEEDS=N` runs N of them (a
 /// longer search for a failing seed).
 const SEEDS: u64 = 100;
@@ -306,12 +306,15 @@ impl World {
             requests,
             planned,
         } = self.steady;
-        if passes >= 10 && requests > planned * PASS_OVER_PLAN + 2.0 {
+        // Enough requests to average over: a few slow-tier turns falling
+        // apart or together are whole requests either way.
+        let checked = passes >= 10 && planned >= 20.0;
+        if checked && requests > planned * PASS_OVER_PLAN + 2.0 {
             self.fail(&format!(
                 "{passes} steady passes sent {requests} requests where the plan counted {planned:.1}"
             ));
         }
-        (self.steps, passes >= 10)
+        (self.steps, checked)
     }
 
     fn followed(&self) -> Vec<String> {
