@@ -1151,6 +1151,19 @@ def spread(items, extra):
     return out + extra[k:]
 
 
+def report(args, info, table, method, results):
+    """Prints a scenario's table and method after its heading; writes --json."""
+    print()
+    print(table)
+    print()
+    print(method)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "argv": sys.argv, "method": method,
+                       "results": results}, f, indent=2)
+            f.write("\n")
+
+
 PLAN_LINE = re.compile(r"^(\S+)\s+INFO\s+monogoto_exporter::poller: polling plan\b.*")
 PLAN_FIELD = re.compile(r'\b(active|inactive|requests_per_refresh|budget|refresh_target|interval)='
                         r'("[^"]*"|\S+)')
@@ -1474,15 +1487,7 @@ def main():
             print(f"mixed fleet, budget {args.budget}, interval {args.budget_interval}, inactive "
                   f"interval {args.budget_inactive_interval}; monogoto-exporter "
                   f"{info.get('exporter_version')}; {info.get('nproc')} x {info.get('cpu')}")
-            print()
-            print(mixed_table(results))
-            print()
-            print(method)
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump({"machine": info, "argv": sys.argv, "method": method,
-                               "results": results}, f, indent=2)
-                    f.write("\n")
+            report(args, info, mixed_table(results), method, results)
             ok = True
             return
         if args.budget:
@@ -1524,15 +1529,7 @@ def main():
               f"{info.get('cpu')}, {info.get('mem_total_kib', 0) / 2**20:.0f} GiB, "
               f"Linux {info.get('kernel')}; CPU used by other processes during the runs: "
               + ", ".join(f"{r['foreign_cpu_share']:.0%} (N={r['things']:,})" for r in results))
-        print()
-        print(tables(results))
-        print()
-        print(method)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"machine": info, "argv": sys.argv, "method": method,
-                           "results": results}, f, indent=2)
-                f.write("\n")
+        report(args, info, tables(results), method, results)
         ok = True
     finally:
         bench.stop_all()
