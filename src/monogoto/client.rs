@@ -93,6 +93,9 @@ struct IdsForm {
     /// Held by requests while the form is unsettled, so that concurrent
     /// batches do not each spend a request on the same question.
     probing: Mutex<()>,
+    /// A 400 was answered by trying the other form once, and that was
+    /// refused too: further 400s are about ICCIDs, not worth another try.
+    other_form_refused: std::sync::atomic::AtomicBool,
 }
 
 impl ClientOptions {
@@ -162,6 +165,7 @@ impl Client {
                 repeat: (options.thing_ids_format == ThingIdsFormat::Repeat).into(),
                 settled: (options.thing_ids_format != ThingIdsFormat::Auto).into(),
                 probing: Mutex::new(()),
+                other_form_refused: false.into(),
             },
             max_server_pause: retry::MAX_SERVER_PAUSE,
             warned_pause_capped: AtomicBool::new(false),
@@ -200,7 +204,9 @@ impl Client {
     /// One page of `GET /thing/status` for `iccids`. Until an answer has
     /// settled which form of `ThingIds` the API takes (see
     /// [`ThingIdsFormat::Auto`]), a request for several SIMs that returns none
-    /// of them is asked once more in the other form.
+    /// of them is asked once more in the other form, and so is the first one
+    /// refused with 400: an API that refuses one form would otherwise have
+    /// every batch split SIM by SIM.
     pub async fn thing_status(
         &self,
         iccids: &[String],
@@ -217,9 +223,32 @@ impl Client {
             Some(self.ids_form.probing.lock().await)
         };
         let repeat = self.ids_form.repeat.load(Relaxed);
-        let page = self
+        let first = self
             .thing_status_as(iccids, repeat, limit, offset, deadline)
-            .await?;
+            .await;
+        let page = match first {
+            Err(ApiError::Status { code: 400, .. })
+                if _probing.is_some()
+                    && !self.ids_form.settled.load(Relaxed)
+                    && !self.ids_form.other_form_refused.load(Relaxed) =>
+            {
+                let other = self
+                    .thing_status_as(iccids, !repeat, limit, offset, deadline)
+                    .await;
+                match other {
+                    Ok(page) if answers_any(&page, iccids) => {
+                        self.settle(!repeat);
+                        return Ok(page);
+                    }
+                    // Refused in both forms: about the ICCIDs, not the form.
+                    _ => {
+                        self.ids_form.other_form_refused.store(true, Relaxed);
+                        return first;
+                    }
+                }
+            }
+            other => other?,
+        };
         if _probing.is_none() || self.ids_form.settled.load(Relaxed) {
             return Ok(page);
         }

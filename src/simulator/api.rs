@@ -221,6 +221,13 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
         Err(msg) => return envelope_error(StatusCode::BAD_REQUEST, &msg),
     };
     let form = sim.inner.thing_ids_form;
+    if form == ThingIdsForm::RepeatStrict
+        && params
+            .iter()
+            .any(|(k, v)| k == "ThingIds" && v.contains(','))
+    {
+        return envelope_error(StatusCode::BAD_REQUEST, "Invalid Input Data");
+    }
     let ids: Vec<&str> = params
         .iter()
         .filter(|(k, _)| k == "ThingIds")
@@ -230,7 +237,7 @@ fn status_answer(sim: &Simulator, headers: &HeaderMap, query: &str) -> Response 
             usize::MAX
         })
         .flat_map(|(_, v)| {
-            if form == ThingIdsForm::Repeat {
+            if matches!(form, ThingIdsForm::Repeat | ThingIdsForm::RepeatStrict) {
                 vec![v.as_str()]
             } else {
                 v.split(',').collect()

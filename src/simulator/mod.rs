@@ -100,6 +100,9 @@ pub enum ThingIdsForm {
     /// Only `ThingIds=a&ThingIds=b`: a comma-joined value names one (unknown)
     /// Thing, so such a request is answered `Success: true, Data: []`.
     Repeat,
+    /// Only `ThingIds=a&ThingIds=b`, and a comma-joined value is refused with
+    /// 400 "Invalid Input Data", as an API that checks its input may.
+    RepeatStrict,
 }
 
 impl Default for SimulatorConfig {
