@@ -31,7 +31,7 @@ use crate::shard::Shard;
 /// Seeds that once failed: run first, always.
 const REGRESSIONS: &[u64] = &[2298, 2413, 4068, 103, 709, 1914, 1989, 3614, 4605, 5223];
 /// Seeds run besides the regressions; `MODEL_SEEDS=N` runs N of them (a
-/// longer search for a failing seed).
+/// longer search for a failing seed), from `MODEL_SEEDS_FROM` (0).
 const SEEDS: u64 = 100;
 /// Refreshes a seed drives.
 const REFRESHES: usize = 150;
@@ -55,8 +55,13 @@ fn the_lifecycle_follows_the_model() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(SEEDS);
+    // `MODEL_SEEDS_FROM=K` starts a longer search where an earlier one ended.
+    let from: u64 = std::env::var("MODEL_SEEDS_FROM")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let (mut steps, mut counted) = (0, 0);
-    for seed in REGRESSIONS.iter().copied().chain(0..seeds) {
+    for seed in REGRESSIONS.iter().copied().chain(from..from + seeds) {
         let (seed_steps, plan_checked) = run(seed);
         steps += seed_steps;
         counted += usize::from(plan_checked);
