@@ -448,21 +448,11 @@ impl Poller {
                         // Compact at once: a large fleet's answers add up while the refresh runs.
                         slice.fresh.extend(things.into_iter().map(Record::from));
                     }
-                    // Refused for the budget: not answered, and no sign of a failing API.
-                    Some(Err(e)) if e.is_rate_limited() => {
-                        report.failed_batches += 1;
-                        schedule.record(&positions, Outcome::NotAnswered, now, timing);
-                        errors.record(&e, &self.health);
-                    }
-                    // The credentials, not these SIMs: every SIM alike.
-                    Some(Err(e)) if e.is_auth() => {
-                        report.failed_batches += 1;
-                        schedule.record(&positions, Outcome::NotAnswered, now, timing);
-                        errors.record(&e, &self.health);
-                    }
+                    // A 429 or rejected credentials are not about these
+                    // SIMs: every SIM alike (see the schedule's rules).
                     Some(Err(e)) => {
                         report.failed_batches += 1;
-                        schedule.record(&positions, Outcome::Failed, now, timing);
+                        schedule.record(&positions, Outcome::of_error(&e), now, timing);
                         errors.record(&e, &self.health);
                     }
                     // Not sent: the credentials were rejected meanwhile. These
@@ -606,7 +596,7 @@ impl Poller {
 
     /// The plan for the fleet as it is followed now.
     async fn plan(&self, schedule: &Schedule, settings: &Settings) -> Plan {
-        let tiers = schedule.tiers(settings.poll.inactive_interval, settings.poll.batch_size);
+        let fleet = schedule.fleet(settings.poll.inactive_interval, settings.poll.batch_size);
         let listing_pages = if self.discover {
             let discovered = self.discovered.lock().await;
             Some(discovered.pages.max(1))
@@ -620,7 +610,7 @@ impl Poller {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()),
                 listing_pages,
-                ..tiers.fleet()
+                ..fleet
             },
             &settings.poll,
             &self.client.budget(),

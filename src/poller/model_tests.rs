@@ -418,15 +418,10 @@ impl World {
             self.schedule.follow(Arc::new(followed), None, started);
         }
         self.check_states("after follow");
-        let tiers = self
+        let fleet = self
             .schedule
-            .tiers(self.poll.inactive_interval, self.poll.batch_size);
-        let plan = plan(
-            tiers.fleet(),
-            &self.poll,
-            &self.budget,
-            Duration::from_secs(3600),
-        );
+            .fleet(self.poll.inactive_interval, self.poll.batch_size);
+        let plan = plan(fleet, &self.poll, &self.budget, Duration::from_secs(3600));
         if self.schedule.has_dropped() {
             self.publish(started, &plan);
         }
@@ -548,29 +543,24 @@ impl World {
                     );
                     self.model_answered(&iccids, answer, now);
                 }
-                Err(e) if e.is_rate_limited() => {
-                    if self.fault != Fault::Throttled {
-                        self.fail("a 429 out of nowhere");
+                Err(e) => {
+                    // The schedule classifies the error by its own rule; the
+                    // model by what the fake API did.
+                    self.schedule
+                        .record(&positions, Outcome::of_error(e), now, timing);
+                    // The poller stops sending at rejected credentials.
+                    revoked = e.is_auth();
+                    match self.fault {
+                        Fault::Throttled => self.model_not_answered(&iccids),
+                        Fault::Revoked => {
+                            self.bad += 1;
+                            self.model_not_answered(&iccids);
+                        }
+                        _ => {
+                            self.bad += 1;
+                            self.model_failed(&iccids, isolating_before);
+                        }
                     }
-                    self.schedule
-                        .record(&positions, Outcome::NotAnswered, now, timing);
-                    self.model_not_answered(&iccids);
-                }
-                Err(e) if e.is_auth() => {
-                    revoked = true;
-                    self.bad += 1;
-                    if self.fault != Fault::Revoked {
-                        self.fail("rejected credentials out of nowhere");
-                    }
-                    self.schedule
-                        .record(&positions, Outcome::NotAnswered, now, timing);
-                    self.model_not_answered(&iccids);
-                }
-                Err(_) => {
-                    self.bad += 1;
-                    self.schedule
-                        .record(&positions, Outcome::Failed, now, timing);
-                    self.model_failed(&iccids, isolating_before);
                 }
             }
             if parts.iter().any(|(_, _, ok)| *ok) {

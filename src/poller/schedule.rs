@@ -59,6 +59,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::monogoto::ApiError;
 use crate::monogoto::model::is_inactive_status;
 
 mod plan;
@@ -140,6 +141,18 @@ pub(crate) enum Outcome<'a> {
     NotAnswered,
 }
 
+impl Outcome<'_> {
+    /// What a request that failed with `error` was for its SIMs: a 429 or
+    /// rejected credentials are not about them; anything else failed.
+    pub(crate) fn of_error(error: &ApiError) -> Outcome<'static> {
+        if error.is_rate_limited() || error.is_auth() {
+            Outcome::NotAnswered
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
 /// The durations the transitions depend on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
@@ -159,41 +172,6 @@ impl Timing {
         self.retry_base
             .saturating_mul(factor)
             .min(self.inactive_interval)
-    }
-}
-
-/// SIMs by what a plan counts them as.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Tiers {
-    /// Asked for every refresh (New, Active).
-    pub(crate) every_refresh: usize,
-    /// Failing ones from there, batched apart.
-    pub(crate) every_refresh_failing: usize,
-    /// The requests those take, in groups halved by their failures.
-    pub(crate) every_refresh_failing_requests: usize,
-    /// Asked for once per inactive interval in shared batches.
-    pub(crate) rare: usize,
-    /// Failing ones from there, batched apart.
-    pub(crate) rare_failing: usize,
-    /// The requests those take, in groups halved by their failures.
-    pub(crate) rare_failing_requests: usize,
-    /// Asked for once per inactive interval, alone.
-    pub(crate) refused: usize,
-}
-
-impl Tiers {
-    /// What a plan is made from, for these tiers.
-    pub(crate) fn fleet(self) -> Fleet {
-        Fleet {
-            active: self.every_refresh,
-            active_failing: self.every_refresh_failing,
-            active_failing_requests: self.every_refresh_failing_requests,
-            inactive: self.rare,
-            inactive_failing: self.rare_failing,
-            inactive_failing_requests: self.rare_failing_requests,
-            refused: self.refused,
-            ..Fleet::default()
-        }
     }
 }
 
@@ -295,10 +273,11 @@ impl Schedule {
         (count, named)
     }
 
-    /// SIMs by how often they are asked for, and the requests failing ones
-    /// take in batches of `batch_size` halved by their failures.
-    pub(crate) fn tiers(&self, inactive_interval: Duration, batch_size: usize) -> Tiers {
-        let mut tiers = Tiers::default();
+    /// What a plan is made of: SIMs by how often they are asked for, and the
+    /// requests failing ones take in batches of `batch_size` halved by their
+    /// failures.
+    pub(crate) fn fleet(&self, inactive_interval: Duration, batch_size: usize) -> Fleet {
+        let mut fleet = Fleet::default();
         // Failing SIMs by (slow tier, failures).
         let mut failing_groups: HashMap<(bool, u32), usize> = HashMap::new();
         for sim in &self.sims {
@@ -308,23 +287,23 @@ impl Schedule {
                 *failing_groups.entry((rare, sim.failures)).or_default() += 1;
             }
             let count = match sim.lifecycle {
-                Lifecycle::Refused => &mut tiers.refused,
-                _ if rare && failing => &mut tiers.rare_failing,
-                _ if rare => &mut tiers.rare,
-                _ if failing => &mut tiers.every_refresh_failing,
-                _ => &mut tiers.every_refresh,
+                Lifecycle::Refused => &mut fleet.refused,
+                _ if rare && failing => &mut fleet.inactive_failing,
+                _ if rare => &mut fleet.inactive,
+                _ if failing => &mut fleet.active_failing,
+                _ => &mut fleet.active,
             };
             *count += 1;
         }
         for ((rare, failures), sims) in failing_groups {
             let requests = sims.div_ceil(self.failing_group_size(batch_size, failures));
             if rare {
-                tiers.rare_failing_requests += requests;
+                fleet.inactive_failing_requests += requests;
             } else {
-                tiers.every_refresh_failing_requests += requests;
+                fleet.active_failing_requests += requests;
             }
         }
-        tiers
+        fleet
     }
 
     /// How many failing SIMs with `failures` go in one request: halved at

@@ -70,14 +70,14 @@ pub struct Fleet {
     pub(crate) active: usize,
     /// Failing SIMs of the active tier: batched apart, at most every refresh.
     pub(crate) active_failing: usize,
-    /// The requests those take.
+    /// The requests those take, in groups halved by their failures.
     pub(crate) active_failing_requests: usize,
     /// SIMs asked for once per inactive interval, in shared batches.
     pub inactive: usize,
     /// Failing SIMs of the inactive tier: batched apart, at least once per
     /// inactive interval.
     pub(crate) inactive_failing: usize,
-    /// The requests those take.
+    /// The requests those take, in groups halved by their failures.
     pub(crate) inactive_failing_requests: usize,
     /// Refused SIMs: each asked for alone, once per inactive interval.
     pub(crate) refused: usize,
@@ -116,19 +116,10 @@ pub fn plan(fleet: Fleet, poll: &PollConfig, budget: &Budget, discover_interval:
     };
     // Each group in batches of its own.
     // Failing SIMs go in groups of their own, halved by their failures.
-    let batches = |sims: usize, failing: usize, failing_requests: usize| {
-        (sims.div_ceil(batch) + failing.div_ceil(batch).max(failing_requests)) as f64
-    };
-    let active_requests = batches(
-        fleet.active,
-        fleet.active_failing,
-        fleet.active_failing_requests,
-    ) * overhead;
-    let inactive_requests = batches(
-        fleet.inactive,
-        fleet.inactive_failing,
-        fleet.inactive_failing_requests,
-    ) * overhead;
+    let active_requests =
+        (fleet.active.div_ceil(batch) + fleet.active_failing_requests) as f64 * overhead;
+    let inactive_requests =
+        (fleet.inactive.div_ceil(batch) + fleet.inactive_failing_requests) as f64 * overhead;
     let interval = poll.interval.as_secs_f64();
     // Refused SIMs go alone, and a lone ICCID costs one request, also when
     // the inactive tier is off (they wait an hour then).

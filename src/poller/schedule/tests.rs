@@ -216,10 +216,10 @@ impl Run {
 
     async fn pass(&mut self, answers: &Answers) {
         let now = Instant::now();
-        let tiers = self
+        let fleet = self
             .schedule
-            .tiers(self.poll.inactive_interval, self.poll.batch_size);
-        let plan = plan(tiers.fleet(), &self.poll, &self.budget, HOUR);
+            .fleet(self.poll.inactive_interval, self.poll.batch_size);
+        let plan = plan(fleet, &self.poll, &self.budget, HOUR);
         self.targets.push(plan.target);
         let timing = Timing {
             inactive_interval: self.poll.inactive_interval,
@@ -584,8 +584,11 @@ fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
 
 /// (every refresh, once per inactive interval) of `schedule`.
 fn tiers(schedule: &Schedule, inactive_interval: Duration) -> (usize, usize) {
-    let t = schedule.tiers(inactive_interval, 50);
-    (t.every_refresh, t.rare + t.refused)
+    let f = schedule.fleet(inactive_interval, 50);
+    (
+        f.active + f.active_failing,
+        f.inactive + f.inactive_failing + f.refused,
+    )
 }
 
 /// The durations of a schedule with this inactive interval and a target of a minute.
@@ -664,19 +667,10 @@ async fn sims_unknown_to_the_account_go_to_the_slow_tier() {
         run.sent.len()
     );
     // The plan counts the unknown ones' share: 10 requests a minute.
-    let tiers = run
+    let fleet = run
         .schedule
-        .tiers(run.poll.inactive_interval, run.poll.batch_size);
-    let plan = plan(
-        Fleet {
-            active: tiers.every_refresh,
-            inactive: tiers.rare,
-            ..Fleet::default()
-        },
-        &run.poll,
-        &run.budget,
-        HOUR,
-    );
+        .fleet(run.poll.inactive_interval, run.poll.batch_size);
+    let plan = plan(fleet, &run.poll, &run.budget, HOUR);
     assert_eq!(plan.inactive, 100);
     assert!(plan.requests_per_refresh > 10.0, "{plan:?}");
 }
