@@ -19,45 +19,14 @@ async fn repeat_only_simulator(things: usize) -> monogoto_exporter::simulator::R
     .await
 }
 
-#[tokio::test]
-async fn the_form_of_thing_ids_the_api_takes_is_found_and_kept() {
-    let sim = repeat_only_simulator(120).await;
-    let mut cfg = config(&sim);
-    cfg.poll.inactive_interval = Duration::ZERO;
-    let exporter = start_exporter(&cfg).await;
-    let s = scrape_samples(&exporter).await;
-    assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
-    assert_eq!(value(&s, "monogoto_things_missing"), Some(0.0));
-    assert_eq!(
-        sim.simulator.requests(SimEndpoint::Status),
-        4,
-        "3 batches, and the first asked once more in the other form"
-    );
-    assert!(exporter.poller.refresh().await.succeeded());
-    assert_eq!(
-        sim.simulator.requests(SimEndpoint::Status),
-        7,
-        "the form is kept: one request a batch"
-    );
-    assert!(
-        sim.simulator
-            .status_queries()
-            .last()
-            .is_some_and(|q| q.matches("ThingIds=").count() > 1),
-        "repeated parameters"
-    );
-    exporter.shutdown().await;
-}
-
-/// An API that refuses the comma form with 400 is not taken for one that
-/// refuses every ICCID: the other form is tried, kept, and each batch costs
-/// one request from then on, with no SIM split off.
-#[tokio::test]
-async fn a_form_the_api_refuses_is_found_and_not_split_sim_by_sim() {
+/// Against an API that takes only `form` (repeated `ThingIds`), the form is
+/// found on the first batch, asked once more in the other form, and kept:
+/// one request a batch from then on.
+async fn assert_the_form_is_found_and_kept(form: ThingIdsForm) {
     let sim = simulator_with(SimulatorConfig {
         things: 120,
         seed: 7,
-        thing_ids_format: ThingIdsForm::RepeatStrict,
+        thing_ids_format: form,
         ..SimulatorConfig::default()
     })
     .await;
@@ -65,17 +34,44 @@ async fn a_form_the_api_refuses_is_found_and_not_split_sim_by_sim() {
     cfg.poll.inactive_interval = Duration::ZERO;
     let exporter = start_exporter(&cfg).await;
     let s = scrape_samples(&exporter).await;
-    assert_eq!(value(&s, "monogoto_things_reported"), Some(120.0));
-    assert_eq!(value(&s, "monogoto_things_missing"), Some(0.0));
-    assert_eq!(value(&s, "monogoto_up"), Some(1.0));
+    assert_eq!(
+        value(&s, "monogoto_things_reported"),
+        Some(120.0),
+        "{form:?}"
+    );
+    assert_eq!(value(&s, "monogoto_things_missing"), Some(0.0), "{form:?}");
+    assert_eq!(value(&s, "monogoto_up"), Some(1.0), "{form:?}");
     assert_eq!(
         sim.simulator.requests(SimEndpoint::Status),
         4,
-        "3 batches, and the first asked once more in the other form"
+        "{form:?}: 3 batches, and the first asked once more in the other form"
     );
     assert!(exporter.poller.refresh().await.succeeded());
-    assert_eq!(sim.simulator.requests(SimEndpoint::Status), 7);
+    assert_eq!(
+        sim.simulator.requests(SimEndpoint::Status),
+        7,
+        "{form:?}: the form is kept: one request a batch"
+    );
+    assert!(
+        sim.simulator
+            .status_queries()
+            .last()
+            .is_some_and(|q| q.matches("ThingIds=").count() > 1),
+        "{form:?}: repeated parameters"
+    );
     exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_form_of_thing_ids_the_api_takes_is_found_and_kept() {
+    assert_the_form_is_found_and_kept(ThingIdsForm::Repeat).await;
+}
+
+/// An API that refuses the comma form with 400 is not taken for one that
+/// refuses every ICCID: no SIM is split off.
+#[tokio::test]
+async fn a_form_the_api_refuses_is_found_and_not_split_sim_by_sim() {
+    assert_the_form_is_found_and_kept(ThingIdsForm::RepeatStrict).await;
 }
 
 #[tokio::test]

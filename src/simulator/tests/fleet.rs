@@ -457,19 +457,9 @@ async fn control_api() {
     let sim = run.simulator.clone();
     let all = sim.iccids();
     let c = client();
-    let set = |iccid: String, body: &'static str| {
-        let c = c.clone();
-        let url = format!("{}/_sim/things/{iccid}/connected", run.url());
-        async move {
-            c.post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }
+    let run_ref = &run;
+    let set = |iccid: String, body: &'static str| async move {
+        post_thing(run_ref, &format!("{iccid}/connected"), body).await
     };
     let active = all
         .iter()
@@ -512,21 +502,9 @@ async fn control_api_sets_a_status_and_refuses_a_thing() {
     let sim = run.simulator.clone();
     let all = sim.iccids();
     let token = sim.static_token();
-    let c = client();
-    let post = |path: String, body: &'static str| {
-        let c = c.clone();
-        let url = format!("{}/_sim/things/{path}", run.url());
-        async move {
-            c.post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }
-    };
+    let run_ref = &run;
+    let post =
+        |path: String, body: &'static str| async move { post_thing(run_ref, &path, body).await };
     let status_of = |iccid: &str| {
         let query = format!("ThingIds={}", ids_param(&[iccid.to_owned()]));
         let run = &run;

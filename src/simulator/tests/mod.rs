@@ -67,6 +67,19 @@ async fn get(run: &RunningSimulator, path: &str, token: Option<&str>) -> (u16, S
     (resp.status().as_u16(), resp.text().await.expect("body"))
 }
 
+/// POSTs `body` as JSON to the control API's `/_sim/things/{path}`; its status code.
+async fn post_thing(run: &RunningSimulator, path: &str, body: &str) -> u16 {
+    client()
+        .post(format!("{}/_sim/things/{path}", run.url()))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
 async fn get_json(run: &RunningSimulator, path: &str, token: &str) -> Value {
     let (code, text) = get(run, path, Some(token)).await;
     assert_eq!(code, 200, "{path}: {text}");
