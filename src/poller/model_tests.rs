@@ -417,6 +417,12 @@ impl World {
         if before != now_followed {
             self.schedule.follow(Arc::new(followed), None, started);
         }
+        // Now and then a discovery listing says which SIMs are SUSPENDED.
+        if self.rng.u32(0..20) == 0 {
+            let listed = self.listing(started);
+            let followed = self.schedule.followed().clone();
+            self.schedule.follow(followed, Some(&listed), started);
+        }
         self.check_states("after follow");
         let fleet = self
             .schedule
@@ -604,6 +610,33 @@ impl World {
             self.steady.planned += plan.requests_per_refresh;
         }
         self.steps += requests;
+    }
+
+    /// A discovery listing's states of the followed SIMs the account has,
+    /// taken by the model as the rules say: an Active SIM listed SUSPENDED
+    /// is Inactive and due at once, an Inactive one listed otherwise Active.
+    fn listing(&mut self, now: Instant) -> HashMap<String, bool> {
+        let mut listed = HashMap::new();
+        for iccid in self.schedule.followed().iter() {
+            let sim = self.sims.get_mut(iccid).expect("known");
+            let suspended = match sim.truth {
+                Truth::Suspended => true,
+                Truth::Active => false,
+                _ => continue,
+            };
+            listed.insert(iccid.clone(), suspended);
+            let state = match (suspended, sim.state) {
+                (true, State::Active) => State::Inactive,
+                (false, State::Inactive) => State::Active,
+                _ => continue,
+            };
+            sim.state = state;
+            sim.suspended = suspended;
+            sim.rare_turn_at = None;
+            // Its tier's bound counts from the change.
+            sim.clean_since = sim.clean_since.map(|_| now);
+        }
+        listed
     }
 
     /// The fake API's answer to one request.
