@@ -1006,6 +1006,22 @@ fn relative_paths_in_the_yaml_file_are_read_against_its_folder() {
     assert_eq!(c.iccids_file, Some(fleet), "absolute, as it is");
 }
 
+/// A relative path in the file that names nothing is refused, and the error
+/// names the path it was read as: against the file's folder.
+#[test]
+fn a_missing_relative_path_in_the_yaml_file_is_named_as_resolved() {
+    let f = yaml("monogoto:\n  iccids_file: no/such/fleet.txt\n");
+    let folder = f.path().parent().expect("a folder");
+    let e = resolve(&["--config.file", f.path().to_str().expect("utf-8")])
+        .expect_err("no such file")
+        .to_string();
+    let resolved = folder.join("no/such/fleet.txt");
+    assert!(
+        e.contains(resolved.to_str().expect("utf-8")),
+        "the path as resolved: {e}"
+    );
+}
+
 #[test]
 fn an_iccids_file_may_start_with_a_byte_order_mark() {
     let f = yaml(&format!("\u{feff}{A}\n{B}\n"));
