@@ -235,8 +235,7 @@ fn discovering(sim: &RunningSimulator) -> Config {
 
 /// 100 known and 100 unknown ICCIDs at batch size 10 under a budget: after
 /// the first refresh the unknown ones wait for the inactive interval (no
-/// request names them), the plan counts them in the slow tier, and a pass
-/// takes about the target the exporter planned.
+/// request names them), and the plan counts them in the slow tier.
 #[tokio::test]
 async fn unknown_sims_wait_their_turn_and_the_plan_counts_them() {
     let sim = active_fleet(100).await;
@@ -273,10 +272,6 @@ async fn unknown_sims_wait_their_turn_and_the_plan_counts_them() {
     let s = scrape_samples(&exporter).await;
     assert_eq!(value(&s, "monogoto_things_inactive"), Some(100.0));
     assert_eq!(value(&s, "monogoto_things_missing"), Some(100.0));
-    let target = value(&s, "monogoto_refresh_target_seconds").expect("target");
-    let took = value(&s, "monogoto_refresh_duration_seconds").expect("duration");
-    assert!(
-        took <= target * 1.2,
-        "a pass took {took} s for a target of {target} s"
-    );
+    // How long a pass takes against its target is measured by
+    // scripts/fleet-bench.py --mixed, not asserted on a shared machine.
 }
