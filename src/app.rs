@@ -16,6 +16,7 @@ use crate::monogoto::Credentials;
 use crate::monogoto::{Client, ClientOptions};
 use crate::poller::Poller;
 use crate::reload::{Reloader, Resolve};
+use crate::storage::{Owner, Storage, StorageMetrics, ledger::BudgetJournal};
 
 /// In-flight scrapes get this long to finish once shutdown starts.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -59,6 +60,8 @@ impl RunningExporter {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.polling.await;
+        // Polling has stopped and published what it got: the state is whole.
+        self.poller.save_now().await;
         let server = self.server;
         let abort = server.abort_handle();
         if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
@@ -135,8 +138,21 @@ async fn start_with(
         health.api.clone(),
     )
     .map_err(|e| StartError::Client(e.to_string()))?;
-    let poller = Arc::new(
-        Poller::new(
+    let storage = config.storage_path.as_deref().map(|dir| {
+        let metrics = Arc::new(StorageMetrics::new());
+        health.register_storage(&metrics);
+        // The folder was found writable as the configuration was checked.
+        metrics.last_write_success.set(crate::health::unix_now());
+        Arc::new(Storage::new(dir, Owner::new(&config.url, &credentials), metrics))
+    });
+    if let Some(storage) = &storage {
+        // Before any request: what the last process spent still counts.
+        if let Some(spent) = storage.load_budget() {
+            client.restore_budget_spent(&spent);
+        }
+        client.keep_spending_in(Arc::new(BudgetJournal::new(storage.clone())));
+    }
+    let mut poller = Poller::new(
             client,
             config.poll.clone(),
             config.iccids.clone(),
@@ -145,8 +161,15 @@ async fn start_with(
             health.clone(),
         )
         .with_discover_interval(config.discover_interval)
-        .with_shard(config.shard),
-    );
+        .with_shard(config.shard);
+    if let Some(storage) = &storage {
+        poller = poller.with_storage(storage.clone());
+    }
+    let poller = Arc::new(poller);
+    if let Some(storage) = &storage {
+        let served = poller.restore(storage).await;
+        storage.metrics.loaded_things.set(served as i64);
+    }
     health.config_loaded(true, crate::health::unix_now());
     let reloader = resolve.map(|resolve| {
         Arc::new(Reloader::new(
@@ -171,6 +194,7 @@ async fn start_with(
         interval = %humantime::format_duration(config.poll.interval),
         rate_limit = %config.rate_limit,
         lifecycle = config.enable_lifecycle,
+        storage = config.storage_path.as_ref().map(|p| p.display().to_string()),
         "monogoto-exporter started"
     );
 

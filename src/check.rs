@@ -150,6 +150,7 @@ fn stand_in(key: &str, args: &mut ExporterArgs, env: &mut Environment) -> bool {
 
 fn summarize(config: &Config) -> Result<Report, Vec<String>> {
     let mut warnings = config.warnings.clone();
+    config.check_storage().map_err(|e| vec![e.to_string()])?;
     let web = match &config.web_config_file {
         None => {
             "TLS no, basic auth users 0, client auth NoClientCert (no web.config.file)".to_string()
@@ -257,6 +258,10 @@ fn summarize(config: &Config) -> Result<Report, Vec<String>> {
         ),
         target_line,
         format!("shard: {shard}"),
+        match &config.storage_path {
+            Some(dir) => format!("storage: {} (writable; the state is kept across restarts)", dir.display()),
+            None => "storage: none (a restart starts cold; see storage.path)".to_string(),
+        },
         format!("listen: {}{}", config.listen_address, config.telemetry_path),
         format!("web: {web}"),
     ];

@@ -188,6 +188,13 @@ impl HealthMetrics {
         }
     }
 
+    /// Adds the storage metrics (with `--storage.path`).
+    pub(crate) fn register_storage(&self, metrics: &crate::storage::StorageMetrics) {
+        if let Err(e) = metrics.register(&self.registry) {
+            tracing::error!(error = %e, "cannot register the storage metrics");
+        }
+    }
+
     /// Records how a (re)load of the configuration went; a success at `unix_time`.
     pub(crate) fn config_loaded(&self, succeeded: bool, unix_time: f64) {
         self.config_last_reload_successful.set(i64::from(succeeded));

@@ -19,4 +19,5 @@ pub mod poller;
 pub mod reload;
 pub mod shard;
 pub mod simulator;
+pub mod storage;
 pub mod web;

@@ -80,6 +80,9 @@ fn main() -> ExitCode {
                     Ok(config) => config,
                     Err(e) => return config_error(e),
                 };
+            if let Err(e) = config.check_storage() {
+                return config_error(e);
+            }
             init_logging(&config.log);
             monogoto_exporter::web::raise_open_file_limit();
             runtime.block_on(run_exporter(config, cli.exporter))
@@ -165,6 +168,9 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
         Ok(config) => config,
         Err(e) => return config_error(e),
     };
+    if let Err(e) = config.check_storage() {
+        return config_error(e);
+    }
     init_logging(&config.log);
     monogoto_exporter::web::raise_open_file_limit();
 

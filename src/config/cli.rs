@@ -206,6 +206,13 @@ pub struct ExporterArgs {
     /// This replica's shard, 0 to count-1; a name ending in -ORDINAL (a StatefulSet pod name) works too [default: 0].
     #[arg(long = "shard.index", env = "MONOGOTO_SHARD_INDEX", value_name = "I")]
     pub(crate) shard_index: Option<String>,
+    /// Folder where the exporter keeps its state across restarts (answers, schedule, budget spent, listing); created if missing [default: none, nothing kept].
+    #[arg(
+        long = "storage.path",
+        env = "MONOGOTO_EXPORTER_STORAGE_PATH",
+        value_name = "DIR"
+    )]
+    pub storage_path: Option<std::path::PathBuf>,
     /// Log level or tracing filter (RUST_LOG is honoured when this is not given) [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,

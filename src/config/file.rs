@@ -22,6 +22,15 @@ pub(super) struct FileConfig {
     pub(super) log: LogFile,
     #[serde(default)]
     pub(super) shard: ShardFile,
+    #[serde(default)]
+    pub(super) storage: StorageFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StorageFile {
+    #[serde(default)]
+    pub(super) path: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,6 +164,7 @@ impl FileConfig {
             &mut self.monogoto.token_file,
             &mut self.monogoto.password_file,
             &mut self.monogoto.iccids_file,
+            &mut self.storage.path,
         ];
         for path in paths.into_iter().flatten() {
             if path.is_relative() {

@@ -134,6 +134,8 @@ pub struct Config {
     pub shard: Shard,
     pub poll: PollConfig,
     pub log: LogConfig,
+    /// `--storage.path`: where the state is kept across restarts.
+    pub storage_path: Option<PathBuf>,
     /// Problems worth a warning but not a refusal, logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -217,6 +219,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Creates the storage folder if needed and checks that it takes a
+    /// file: a start refuses (exit 2) a folder it could not keep its state in.
+    pub fn check_storage(&self) -> Result<(), ConfigError> {
+        match &self.storage_path {
+            Some(dir) => crate::storage::prepare(dir)
+                .map_err(|e| ConfigError::value("storage.path", &dir.display().to_string(), e)),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Whether the configuration must name credentials and Things (the exporter)
 /// or the caller provides them (demo mode).

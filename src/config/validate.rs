@@ -47,6 +47,7 @@ impl Config {
             poll,
             log,
             shard,
+            storage,
         } = file;
 
         let web = resolve_web(args, web)?;
@@ -82,6 +83,12 @@ impl Config {
             shard,
             poll,
             log,
+            // Empty: off, so that an image's default can be switched off.
+            storage_path: args
+                .storage_path
+                .clone()
+                .or(storage.path)
+                .filter(|path| !path.as_os_str().is_empty()),
             warnings,
         })
     }

@@ -144,6 +144,11 @@ impl Record {
         known(self.numbers[SESSION_START])
     }
 
+    /// The values its answer did not understand, as [`Unparsed`] bits.
+    pub(crate) fn unparsed_bits(&self) -> u16 {
+        self.unparsed.0
+    }
+
     /// The record as the parser's type, for comparisons and the rare merge.
     pub(crate) fn to_status(&self) -> ThingStatus {
         ThingStatus {

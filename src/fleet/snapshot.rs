@@ -275,6 +275,31 @@ impl Snapshot {
         Snapshot::assemble(buckets)
     }
 
+    /// A snapshot of records answered at the times given (a saved state).
+    pub(crate) fn restored(records: Vec<(Record, SystemTime)>) -> Snapshot {
+        let len = records.len();
+        let entries = records
+            .into_iter()
+            .map(|(record, refreshed_at)| Entry {
+                record,
+                refreshed_at,
+            });
+        Snapshot::laid_out(entries, len)
+    }
+
+    /// A Thing's record and when it was answered.
+    pub(crate) fn get_answered(&self, iccid: &str) -> Option<(&Record, SystemTime)> {
+        let bucket = self
+            .buckets
+            .get(bucket_of(iccid, self.buckets.len().max(1)))?;
+        let at = bucket
+            .things
+            .binary_search_by(|e| e.record.iccid().cmp(iccid))
+            .ok()?;
+        let entry = &bucket.things[at];
+        Some((&entry.record, entry.refreshed_at))
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -284,14 +309,7 @@ impl Snapshot {
     }
 
     pub fn get(&self, iccid: &str) -> Option<&Record> {
-        let bucket = self
-            .buckets
-            .get(bucket_of(iccid, self.buckets.len().max(1)))?;
-        let at = bucket
-            .things
-            .binary_search_by(|e| e.record.iccid().cmp(iccid))
-            .ok()?;
-        Some(&bucket.things[at].record)
+        self.get_answered(iccid).map(|(record, _)| record)
     }
 
     /// Every Thing, bucket by bucket: in no useful order, for summaries that

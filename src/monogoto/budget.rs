@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -159,9 +159,30 @@ impl FromStr for Budget {
     }
 }
 
+/// The requests the limiter counts against the budget: their send times
+/// (the last N of the window that holds most), and a pause the API asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub sent: Vec<Instant>,
+    pub paused_until: Option<Instant>,
+}
+
+/// Keeps what was spent where the next process finds it (`storage`).
+pub trait SpendJournal: Send + Sync {
+    /// Makes `spent` durable before the request it adds goes out; blocking.
+    fn keep(&self, spent: Spent);
+}
+
+/// The journal, and how many reservations it holds so far.
+struct Journal {
+    sink: Arc<dyn SpendJournal>,
+    kept: tokio::sync::Mutex<u64>,
+}
+
 /// Paces requests; cheap to share behind an `Arc`.
 pub(crate) struct Limiter {
     state: Mutex<State>,
+    journal: OnceLock<Journal>,
 }
 
 struct Window {
@@ -174,6 +195,23 @@ struct State {
     windows: Vec<Window>,
     /// The API asked us to hold off until then.
     paused_until: Option<Instant>,
+    /// Slots given out since start: what the journal must hold.
+    reserved: u64,
+}
+
+impl State {
+    fn spent(&self) -> Spent {
+        let sent = self
+            .windows
+            .iter()
+            .max_by_key(|w| w.sent.len())
+            .map(|w| w.sent.iter().copied().collect())
+            .unwrap_or_default();
+        Spent {
+            sent,
+            paused_until: self.paused_until,
+        }
+    }
 }
 
 /// The next free slot is after the caller's deadline.
@@ -193,8 +231,63 @@ impl Limiter {
                     })
                     .collect(),
                 paused_until: None,
+                reserved: 0,
             }),
+            journal: OnceLock::new(),
         }
+    }
+
+    /// Counts `spent` (a previous process's requests) against the budget.
+    pub(crate) fn restore(&self, spent: &Spent) {
+        let mut state = self.state();
+        let mut sent = spent.sent.clone();
+        sent.sort_unstable();
+        for window in &mut state.windows {
+            let mut merged: Vec<Instant> = window.sent.iter().copied().chain(sent.iter().copied()).collect();
+            merged.sort_unstable();
+            let keep = merged.len().saturating_sub(window.limit.requests as usize);
+            window.sent = merged.into_iter().skip(keep).collect();
+        }
+        if let Some(until) = spent.paused_until
+            && state.paused_until.is_none_or(|current| current < until)
+        {
+            state.paused_until = Some(until);
+        }
+    }
+
+    /// What is counted against the budget now.
+    #[cfg(test)]
+    pub(crate) fn spent(&self) -> Spent {
+        self.state().spent()
+    }
+
+    /// From now on, every slot given out is kept in `sink` before it is used.
+    pub(crate) fn keep_in(&self, sink: Arc<dyn SpendJournal>) {
+        let _ = self.journal.set(Journal {
+            sink,
+            kept: tokio::sync::Mutex::new(0),
+        });
+    }
+
+    /// Waits until the journal holds reservation `seq` (one write may hold
+    /// several: the requests that wait for it meanwhile).
+    async fn journal(&self, seq: u64) {
+        let Some(journal) = self.journal.get() else {
+            return;
+        };
+        let mut kept = journal.kept.lock().await;
+        if *kept >= seq {
+            return;
+        }
+        let (spent, upto) = {
+            let state = self.state();
+            (state.spent(), state.reserved)
+        };
+        let sink = journal.sink.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sink.keep(spent)).await {
+            tracing::error!(error = %e, "keeping the budget spent failed");
+        }
+        *kept = upto;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -214,7 +307,7 @@ impl Limiter {
         deadline: Option<Instant>,
     ) -> Result<Duration, PastDeadline> {
         let now = Instant::now();
-        let slot = {
+        let (slot, seq) = {
             let mut state = self.state();
             let mut slot = now;
             if let Some(until) = state.paused_until {
@@ -241,8 +334,10 @@ impl Limiter {
                     window.sent.pop_front();
                 }
             }
-            slot
+            state.reserved += 1;
+            (slot, state.reserved)
         };
+        self.journal(seq).await;
         tokio::time::sleep_until(slot).await;
         Ok(slot.saturating_duration_since(now))
     }

@@ -96,6 +96,8 @@ struct IdsForm {
     /// A 400 was answered by trying the other form once, and that was
     /// refused too: further 400s are about ICCIDs, not worth another try.
     other_form_refused: std::sync::atomic::AtomicBool,
+    /// The form is to be found out (`auto`), not configured.
+    probed: bool,
 }
 
 impl ClientOptions {
@@ -166,6 +168,7 @@ impl Client {
                 settled: (options.thing_ids_format != ThingIdsFormat::Auto).into(),
                 probing: Mutex::new(()),
                 other_form_refused: false.into(),
+                probed: options.thing_ids_format == ThingIdsFormat::Auto,
             },
             max_server_pause: retry::MAX_SERVER_PAUSE,
             warned_pause_capped: AtomicBool::new(false),
@@ -183,6 +186,36 @@ impl Client {
     /// The request budget in force (lower than configured once the API announced less).
     pub fn budget(&self) -> Budget {
         self.limiter.budget()
+    }
+
+    /// The `ThingIds` form found out in `auto` mode (repeated: true), once settled.
+    pub(crate) fn found_ids_form(&self) -> Option<bool> {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.ids_form.probed && self.ids_form.settled.load(Relaxed))
+            .then(|| self.ids_form.repeat.load(Relaxed))
+    }
+
+    /// Takes the `ThingIds` form a previous process found out (`auto` mode
+    /// only: a configured form wins), so that it is not probed again.
+    pub(crate) fn assume_ids_form(&self, repeat: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.ids_form.probed && !self.ids_form.settled.load(Relaxed) {
+            self.ids_form.repeat.store(repeat, Relaxed);
+            self.ids_form.settled.store(true, Relaxed);
+        }
+    }
+
+    /// Counts a previous process's requests against the budget.
+    pub(crate) fn restore_budget_spent(&self, spent: &crate::monogoto::budget::Spent) {
+        self.limiter.restore(spent);
+    }
+
+    /// Keeps every request in `journal` before it goes out (with a budget:
+    /// without one there is nothing to overspend).
+    pub(crate) fn keep_spending_in(&self, journal: Arc<dyn crate::monogoto::budget::SpendJournal>) {
+        if !self.limiter.budget().is_unlimited() {
+            self.limiter.keep_in(journal);
+        }
     }
 
     /// `GET /thing/status` requests sent so far, retries and pages included.

@@ -115,6 +115,26 @@ pub(crate) struct Listing {
 }
 
 impl Listing {
+    /// A listing a previous process left unfinished, to go on from `offset`.
+    pub(crate) fn resumed(found: Vec<ListedThing>, offset: usize, pages: usize) -> Listing {
+        let mut seen = HashSet::with_capacity(found.len());
+        let found = found
+            .into_iter()
+            .filter(|t| seen.insert(t.iccid.clone()))
+            .collect();
+        Listing {
+            found,
+            seen,
+            offset,
+            pages,
+        }
+    }
+
+    /// Where the listing goes on from.
+    pub(crate) fn offset(&self) -> usize {
+        self.offset
+    }
+
     /// Fetches pages from where it stopped until the listing is complete, or
     /// a page fails (the error is returned; what was listed so far stays).
     pub(crate) async fn resume<F, Fut, E>(&mut self, fetch_page: F) -> Result<(), E>

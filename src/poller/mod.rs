@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod isolate;
+mod persist;
 mod report;
 pub(crate) mod schedule;
 
@@ -28,6 +29,7 @@ use crate::health::{HealthMetrics, unix_now};
 use crate::monogoto::paging::{self, BatchAnswer, Listing, THINGS_PAGE_SIZE};
 use crate::monogoto::{ApiError, Client, ErrorKind};
 use crate::shard::Shard;
+use crate::storage::Storage;
 
 /// A refresh longer than its interval publishes its progress this often at
 /// most: each publication re-renders every bucket it touches, and answers
@@ -139,6 +141,12 @@ pub struct Poller {
     logged_rejections: std::sync::Mutex<HashSet<String>>,
     /// When a replica with nothing to poll last checked its access.
     last_access_check: std::sync::Mutex<Option<Instant>>,
+    /// Where the state is kept across restarts (`--storage.path`).
+    storage: Option<Arc<Storage>>,
+    /// When the state was last written (or a write began).
+    last_save: std::sync::Mutex<Option<Instant>>,
+    /// A write of the state is running.
+    saving: Arc<AtomicBool>,
 }
 
 impl Poller {
@@ -176,6 +184,24 @@ impl Poller {
             requests_per_batch: std::sync::Mutex::new(1.0),
             logged_rejections: std::sync::Mutex::new(HashSet::new()),
             last_access_check: std::sync::Mutex::new(None),
+            storage: None,
+            last_save: std::sync::Mutex::new(None),
+            saving: Arc::default(),
+        }
+    }
+
+    /// Keeps the state in `storage`: call [`Poller::restore`] before [`Poller::run`].
+    pub(crate) fn with_storage(mut self, storage: Arc<Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Writes the state now and waits until it is on disk (at shutdown,
+    /// once polling stopped).
+    pub async fn save_now(&self) {
+        if self.storage.is_some() {
+            let schedule = self.schedule.lock().await;
+            self.save(&schedule, true, true).await;
         }
     }
 
@@ -186,16 +212,27 @@ impl Poller {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             let started = Instant::now();
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = self.refresh() => {}
+            // A refresh stops by itself when cancelled, publishing what it
+            // got first, so that a shutdown keeps every answer.
+            self.refresh_until(&cancel).await;
+            if cancel.is_cancelled() {
+                return;
             }
             let interval = self.settings().poll.interval;
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(later(started, interval)) => {}
-                () = self.wake.notified() => {
-                    tracing::debug!("the configuration changed: refreshing now");
+            let next = later(started, interval);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(next) => break,
+                    () = self.wake.notified() => {
+                        tracing::debug!("the configuration changed: refreshing now");
+                        break;
+                    }
+                    // Between refreshes too, the state is written once a minute.
+                    _ = tokio::time::sleep(persist::SAVE_EVERY), if self.storage.is_some() => {
+                        let schedule = self.schedule.lock().await;
+                        self.save(&schedule, false, false).await;
+                    }
                 }
             }
         }
@@ -292,6 +329,12 @@ impl Poller {
     /// budget. Snapshots are published at least once per interval as it
     /// goes, and at its end.
     pub async fn refresh(&self) -> RefreshReport {
+        self.refresh_until(&CancellationToken::new()).await
+    }
+
+    /// [`Poller::refresh`], stopped early by `cancel`: no request goes out
+    /// once it is, and what arrived is published.
+    async fn refresh_until(&self, cancel: &CancellationToken) -> RefreshReport {
         let mut schedule = self.schedule.lock().await;
         let started = Instant::now();
         let mut report = RefreshReport::default();
@@ -305,8 +348,11 @@ impl Poller {
         };
         let poll = &settings.poll;
 
-        let (iccids, listed_states, discovered) =
-            self.iccids(&mut report, &mut errors, &settings).await;
+        let listed = tokio::select! {
+            listed = self.iccids(&mut report, &mut errors, &settings) => listed,
+            _ = cancel.cancelled() => return report,
+        };
+        let (iccids, listed_states, discovered) = listed;
         schedule.follow(iccids, listed_states.as_ref(), started);
         self.health
             .things_configured
@@ -334,13 +380,16 @@ impl Poller {
             succeeded: usize::from(report.listed),
             ..Slice::default()
         };
-        if schedule.followed().is_empty() && !self.discover && self.access_check_due(&settings) {
+        if schedule.followed().is_empty()
+            && !self.discover
+            && !cancel.is_cancelled()
+            && self.access_check_due(&settings)
+        {
             // Nothing to poll: whether the credentials work says if the API can be used.
-            let result = self
-                .client
-                .check_access()
-                .await
-                .map(|()| BatchAnswer::default());
+            let result = tokio::select! {
+                result = self.client.check_access() => result.map(|()| BatchAnswer::default()),
+                _ = cancel.cancelled() => return report,
+            };
             slice.count(&result);
             if let Err(e) = &result {
                 errors.record(e, &self.health);
@@ -394,6 +443,8 @@ impl Poller {
                 .buffer_unordered(poll.concurrency);
             loop {
                 let next = tokio::select! {
+                    // Shutting down: nothing more goes out, what arrived is published.
+                    _ = cancel.cancelled() => break,
                     next = results.next() => next,
                     () = self.removals.notified() => {
                         // Configured SIMs were removed: they leave /metrics
@@ -469,6 +520,11 @@ impl Poller {
                 }
             }
         }
+        if cancel.is_cancelled() {
+            // Cut short: says nothing of an outage, nor of what a pass costs.
+            self.publish(&mut schedule, &plan, poll, &mut slice).await;
+            return report;
+        }
         schedule.end_pass();
         let splits = parts.load(Ordering::Relaxed).saturating_sub(sent_batches);
         // A pass that isolated refused ICCIDs paid for it once, with the
@@ -516,6 +572,10 @@ impl Poller {
         let plan = self.plan(&schedule, &settings).await;
         let first = !self.first_refresh_done.swap(true, Ordering::Relaxed);
         self.show_plan(&plan, first, poll);
+        if first {
+            // The first pass since start is the state most worth keeping.
+            self.save(&schedule, true, false).await;
+        }
         report
     }
 
@@ -558,6 +618,7 @@ impl Poller {
         slice.succeeded = 0;
         slice.failed = 0;
         self.fleet.mark_ready();
+        self.save(schedule, false, false).await;
     }
 
     /// Whether a replica with nothing to poll checks its access now: at its

@@ -63,7 +63,9 @@ use crate::monogoto::ApiError;
 use crate::monogoto::model::is_inactive_status;
 
 mod plan;
+mod saved;
 
+pub(crate) use saved::Restored;
 pub(crate) use plan::{Fleet, Plan, STALE_AFTER_RAISED, discover_every, plan, rejected_retry};
 
 /// A slow-tier SIM may be asked this share of an inactive interval early, to
@@ -196,6 +198,8 @@ pub(crate) struct Schedule {
     pass: (Option<Instant>, usize, usize),
     /// The inactive interval of this pass.
     inactive_interval: Duration,
+    /// What a previous process knew of SIMs, until they are followed.
+    restored: HashMap<String, SimState>,
 }
 
 impl Schedule {
@@ -224,15 +228,28 @@ impl Schedule {
                 .map(String::as_str)
                 .zip(self.sims.iter().copied())
                 .collect();
+            let mut restored = std::mem::take(&mut self.restored);
             let sims = iccids
                 .iter()
-                .map(|iccid| previous.remove(iccid.as_str()).unwrap_or_default())
+                .map(|iccid| {
+                    previous
+                        .remove(iccid.as_str())
+                        .or_else(|| restored.remove(iccid))
+                        .unwrap_or_default()
+                })
                 .collect();
             self.dropped.extend(
                 previous
                     .into_iter()
                     .filter(|(_, state)| state.exported)
                     .map(|(iccid, _)| iccid.to_string()),
+            );
+            // Restored and not followed: served from the file, not wanted now.
+            self.dropped.extend(
+                restored
+                    .into_iter()
+                    .filter(|(_, state)| state.exported)
+                    .map(|(iccid, _)| iccid),
             );
             self.followed = iccids;
             self.sims = sims;
@@ -367,6 +384,9 @@ impl Schedule {
             }
         }
         let due_at = |i: &usize| self.sims[*i].due_at;
+        // Longest unanswered first: a pass that a restart (or the budget)
+        // cut short goes on where it stopped.
+        every.sort_by_key(|i| self.sims[*i].answered_at);
         rare.sort_by_key(due_at);
         let room = rare.len().next_multiple_of(batch_size) - rare.len();
         if room > 0 && !rare.is_empty() {

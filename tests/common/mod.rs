@@ -54,6 +54,7 @@ pub fn config(sim: &RunningSimulator) -> Config {
         max_body_size: 16 * 1024 * 1024,
         thing_ids_format: monogoto_exporter::monogoto::ThingIdsFormat::Auto,
         shard: Default::default(),
+        storage_path: None,
         poll: PollConfig {
             interval: Duration::from_secs(3600),
             batch_size: 50,
