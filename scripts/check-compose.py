@@ -6,7 +6,9 @@ a Docker CLI plugin for: every bind-mounted path and secret file exists; the
 committed secret files hold only the simulator's demo token; the hosts that
 Prometheus scrapes and alerts to, and Grafana's datasource URL, are services of
 the stack; Grafana's dashboard provider path is where dashboards/ is mounted;
-the exporter's --monogoto.token-file is one of its secrets.
+the exporter's --monogoto.token-file is one of its secrets; the exporter keeps
+its state (--storage.path, or MONOGOTO_EXPORTER_STORAGE_PATH) in a named volume
+of its own.
 
 Needs PyYAML (scripts/check-deploy.sh runs it in its venv, where yamllint
 brought it).
@@ -47,9 +49,11 @@ def main() -> int:
     services: dict = doc.get("services", {})
     names = set(services)
     mounts: dict[str, dict[str, Path]] = {}  # service -> container path -> host path
+    named: dict[str, dict[str, str]] = {}  # service -> container path -> named volume
 
     for name, svc in services.items():
         mounts[name] = {}
+        named[name] = {}
         for vol in svc.get("volumes", []) or []:
             if isinstance(vol, dict):
                 src, dst = vol.get("source", ""), vol.get("target", "")
@@ -60,6 +64,8 @@ def main() -> int:
             if path is None:
                 if src not in (doc.get("volumes") or {}):
                     errors.append(f"service {name}: volume {src!r} is neither a path nor a top-level volume")
+                else:
+                    named[name][dst.rstrip("/")] = src
                 continue
             if not path.exists():
                 errors.append(f"service {name}: bind mount source {src} ({path}) does not exist")
@@ -90,6 +96,25 @@ def main() -> int:
     m = re.search(r"--monogoto\.url[= ](\S+)", cmd)
     if not m or urlparse(interpolate(m.group(1))).hostname not in names:
         errors.append("monogoto-exporter: --monogoto.url default must point at a service of the stack")
+
+    # The exporter's state: in a named volume (which outlives the container),
+    # mounted at its --storage.path, and no other service's.
+    m = re.search(r"--storage\.path[= ](\S+)", cmd)
+    env = exporter.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env if "=" in e)
+    storage = interpolate(m.group(1)) if m else interpolate(str(env.get("MONOGOTO_EXPORTER_STORAGE_PATH") or ""))
+    if not storage:
+        errors.append("monogoto-exporter: no --storage.path in its command (nor MONOGOTO_EXPORTER_STORAGE_PATH "
+                      "in its environment): name the state directory, where its named volume is mounted")
+    elif storage.rstrip("/") not in named.get("monogoto-exporter", {}):
+        errors.append(f"monogoto-exporter: no named volume is mounted at --storage.path={storage}: "
+                      "its state would be lost with the container")
+    else:
+        volume = named["monogoto-exporter"][storage.rstrip("/")]
+        for other, vols in named.items():
+            if other != "monogoto-exporter" and volume in vols.values():
+                errors.append(f"monogoto-exporter: its state volume {volume} is mounted by {other} too")
 
     # Prometheus: its config and rules, and the hosts it talks to.
     prom_dir = mounts.get("prometheus", {}).get("/etc/prometheus")

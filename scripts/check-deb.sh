@@ -6,10 +6,13 @@
 #   - the package holds the binary, the systemd unit and the example
 #     configuration, and /etc/monogoto-exporter/config.yml is a conffile;
 #   - /usr/bin/monogoto-exporter --version names this version;
-#   - the unit's own ExecStart, with --config.check added and its credentials
-#     directory (%d) holding a scratch token, accepts the shipped
-#     configuration, run as an unprivileged user as the service's DynamicUser
-#     would (never contacting the API);
+#   - the unit's own ExecStart, with --config.check added, its credentials
+#     directory (%d) holding a scratch token and its state directory (%S) a
+#     scratch one, accepts the shipped configuration, run as an unprivileged
+#     user as the service's DynamicUser would (never contacting the API);
+#   - the unit keeps the exporter's state in its StateDirectory=: ExecStart
+#     passes --storage.path=%S/<it>, and the installed configuration's
+#     storage.path names the same directory (/var/lib/<it>);
 #   - systemd-analyze verify of the installed unit (now that its binary
 #     exists) is clean, and its security exposure is at most 2.0.
 #
@@ -110,16 +113,28 @@ exec_start="$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$unit" | sed -n 's/^ExecSta
 [ -n "$exec_start" ] || fail "no ExecStart= in $unit"
 read -r -a command <<<"$exec_start"
 [ "${command[0]}" = /usr/bin/monogoto-exporter ] || fail "ExecStart runs ${command[0]}"
+# The state: in the StateDirectory= that systemd makes writable for the dynamic
+# user, passed as the flag, and the same directory in the configuration file.
+state_dir="$(sed -n 's/^StateDirectory=//p' "$unit")"
+[ -n "$state_dir" ] || fail "$unit has no StateDirectory= for the exporter's state"
+case " ${command[*]} " in
+    *" --storage.path=%S/$state_dir "*) ;;
+    *) fail "ExecStart does not pass --storage.path=%S/$state_dir (its StateDirectory=): ${command[*]}" ;;
+esac
+config_storage="$(sed -n '/^storage:/,/^[^[:space:]#]/s/^[[:space:]]\{1,\}path:[[:space:]]*//p' "$CONFIG")"
+[ "$config_storage" = "/var/lib/$state_dir" ] ||
+    fail "$CONFIG: storage.path is '$config_storage', not the unit's state directory /var/lib/$state_dir"
 for i in "${!command[@]}"; do
     command[i]="${command[i]//%d/$scratch/credentials}"
+    command[i]="${command[i]//%S/$scratch/state}"
 done
 case " ${command[*]} " in
     *" --config.file=$CONFIG "*) ;;
     *) fail "ExecStart does not read $CONFIG: ${command[*]}" ;;
 esac
 # As an unprivileged user, as the service's DynamicUser: the files it names
-# must be readable by it. Its credentials directory, as systemd makes it, is
-# the service user's and private.
+# must be readable by it. Its credentials and state directories, as systemd
+# makes them, are the service user's and private.
 run_as=()
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
     run_as=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
@@ -129,8 +144,10 @@ printf 'config-check-token\n' >"$scratch/credentials/monogoto-token"
 chmod 0711 "$scratch"
 chmod 0500 "$scratch/credentials"
 chmod 0400 "$scratch/credentials/monogoto-token"
+mkdir -p "$scratch/state/$state_dir"
+chmod 0700 "$scratch/state/$state_dir"
 if [ ${#run_as[@]} -gt 0 ]; then
-    chown -R 65534:65534 "$scratch/credentials"
+    chown -R 65534:65534 "$scratch/credentials" "$scratch/state/$state_dir"
 fi
 if ! out="$(env -i PATH=/usr/bin:/bin "${run_as[@]}" "${command[@]}" --config.check 2>&1)"; then
     fail "the unit's ExecStart --config.check rejects the shipped configuration: $out"

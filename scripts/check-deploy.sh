@@ -5,12 +5,14 @@
 #   - Dockerfile with hadolint
 #   - yamllint of deploy/compose, deploy/debian, deploy/grafana, deploy/kubernetes
 #   - deploy/compose/compose.yaml against the Compose Specification schema, and
-#     its references (scripts/check-compose.py)
+#     its references (scripts/check-compose.py), among them a named volume of
+#     the exporter's own mounted at its --storage.path
 #   - the PrometheusRule is in sync with deploy/prometheus/monogoto.rules.yml
 #     (scripts/sync-prometheusrule.py --check), and promtool accepts its rules
 #   - `kubectl kustomize deploy/kubernetes/base` renders, and
-#     kubernetes-validate --strict accepts its Deployment, Service, Secret and
-#     dashboards ConfigMap; the ConfigMap holds dashboards/*.json byte for byte
+#     kubernetes-validate --strict accepts its Deployment, Service, Secret,
+#     state PersistentVolumeClaim and dashboards ConfigMap; the ConfigMap holds
+#     dashboards/*.json byte for byte
 #     (scripts/sync-dashboards.py --check: the base holds copies, as kustomize
 #     reads no file outside it)
 #   - the same for deploy/kubernetes/sharded (StatefulSet, Service, Secret), and
@@ -19,6 +21,15 @@
 #     ACCOUNT_BUDGET below), with a headless Service
 #   - the base and the sharded variant render with the https-probes component
 #     (deploy/kubernetes/components/https-probes), every probe on HTTPS
+#   - every deployment keeps the exporter's state (--storage.path), checked by
+#     scripts/check-storage.py: the systemd unit has StateDirectory= and passes
+#     --storage.path under it; deploy/debian/config.yml's storage.path is that
+#     directory; the base's Deployment mounts a PersistentVolumeClaim of the
+#     render at its --storage.path, with strategy Recreate and one replica; the
+#     sharded StatefulSet mounts one of its volumeClaimTemplates there (one
+#     volume per shard) and the base's claim is not in its render; the
+#     Dockerfile declares VOLUME at MONOGOTO_EXPORTER_STORAGE_PATH, created
+#     owned by its USER (the compose file's volume: see above)
 #   - deploy/systemd/monogoto-exporter.service: `systemd-analyze verify` is
 #     clean (in a scratch root holding a stub of the binary, as verify wants
 #     ExecStart's binary to exist), and `systemd-analyze security` puts its
@@ -267,9 +278,10 @@ check "compose: Compose Specification schema" \
 check "compose: references" "$venv/bin/python" scripts/check-compose.py
 check "PrometheusRule in sync with the rules file" "$venv/bin/python" scripts/sync-prometheusrule.py --check
 check "kustomize: render deploy/kubernetes/base" render_kustomize deploy/kubernetes/base "$rendered"
-check "kubernetes-validate --strict (Deployment, Service, Secret, ConfigMap)" validate_kubernetes "$rendered" \
+check "kubernetes-validate --strict (Deployment, Service, Secret, PersistentVolumeClaim, ConfigMap)" \
+    validate_kubernetes "$rendered" \
     deployment/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token \
-    configmap/monogoto-exporter-dashboards
+    persistentvolumeclaim/monogoto-exporter-state configmap/monogoto-exporter-dashboards
 check "dashboards ConfigMap in sync with dashboards/" \
     "$venv/bin/python" scripts/sync-dashboards.py --check --check-render "$rendered"
 check "kustomize: render deploy/kubernetes/sharded" render_kustomize deploy/kubernetes/sharded "$rendered_sharded"
@@ -278,6 +290,16 @@ check "kubernetes-validate --strict sharded (StatefulSet, Service, Secret, Confi
     configmap/monogoto-exporter-dashboards
 check "sharded: replicas, MONOGOTO_SHARD_COUNT and rate limit agree" sharded_consistent
 check "kustomize: https-probes component on base and sharded" https_probes
+check "state: systemd unit has StateDirectory= and passes --storage.path under it" \
+    "$venv/bin/python" scripts/check-storage.py systemd "$UNIT"
+check "state: deploy/debian/config.yml sets storage.path to the unit's state directory" \
+    "$venv/bin/python" scripts/check-storage.py debian deploy/debian/config.yml "$UNIT"
+check "state: base Deployment mounts a PVC at --storage.path, strategy Recreate" \
+    "$venv/bin/python" scripts/check-storage.py kubernetes-base "$rendered"
+check "state: sharded StatefulSet mounts a volumeClaimTemplate at --storage.path" \
+    "$venv/bin/python" scripts/check-storage.py kubernetes-sharded "$rendered_sharded"
+check "state: Dockerfile declares VOLUME at MONOGOTO_EXPORTER_STORAGE_PATH" \
+    "$venv/bin/python" scripts/check-storage.py dockerfile Dockerfile
 check "PrometheusRule: promtool check rules" promtool_prometheusrule
 check "systemd: systemd-analyze verify $UNIT" systemd_verify
 check "systemd: security exposure at most 2.0" systemd_security
