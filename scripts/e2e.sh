@@ -7,8 +7,10 @@
 #    amtool check-config and the severity routing of deploy/alertmanager;
 # 2. builds the exporter (`cargo build --locked`, debug) and starts the simulator
 #    (20 Things, seed 1, a flap period of 1h so only the Thing we touch changes),
-#    the exporter (polling every 2s), an Alertmanager, a Prometheus scraping and
-#    evaluating every second, and a webhook receiver;
+#    the exporter (polling every 2s, its state under --storage.path, so that the
+#    storage metrics, their alert and dashboard panels have data), an
+#    Alertmanager, a Prometheus scraping and evaluating every second, and a
+#    webhook receiver;
 # 3. disconnects an ACTIVE connected Thing (and a TEST_ACTIVE one) through the
 #    simulator's control API, waits for the firing MonogotoThingDisconnected of
 #    the ACTIVE one at the webhook and checks its labels and annotations, checks
@@ -72,7 +74,7 @@ log "ok: rules, rule unit tests, Prometheus config, Alertmanager config and rout
 build_exporter
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/monogoto-e2e.XXXXXX")
-mkdir -p "$tmp/prometheus-data" "$tmp/alertmanager-data"
+mkdir -p "$tmp/prometheus-data" "$tmp/alertmanager-data" "$tmp/exporter-storage"
 
 # Four distinct free ports, chosen by the OS (the webhook picks its own).
 read -r sim_port exp_port prom_port am_port < <(free_ports 4)
@@ -116,7 +118,8 @@ PY
 
 start exporter env MONOGOTO_TOKEN=sim-static-token "$bin" \
     --monogoto.url "$sim" --monogoto.discover --poll.interval 2s --poll.batch-size 2 \
-    --monogoto.rate-limit "$budget" --web.listen-address "127.0.0.1:$exp_port"
+    --monogoto.rate-limit "$budget" --web.listen-address "127.0.0.1:$exp_port" \
+    --storage.path "$tmp/exporter-storage"
 wait_until "exporter ready at $exporter" http_ok "$exporter/readyz"
 
 start webhook python3 "$repo/scripts/e2e/webhook_receiver.py" \
@@ -221,7 +224,7 @@ expect_alert resolved
 # --- 4. every rule against the live data; dashboards ----------------------------
 helper rules-healthy "$prom" "$rules" >&2 || fail "rules are unhealthy against live data"
 helper never-notified "$tmp/notifications.jsonl" \
-    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing|MonogotoConfigReloadFailed' ||
+    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing|MonogotoConfigReloadFailed|MonogotoStorageWriteFailing' ||
     fail "an exporter or fleet alert fired although everything was healthy"
 log "ok: no exporter or fleet alert fired"
 helper query "$prom" 'monogoto_refresh_target_seconds > 2 and on () monogoto_up == 1' ||
