@@ -143,7 +143,11 @@ async fn start_with(
         health.register_storage(&metrics);
         // The folder was found writable as the configuration was checked.
         metrics.last_write_success.set(crate::health::unix_now());
-        Arc::new(Storage::new(dir, Owner::new(&config.url, &credentials), metrics))
+        Arc::new(Storage::new(
+            dir,
+            Owner::new(&config.url, &credentials),
+            metrics,
+        ))
     });
     if let Some(storage) = &storage {
         // Before any request: what the last process spent still counts.
@@ -153,15 +157,15 @@ async fn start_with(
         client.keep_spending_in(Arc::new(BudgetJournal::new(storage.clone())));
     }
     let mut poller = Poller::new(
-            client,
-            config.poll.clone(),
-            config.iccids.clone(),
-            config.discover,
-            fleet.clone(),
-            health.clone(),
-        )
-        .with_discover_interval(config.discover_interval)
-        .with_shard(config.shard);
+        client,
+        config.poll.clone(),
+        config.iccids.clone(),
+        config.discover,
+        fleet.clone(),
+        health.clone(),
+    )
+    .with_discover_interval(config.discover_interval)
+    .with_shard(config.shard);
     if let Some(storage) = &storage {
         poller = poller.with_storage(storage.clone());
     }

@@ -45,8 +45,17 @@ pub fn check(args: &ExporterArgs, env: &Environment) -> Result<Report, Vec<Strin
     let mut problems: Vec<String> = Vec::new();
     for _ in 0..MAX_ROUNDS {
         match Config::resolve(&args, env.clone(), Mode::Exporter) {
-            Ok(config) if problems.is_empty() => return summarize(&config),
-            Ok(_) => return Err(problems),
+            Ok(config) => {
+                // Not part of resolving: a start checks it once, a reload not.
+                if let Err(e) = config.check_storage() {
+                    problems.push(e.to_string());
+                }
+                return if problems.is_empty() {
+                    summarize(&config)
+                } else {
+                    Err(problems)
+                };
+            }
             Err(e) => {
                 let message = e.to_string();
                 if problems.contains(&message) {
@@ -150,7 +159,6 @@ fn stand_in(key: &str, args: &mut ExporterArgs, env: &mut Environment) -> bool {
 
 fn summarize(config: &Config) -> Result<Report, Vec<String>> {
     let mut warnings = config.warnings.clone();
-    config.check_storage().map_err(|e| vec![e.to_string()])?;
     let web = match &config.web_config_file {
         None => {
             "TLS no, basic auth users 0, client auth NoClientCert (no web.config.file)".to_string()
@@ -259,7 +267,10 @@ fn summarize(config: &Config) -> Result<Report, Vec<String>> {
         target_line,
         format!("shard: {shard}"),
         match &config.storage_path {
-            Some(dir) => format!("storage: {} (writable; the state is kept across restarts)", dir.display()),
+            Some(dir) => format!(
+                "storage: {} (writable; the state is kept across restarts)",
+                dir.display()
+            ),
             None => "storage: none (a restart starts cold; see storage.path)".to_string(),
         },
         format!("listen: {}{}", config.listen_address, config.telemetry_path),
@@ -410,6 +421,7 @@ mod tests {
             ("shard.index", "pod"),
             ("log.level", "x=loud"),
             ("log.format", "xml"),
+            ("storage.path", "/dev/null/state"),
         ];
         let flags: Vec<String> = config::Cli::command()
             .get_arguments()

@@ -32,7 +32,7 @@ impl fmt::Display for Shard {
 
 impl Shard {
     /// Whether this shard exports `iccid`.
-    pub(crate) fn owns(&self, iccid: &str) -> bool {
+    pub fn owns(&self, iccid: &str) -> bool {
         self.count <= 1 || iccid_hash(iccid) % self.count == self.index
     }
 }

@@ -278,12 +278,10 @@ impl Snapshot {
     /// A snapshot of records answered at the times given (a saved state).
     pub(crate) fn restored(records: Vec<(Record, SystemTime)>) -> Snapshot {
         let len = records.len();
-        let entries = records
-            .into_iter()
-            .map(|(record, refreshed_at)| Entry {
-                record,
-                refreshed_at,
-            });
+        let entries = records.into_iter().map(|(record, refreshed_at)| Entry {
+            record,
+            refreshed_at,
+        });
         Snapshot::laid_out(entries, len)
     }
 

@@ -243,7 +243,12 @@ impl Limiter {
         let mut sent = spent.sent.clone();
         sent.sort_unstable();
         for window in &mut state.windows {
-            let mut merged: Vec<Instant> = window.sent.iter().copied().chain(sent.iter().copied()).collect();
+            let mut merged: Vec<Instant> = window
+                .sent
+                .iter()
+                .copied()
+                .chain(sent.iter().copied())
+                .collect();
             merged.sort_unstable();
             let keep = merged.len().saturating_sub(window.limit.requests as usize);
             window.sent = merged.into_iter().skip(keep).collect();
@@ -559,5 +564,44 @@ mod tests {
             None,
             "no limit configured: nothing to lower"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_previous_process_sent_counts_against_the_windows() {
+        let limiter = Limiter::new(&budget("3/10s"));
+        let now = Instant::now();
+        let sent = vec![
+            now - Duration::from_secs(2),
+            now - Duration::from_secs(1),
+            now,
+        ];
+        limiter.restore(&Spent {
+            sent: sent.clone(),
+            paused_until: None,
+        });
+        assert_eq!(limiter.spent().sent, sent);
+        // The oldest leaves the window (10 s kept as 10.5 s) 8.5 s from now.
+        let waited = limiter.acquire(None).await.expect("no deadline");
+        assert_eq!(waited, Duration::from_millis(8500));
+    }
+
+    struct Recorder(std::sync::Mutex<Vec<Spent>>);
+
+    impl SpendJournal for Recorder {
+        fn keep(&self, spent: Spent) {
+            self.0.lock().expect("lock").push(spent);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_slot_is_kept_before_it_is_used() {
+        let limiter = Limiter::new(&budget("5/s"));
+        let recorder = Arc::new(Recorder(std::sync::Mutex::new(Vec::new())));
+        limiter.keep_in(recorder.clone());
+        for n in 1..=3 {
+            limiter.acquire(None).await.expect("no deadline");
+            let kept = recorder.0.lock().expect("lock");
+            assert_eq!(kept.last().map(|s| s.sent.len()), Some(n), "slot {n} kept");
+        }
     }
 }

@@ -92,11 +92,17 @@ impl Poller {
                     iccids: d.iccids.iter().map(String::as_str).collect(),
                     listed_at: d.listed_at,
                     pages: d.pages,
-                    unfinished: d.unfinished.as_ref().map(|(found, offset, pages)| Unfinished {
-                        found: found.iter().map(|t| (t.iccid.as_str(), t.inactive)).collect(),
-                        offset: *offset,
-                        pages: *pages,
-                    }),
+                    unfinished: d
+                        .unfinished
+                        .as_ref()
+                        .map(|(found, offset, pages)| Unfinished {
+                            found: found
+                                .iter()
+                                .map(|t| (t.iccid.as_str(), t.inactive))
+                                .collect(),
+                            offset: *offset,
+                            pages: *pages,
+                        }),
                 }),
             };
             let sims = followed.iter().zip(&turns).map(|(iccid, turn)| Sim {
@@ -221,7 +227,11 @@ impl Poller {
         );
         schedule.follow(followed.clone(), None, clock.instant);
         let plan = self.plan(&schedule, &settings).await;
-        let stale = schedule.forget_stale(clock.instant, plan.stale_after, settings.poll.inactive_interval);
+        let stale = schedule.forget_stale(
+            clock.instant,
+            plan.stale_after,
+            settings.poll.inactive_interval,
+        );
         let records: Vec<(Record, SystemTime)> = sims
             .iter()
             .filter(|sim| !stale.contains(sim.iccid))
@@ -317,7 +327,13 @@ fn answer_of(record: &Record, at: SystemTime) -> Answer<'_> {
 }
 
 fn record_of(iccid: &str, answer: &Answer<'_>) -> Record {
-    let [uplink, downlink, last_connection, last_disconnection, session_start] = answer.numbers;
+    let [
+        uplink,
+        downlink,
+        last_connection,
+        last_disconnection,
+        session_start,
+    ] = answer.numbers;
     // Numbers are written as they were parsed, never NaN (which a record
     // reads as unknown).
     let number = |n: Option<f64>| n.filter(|n| !n.is_nan());

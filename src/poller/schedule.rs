@@ -65,8 +65,8 @@ use crate::monogoto::model::is_inactive_status;
 mod plan;
 mod saved;
 
-pub(crate) use saved::Restored;
 pub(crate) use plan::{Fleet, Plan, STALE_AFTER_RAISED, discover_every, plan, rejected_retry};
+pub(crate) use saved::Restored;
 
 /// A slow-tier SIM may be asked this share of an inactive interval early, to
 /// fill a batch that would go out part-empty.

@@ -25,7 +25,10 @@ pub(crate) type Kind = [u8; 8];
 #[derive(Debug)]
 pub(crate) enum Opened {
     Missing,
-    Found { version: u32, payload: Vec<u8> },
+    Found {
+        version: u32,
+        payload: Vec<u8>,
+    },
     /// Not a file of this kind, or not whole: why, for the warning.
     Damaged(String),
 }
@@ -39,7 +42,9 @@ pub(crate) fn open(path: &Path, kind: &Kind) -> io::Result<Opened> {
     };
     let len = file.metadata()?.len();
     if len > MAX_FILE_LEN {
-        return Ok(Opened::Damaged(format!("{len} bytes, larger than any state")));
+        return Ok(Opened::Damaged(format!(
+            "{len} bytes, larger than any state"
+        )));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     file.read_to_end(&mut bytes)?;
@@ -57,7 +62,8 @@ pub(crate) fn unseal(mut bytes: Vec<u8>, kind: &Kind) -> Opened {
     if bytes[..8] != kind[..] {
         return Opened::Damaged("not a file of this kind (foreign or damaged header)".into());
     }
-    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
     let mut len_bytes = [0u8; 8];
     len_bytes.copy_from_slice(&bytes[12..20]);

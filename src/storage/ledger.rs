@@ -90,7 +90,8 @@ fn decode(version: u32, payload: &[u8]) -> Result<Ledger<'_>, String> {
             "format version {version}, which this version of the exporter cannot read (it reads {VERSION})"
         ));
     }
-    let (ledger, rest) = postcard::take_from_bytes::<Ledger<'_>>(payload).map_err(|e| e.to_string())?;
+    let (ledger, rest) =
+        postcard::take_from_bytes::<Ledger<'_>>(payload).map_err(|e| e.to_string())?;
     if !rest.is_empty() {
         return Err(format!("{} bytes after the ledger", rest.len()));
     }

@@ -262,8 +262,12 @@ impl Storage {
         let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         match self.write(STATE_FILE, &state::KIND, state::VERSION, payload) {
             Some(bytes) => {
-                self.metrics.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-                self.metrics.last_write_success.set(crate::health::unix_now());
+                self.metrics
+                    .bytes
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                self.metrics
+                    .last_write_success
+                    .set(crate::health::unix_now());
                 true
             }
             None => false,
@@ -282,7 +286,10 @@ impl Storage {
         let path = self.path(name);
         match file::write_atomically(self.disk.as_ref(), &path, kind, version, payload) {
             Ok(bytes) => {
-                self.warned.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 Some(bytes)
             }
             Err(e) => {

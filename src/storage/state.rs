@@ -281,7 +281,11 @@ mod tests {
         assert_eq!(decoded.sims, sims);
         assert_eq!(decoded.header.identity, header().identity);
         assert_eq!(
-            decoded.header.discovery.and_then(|d| d.unfinished).map(|u| u.offset),
+            decoded
+                .header
+                .discovery
+                .and_then(|d| d.unfinished)
+                .map(|u| u.offset),
             Some(50)
         );
         assert!(decode(VERSION + 1, &bytes).is_err(), "another version");
@@ -291,7 +295,10 @@ mod tests {
     #[test]
     fn times_move_between_the_clocks() {
         let clock = Clock::now();
-        let earlier = clock.instant.checked_sub(Duration::from_secs(90)).expect("fits");
+        let earlier = clock
+            .instant
+            .checked_sub(Duration::from_secs(90))
+            .expect("fits");
         let ms = clock.wall_ms(earlier);
         assert_eq!(clock.age(ms).as_secs(), 90);
         let back = clock.instant(ms, Duration::ZERO);

@@ -110,7 +110,10 @@ async fn polling_goes_on_while_writes_fail(errno: i32) {
     let mut text = Vec::new();
     health.render_into(&mut text);
     let text = String::from_utf8(text).expect("utf-8");
-    assert!(text.contains(&format!("monogoto_things_reported {served}\n")), "{text}");
+    assert!(
+        text.contains(&format!("monogoto_things_reported {served}\n")),
+        "{text}"
+    );
     // The state writes waited for, and the budget's (a request each), failed.
     let failures = metrics.write_failures.get();
     assert!(failures >= 3 + 3, "{failures} failures counted");
@@ -128,7 +131,10 @@ async fn polling_goes_on_while_writes_fail(errno: i32) {
         .expect("list")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert!(leftovers.is_empty(), "no temporary file left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "no temporary file left: {leftovers:?}"
+    );
 
     // The disk recovers: the next write succeeds, whole.
     failing.store(false, Ordering::Relaxed);
@@ -171,18 +177,29 @@ fn a_folder_that_cannot_be_created_is_refused_naming_it() {
 #[test]
 fn an_identity_never_holds_the_token_and_tells_owners_apart() {
     let token = "eyJhbGciOiJIUzI1NiJ9.secret-token.signature";
-    let owner = Owner::new("https://console.monogoto.io/", &Credentials::Token(token.to_string().into()));
+    let owner = Owner::new(
+        "https://console.monogoto.io/",
+        &Credentials::Token(token.to_string().into()),
+    );
     let identity = owner.identity([7; 16]);
     let bytes = postcard::to_stdvec(&identity).expect("encodes");
     assert!(
-        !bytes.windows(12).any(|w| token.as_bytes().windows(12).any(|t| t == w)),
+        !bytes
+            .windows(12)
+            .any(|w| token.as_bytes().windows(12).any(|t| t == w)),
         "no part of the token is written"
     );
     assert!(owner.owns(&identity));
     assert!(owner.owns(&owner.identity([9; 16])), "whatever the key");
-    let other_token = Owner::new("https://console.monogoto.io", &Credentials::Token("other".to_string().into()));
+    let other_token = Owner::new(
+        "https://console.monogoto.io",
+        &Credentials::Token("other".to_string().into()),
+    );
     assert!(!other_token.owns(&identity));
-    let other_api = Owner::new("http://127.0.0.1:1", &Credentials::Token(token.to_string().into()));
+    let other_api = Owner::new(
+        "http://127.0.0.1:1",
+        &Credentials::Token(token.to_string().into()),
+    );
     assert!(!other_api.owns(&identity));
     let user = Owner::new(
         "https://console.monogoto.io",

@@ -464,7 +464,10 @@ fn a_zero_inactive_interval_polls_everything_every_refresh() {
         timing(Duration::ZERO),
     );
     assert_eq!(tiers(&schedule, Duration::ZERO), (10, 0));
-    assert_eq!(positions(schedule.batches(now, 50, 1)), vec![all]);
+    // Longest unanswered first: the one answered last.
+    let mut order: Vec<usize> = (1..10).collect();
+    order.push(0);
+    assert_eq!(positions(schedule.batches(now, 50, 1)), vec![order]);
 }
 
 #[test]
@@ -561,12 +564,13 @@ fn missing_and_rejected_sims_are_counted_and_rejected_ones_wait_their_turn() {
     let soon = t0 + Duration::from_secs(60);
     assert_eq!(
         positions(schedule.batches(soon, 50, 1)),
-        vec![vec![0, 1, 2, 3, 4]]
+        vec![vec![4, 0, 1, 2, 3]],
+        "the unanswered one first"
     );
     let later = t0 + Duration::from_secs(3601);
     assert_eq!(
         positions(schedule.batches(later, 50, 1)),
-        vec![vec![5], vec![0, 1, 2, 3, 4]],
+        vec![vec![5], vec![4, 0, 1, 2, 3]],
         "refused: alone, and first when due"
     );
     // Answered at last: neither missing nor rejected.
