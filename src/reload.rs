@@ -259,6 +259,11 @@ pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     );
     shown("monogoto.url", old.url.clone(), new.url.clone());
     shown(
+        "storage.path",
+        display_path(old.storage_path.as_deref()),
+        display_path(new.storage_path.as_deref()),
+    );
+    shown(
         "monogoto.discover",
         old.discover.to_string(),
         new.discover.to_string(),
