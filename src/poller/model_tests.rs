@@ -4,8 +4,8 @@
 //! the account), refuses (400) or fails (500), and then drives the schedule,
 //! isolation, pacer and budget limiter the way the poller does, in virtual
 //! time (tokio's paused clock), through random sequences of those, outages,
-//! 429s, revoked credentials, an API refusing everything, reloads and
-//! re-shards. After every request and every refresh it checks what the rules
+//! 429s, revoked credentials, an API refusing everything, reloads,
+//! re-shards and restarts that keep the state (`--storage.path`). After every request and every refresh it checks what the rules
 //! say: no window of the budget exceeded; a refused SIM never shares a
 //! request; every SIM that answers asked for within its tier's bound; a SIM
 //! leaves /metrics only when no longer followed or itself unanswered for
@@ -21,12 +21,13 @@ use tokio::time::Instant;
 
 use super::Slice;
 use super::isolate::{Isolation, read_isolating};
-use super::schedule::{Batch, Lifecycle, Outcome, Pacer, Schedule, Timing, plan};
+use super::schedule::{Batch, Lifecycle, Outcome, Pacer, Restored, Schedule, Timing, plan};
 use crate::config::PollConfig;
 use crate::monogoto::budget::{Budget, Limiter};
 use crate::monogoto::paging::BatchAnswer;
 use crate::monogoto::{ApiError, ThingStatus};
 use crate::shard::Shard;
+use crate::storage::state::Clock;
 
 /// Seeds that once failed: run first, always.
 const REGRESSIONS: &[u64] = &[2298, 2413, 4068, 103, 709, 1914, 1989, 3614, 4605, 5223];
@@ -375,6 +376,7 @@ impl World {
                     count,
                 };
             }
+            21..23 => self.restart(),
             _ => {}
         }
         let followed: HashSet<String> = self.followed().into_iter().collect();
@@ -392,6 +394,44 @@ impl World {
                 _ => {}
             }
         }
+    }
+
+    /// A restart with `--storage.path`: a new process takes back each SIM's
+    /// turn (through the wall clock, as the state file has it) and the budget
+    /// spent, with a pacer, isolation and publication of its own. What the
+    /// model expects does not change: a restart costs no turn and no budget.
+    fn restart(&mut self) {
+        let clock = Clock::now();
+        let followed = self.schedule.followed().clone();
+        let saved: Vec<(String, Restored)> = followed
+            .iter()
+            .enumerate()
+            .map(|(position, iccid)| {
+                let turn = self.schedule.turn(position, &clock);
+                let served = self.sims.get(iccid).is_some_and(|s| s.exported);
+                let served_since = turn.answered_at.filter(|_| served);
+                (iccid.clone(), Restored { turn, served_since })
+            })
+            .collect();
+        let outage_since = self.schedule.outage_since().map(|at| clock.wall_ns(at));
+        let mut schedule = Schedule::default();
+        schedule.restore(saved, outage_since, &clock, self.poll.inactive_interval);
+        schedule.follow(followed, None, clock.instant);
+        self.schedule = schedule;
+        // Unfollowed SIMs not yet published are not in the state: gone.
+        for iccid in std::mem::take(&mut self.dropped) {
+            if let Some(sim) = self.sims.get_mut(&iccid) {
+                sim.exported = false;
+            }
+        }
+        let spent = self.limiter.spent();
+        self.limiter = Limiter::new(&self.budget);
+        self.limiter.restore(&spent);
+        self.pacer = Pacer::default();
+        self.isolation = Isolation::default();
+        self.isolating = true;
+        self.slice = Slice::default();
+        (self.good, self.bad) = (0, 0);
     }
 
     async fn refresh_once(&mut self, started: Instant) {
@@ -911,6 +951,9 @@ impl World {
             }
         }
         if evicted != want {
+            for iccid in evicted.symmetric_difference(&want) {
+                eprintln!("{iccid}: {:?} now {:?}", self.sims.get(iccid), now);
+            }
             self.fail(&format!("evicted {evicted:?}, the model says {want:?}"));
         }
         for iccid in &want {

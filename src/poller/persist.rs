@@ -49,12 +49,12 @@ impl Poller {
         let turns: Vec<state::Turn> = (0..followed.len())
             .map(|position| schedule.turn(position, &clock))
             .collect();
-        let outage_since = schedule.outage_since().map(|at| clock.wall_ms(at));
+        let outage_since = schedule.outage_since().map(|at| clock.wall_ns(at));
         let discovery = if self.discover {
             let cache = self.discovered.lock().await;
             Some(DiscoveryCopy {
                 iccids: cache.iccids.clone(),
-                listed_at: cache.at.map(|at| clock.wall_ms(at)),
+                listed_at: cache.at.map(|at| clock.wall_ns(at)),
                 pages: u32::try_from(cache.pages).unwrap_or(u32::MAX),
                 unfinished: cache.listing.as_ref().map(|listing| {
                     (
@@ -81,7 +81,7 @@ impl Poller {
         self.saving.store(true, Ordering::Release);
         let write = tokio::task::spawn_blocking(move || {
             let header = Header {
-                written_at: state::unix_ms(clock.wall),
+                written_at: state::unix_ns(clock.wall),
                 identity: storage.identity(),
                 shard,
                 thing_ids_repeat: found_form,
@@ -237,7 +237,7 @@ impl Poller {
             .filter(|sim| !stale.contains(sim.iccid))
             .filter_map(|sim| {
                 let answer = sim.answer.as_ref()?;
-                let at = UNIX_EPOCH + Duration::from_millis(answer.answered_at);
+                let at = UNIX_EPOCH + Duration::from_nanos(answer.answered_at);
                 Some((record_of(sim.iccid, answer), at.min(clock.wall)))
             })
             .collect();
@@ -258,8 +258,8 @@ impl Poller {
             served,
             stale = stale.len(),
             followed = wanted.len(),
-            saved_at = %humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(header.written_at)),
-            oldest_answer_age = %humantime::format_duration(Duration::from_secs(oldest.map_or(0, |ms| clock.age(ms).as_secs()))),
+            saved_at = %humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(header.written_at)),
+            oldest_answer_age = %humantime::format_duration(Duration::from_secs(oldest.map_or(0, |ns| clock.age(ns).as_secs()))),
             "took back the saved state: its SIMs are served at once and the pass goes on where it stopped"
         );
         served
@@ -308,7 +308,7 @@ fn restore_discovery(
 
 fn answer_of(record: &Record, at: SystemTime) -> Answer<'_> {
     Answer {
-        answered_at: state::unix_ms(at),
+        answered_at: state::unix_ns(at),
         thing_name: record.thing_name(),
         imsi: record.imsi(),
         msisdn: record.msisdn(),

@@ -41,9 +41,9 @@ impl SpendJournal for BudgetJournal {
         let clock = Clock::now();
         let ledger = Ledger {
             identity: self.storage.identity(),
-            written_at: super::state::unix_ms(clock.wall),
-            sent: spent.sent.iter().map(|&at| clock.wall_ms(at)).collect(),
-            paused_until: spent.paused_until.map(|at| clock.wall_ms(at)),
+            written_at: super::state::unix_ns(clock.wall),
+            sent: spent.sent.iter().map(|&at| clock.wall_ns(at)).collect(),
+            paused_until: spent.paused_until.map(|at| clock.wall_ns(at)),
         };
         match postcard::to_stdvec(&ledger) {
             Ok(payload) => {
@@ -76,9 +76,9 @@ impl Storage {
         }
         let clock = Clock::now();
         // A slot reserved ahead stays ahead, never further than a window.
-        let instant = |ms: u64| clock.instant(ms, MAX_WINDOW.min(Duration::from_secs(86400)));
+        let instant = |ns: u64| clock.instant(ns, MAX_WINDOW.min(Duration::from_secs(86400)));
         Some(Spent {
-            sent: ledger.sent.iter().map(|&ms| instant(ms)).collect(),
+            sent: ledger.sent.iter().map(|&ns| instant(ns)).collect(),
             paused_until: ledger.paused_until.map(instant),
         })
     }

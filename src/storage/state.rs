@@ -1,6 +1,7 @@
 //! What the state file holds, and its encoding (postcard: compact, and read
-//! without copying its text). Times are wall-clock milliseconds since the
-//! Unix epoch: a monotonic clock means nothing to the next process.
+//! without copying its text). Times are wall-clock nanoseconds since the
+//! Unix epoch: a monotonic clock means nothing to the next process, and a
+//! time taken back in the same process is the same to the nanosecond.
 //!
 //! The payload is the [`Header`] followed by the SIMs, so that a write can
 //! stream the SIMs from the live structures instead of copying them first.
@@ -177,20 +178,20 @@ impl Clock {
         }
     }
 
-    /// `at` as wall-clock milliseconds since the epoch.
-    pub(crate) fn wall_ms(&self, at: Instant) -> u64 {
+    /// `at` as wall-clock nanoseconds since the epoch.
+    pub(crate) fn wall_ns(&self, at: Instant) -> u64 {
         let wall = if at <= self.instant {
             self.wall.checked_sub(self.instant - at)
         } else {
             self.wall.checked_add(at - self.instant)
         };
-        unix_ms(wall.unwrap_or(UNIX_EPOCH))
+        unix_ns(wall.unwrap_or(UNIX_EPOCH))
     }
 
-    /// Wall-clock milliseconds as an instant of this process. A time in the
-    /// future (a clock set back since) is taken as now, at most `future` ahead.
-    pub(crate) fn instant(&self, ms: u64, future: Duration) -> Instant {
-        let wall = UNIX_EPOCH + Duration::from_millis(ms);
+    /// Wall-clock nanoseconds as an instant of this process. A time in the
+    /// future (a clock set back since) is cut to at most `future` ahead.
+    pub(crate) fn instant(&self, ns: u64, future: Duration) -> Instant {
+        let wall = UNIX_EPOCH + Duration::from_nanos(ns);
         match wall.duration_since(self.wall) {
             Ok(ahead) => self
                 .instant
@@ -203,17 +204,18 @@ impl Clock {
         }
     }
 
-    /// How long before now `ms` was (zero when it is not past).
-    pub(crate) fn age(&self, ms: u64) -> Duration {
+    /// How long before now `ns` was (zero when it is not past).
+    pub(crate) fn age(&self, ns: u64) -> Duration {
         self.wall
-            .duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+            .duration_since(UNIX_EPOCH + Duration::from_nanos(ns))
             .unwrap_or_default()
     }
 }
 
-pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+/// Nanoseconds since the epoch (a u64 holds them until 2554).
+pub(crate) fn unix_ns(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
@@ -227,14 +229,14 @@ mod tests {
             turn: Turn {
                 lifecycle: 2,
                 flags: FLAG_INACTIVE_STATUS | FLAG_UNANSWERED,
-                answered_at: Some(1_764_970_000_123),
-                due_at: Some(1_764_973_600_000),
+                answered_at: Some(1_764_970_000_123_000_000),
+                due_at: Some(1_764_973_600_000_000_000),
                 failed_at: None,
                 failures: 1,
                 failures_alone: 0,
             },
             answer: Some(Answer {
-                answered_at: 1_764_970_000_123,
+                answered_at: 1_764_970_000_123_000_000,
                 thing_name: "Zähler \"north\"",
                 imsi: "901405100000001",
                 msisdn: "",
@@ -249,7 +251,7 @@ mod tests {
 
     fn header() -> Header<'static> {
         Header {
-            written_at: 1_764_970_001_000,
+            written_at: 1_764_970_001_000_000_000,
             identity: Identity {
                 url: "https://console.monogoto.io",
                 account: Account::User("ops@example.com"),
@@ -261,7 +263,7 @@ mod tests {
             outage_since: None,
             discovery: Some(Discovery {
                 iccids: vec!["8988000000000000001"],
-                listed_at: Some(1_764_969_000_000),
+                listed_at: Some(1_764_969_000_000_000_000),
                 pages: 3,
                 unfinished: Some(Unfinished {
                     found: vec![("8988000000000000002", Some(true))],
@@ -299,12 +301,14 @@ mod tests {
             .instant
             .checked_sub(Duration::from_secs(90))
             .expect("fits");
-        let ms = clock.wall_ms(earlier);
-        assert_eq!(clock.age(ms).as_secs(), 90);
-        let back = clock.instant(ms, Duration::ZERO);
-        let off = back.max(earlier) - back.min(earlier);
-        assert!(off < Duration::from_millis(2), "{off:?}");
-        let later = clock.wall_ms(clock.instant + Duration::from_secs(30));
+        let ns = clock.wall_ns(earlier);
+        assert_eq!(clock.age(ns).as_secs(), 90);
+        assert_eq!(
+            clock.instant(ns, Duration::ZERO),
+            earlier,
+            "to the nanosecond"
+        );
+        let later = clock.wall_ns(clock.instant + Duration::from_secs(30));
         assert_eq!(
             clock.instant(later, Duration::from_secs(10)),
             clock.instant + Duration::from_secs(10),

@@ -48,16 +48,16 @@ impl Schedule {
         let Some(sim) = self.sims.get(position) else {
             return Turn::default();
         };
-        let ms = |at: Option<Instant>| at.map(|at| clock.wall_ms(at));
+        let ns = |at: Option<Instant>| at.map(|at| clock.wall_ns(at));
         let flag = |on: bool, bit: u8| if on { bit } else { 0 };
         Turn {
             lifecycle: sim.lifecycle.code(),
             flags: flag(sim.inactive_status, FLAG_INACTIVE_STATUS)
                 | flag(sim.unanswered, FLAG_UNANSWERED)
                 | flag(sim.missing, FLAG_MISSING),
-            answered_at: ms(sim.answered_at),
-            due_at: ms(sim.due_at),
-            failed_at: ms(sim.failed_at),
+            answered_at: ns(sim.answered_at),
+            due_at: ns(sim.due_at),
+            failed_at: ns(sim.failed_at),
             failures: sim.failures,
             failures_alone: sim.failures_alone,
         }
@@ -113,7 +113,7 @@ impl Schedule {
     ) {
         // A turn is never further ahead than its longest wait.
         let ahead = inactive_interval.max(super::rejected_retry(inactive_interval));
-        let instant = |ms: Option<u64>| ms.map(|ms| clock.instant(ms, ahead));
+        let instant = |ns: Option<u64>| ns.map(|ns| clock.instant(ns, ahead));
         self.restored = sims
             .into_iter()
             .filter_map(|(iccid, Restored { turn, served_since })| {
