@@ -615,47 +615,40 @@ async fn a_changed_shard_layout_or_a_shrunk_list_serves_only_this_shards_configu
     let shard = Shard { index: 1, count: 2 };
     let owned: BTreeSet<String> = iccids.iter().filter(|i| shard.owns(i)).cloned().collect();
     assert!(!owned.is_empty() && owned.len() < 200);
-    let sharded = Run::start(
-        &sim,
-        dir.path(),
-        "sharded",
-        &[
-            "--monogoto.iccids-file",
-            &file,
-            "--storage.path",
-            storage,
-            "--shard.count",
-            "2",
-            "--shard.index",
-            "1",
-        ],
+    // Started as shard 1 of 2 with the SIMs of `file`: the SIMs it serves
+    // at readiness.
+    let served_as_shard = |name: &'static str, file: String| {
+        let (sim, dir) = (&sim, dir.path());
+        async move {
+            let args = [
+                "--monogoto.iccids-file",
+                &file,
+                "--storage.path",
+                storage,
+                "--shard.count",
+                "2",
+                "--shard.index",
+                "1",
+            ];
+            let run = Run::start(sim, dir, name, &args);
+            run.wait_ready().await;
+            let served: BTreeSet<String> = things(&run.metrics().await).into_keys().collect();
+            run.stop();
+            served
+        }
+    };
+    assert_eq!(
+        served_as_shard("sharded", file).await,
+        owned,
+        "only this shard's SIMs, at once"
     );
-    sharded.wait_ready().await;
-    let served: BTreeSet<String> = things(&sharded.metrics().await).into_keys().collect();
-    assert_eq!(served, owned, "only this shard's SIMs, at once");
-    sharded.stop();
 
     // Fewer SIMs configured: only those still configured.
     let kept = &iccids[..60];
-    let file = iccids_file(dir.path(), kept);
-    let shrunk = Run::start(
-        &sim,
-        dir.path(),
-        "shrunk",
-        &[
-            "--monogoto.iccids-file",
-            &file,
-            "--storage.path",
-            storage,
-            "--shard.count",
-            "2",
-            "--shard.index",
-            "1",
-        ],
-    );
-    shrunk.wait_ready().await;
-    let served: BTreeSet<String> = things(&shrunk.metrics().await).into_keys().collect();
     let expected: BTreeSet<String> = kept.iter().filter(|i| shard.owns(i)).cloned().collect();
-    assert_eq!(served, expected, "only this shard's configured SIMs");
-    shrunk.stop();
+    assert_eq!(
+        served_as_shard("shrunk", iccids_file(dir.path(), kept)).await,
+        expected,
+        "only this shard's configured SIMs"
+    );
 }

@@ -592,11 +592,26 @@ impl Schedule {
         stale_after: Duration,
         inactive_interval: Duration,
     ) -> HashSet<String> {
+        let mut out = std::mem::take(&mut self.dropped);
+        out.extend(self.unexport_stale(now, stale_after, inactive_interval, |sim| sim.unanswered));
+        out
+    }
+
+    /// Takes off /metrics the SIMs that `asked` selects whose answer is older
+    /// than their staleness (`stale_after`; for SUSPENDED and RETIRED SIMs 3x
+    /// the inactive interval if longer); returns their ICCIDs.
+    fn unexport_stale(
+        &mut self,
+        now: Instant,
+        stale_after: Duration,
+        inactive_interval: Duration,
+        asked: impl Fn(&SimState) -> bool,
+    ) -> HashSet<String> {
         let inactive_stale =
             stale_after.max(inactive_interval.saturating_mul(INACTIVE_STALE_INTERVALS));
-        let mut out = std::mem::take(&mut self.dropped);
+        let mut out = HashSet::new();
         for (iccid, sim) in self.followed.iter().zip(&mut self.sims) {
-            if !sim.exported || !sim.unanswered {
+            if !sim.exported || !asked(sim) {
                 continue;
             }
             let stale = if sim.inactive_status {
@@ -606,7 +621,7 @@ impl Schedule {
             };
             if sim
                 .answered_at
-                .is_some_and(|at| now.saturating_duration_since(at) > stale)
+                .is_none_or(|at| now.saturating_duration_since(at) > stale)
             {
                 sim.exported = false;
                 out.insert(iccid.clone());

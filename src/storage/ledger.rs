@@ -68,7 +68,8 @@ impl Storage {
             }
         };
         if !self.owns(&ledger.identity) {
-            tracing::info!(
+            // The state file's INFO line says so for both.
+            tracing::debug!(
                 path = %path.display(),
                 "the saved budget belongs to another API or account: not used"
             );

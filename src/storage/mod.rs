@@ -224,7 +224,7 @@ impl Storage {
         let path = self.path(name);
         match file::open(&path, kind) {
             Ok(Opened::Missing) => {
-                tracing::info!(path = %path.display(), "no saved state: starting cold");
+                tracing::info!(path = %path.display(), "nothing saved there yet: starting cold");
                 None
             }
             Ok(Opened::Found { version, payload }) => Some((version, payload)),

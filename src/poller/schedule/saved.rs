@@ -72,27 +72,7 @@ impl Schedule {
         stale_after: Duration,
         inactive_interval: Duration,
     ) -> HashSet<String> {
-        let inactive_stale =
-            stale_after.max(inactive_interval.saturating_mul(super::INACTIVE_STALE_INTERVALS));
-        let mut stale = HashSet::new();
-        for (iccid, sim) in self.followed.iter().zip(&mut self.sims) {
-            if !sim.exported {
-                continue;
-            }
-            let limit = if sim.inactive_status {
-                inactive_stale
-            } else {
-                stale_after
-            };
-            if sim
-                .answered_at
-                .is_none_or(|at| now.saturating_duration_since(at) > limit)
-            {
-                sim.exported = false;
-                stale.insert(iccid.clone());
-            }
-        }
-        stale
+        self.unexport_stale(now, stale_after, inactive_interval, |_| true)
     }
 
     /// Since when every request has failed, if they do.
