@@ -112,12 +112,7 @@ impl Poller {
                     .get_answered(iccid)
                     .map(|(record, at)| answer_of(record, at)),
             });
-            match state::encode(&header, sims) {
-                Ok(payload) => {
-                    storage.write_state(&payload);
-                }
-                Err(e) => tracing::error!(error = %e, "cannot encode the state"),
-            }
+            storage.write_state(|| state::encode(&header, sims));
         });
         let saving = self.saving.clone();
         let done = async move {

@@ -42,6 +42,7 @@ pub const BUDGET_FILE: &str = "budget";
 /// The storage metrics, registered only when storage is on.
 pub struct StorageMetrics {
     pub last_write_success: Gauge,
+    pub last_write_duration: Gauge,
     pub write_failures: IntCounter,
     pub bytes: IntGauge,
     pub loaded_things: IntGauge,
@@ -53,6 +54,11 @@ impl StorageMetrics {
             last_write_success: Gauge::new(
                 "monogoto_storage_last_write_success_timestamp_seconds",
                 "Unix time of the last successful write of the state file under --storage.path (at start: when the folder was found writable).",
+            )
+            .expect("valid metric"),
+            last_write_duration: Gauge::new(
+                "monogoto_storage_last_write_duration_seconds",
+                "Time the last write of the state file took, encoding included, in seconds (off the scrape path).",
             )
             .expect("valid metric"),
             write_failures: IntCounter::new(
@@ -75,6 +81,7 @@ impl StorageMetrics {
 
     pub(crate) fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.last_write_success.clone()))?;
+        registry.register(Box::new(self.last_write_duration.clone()))?;
         registry.register(Box::new(self.write_failures.clone()))?;
         registry.register(Box::new(self.bytes.clone()))?;
         registry.register(Box::new(self.loaded_things.clone()))
@@ -257,20 +264,28 @@ impl Storage {
         }
     }
 
-    /// Writes the state file; counts and warns of a failure.
-    pub(crate) fn write_state(&self, payload: &[u8]) -> bool {
+    /// Encodes the state with `encode` and writes it; counts and warns of a
+    /// failure. One write at a time.
+    pub(crate) fn write_state(&self, encode: impl FnOnce() -> Result<Vec<u8>, postcard::Error>) {
         let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        match self.write(STATE_FILE, &state::KIND, state::VERSION, payload) {
-            Some(bytes) => {
-                self.metrics
-                    .bytes
-                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-                self.metrics
-                    .last_write_success
-                    .set(crate::health::unix_now());
-                true
+        let started = std::time::Instant::now();
+        let payload = match encode() {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the state");
+                return;
             }
-            None => false,
+        };
+        if let Some(bytes) = self.write(STATE_FILE, &state::KIND, state::VERSION, &payload) {
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics
+                .bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            self.metrics.last_write_duration.set(seconds);
+            self.metrics
+                .last_write_success
+                .set(crate::health::unix_now());
+            tracing::debug!(bytes, seconds, "state written");
         }
     }
 
