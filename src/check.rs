@@ -146,6 +146,14 @@ fn stand_in(key: &str, args: &mut ExporterArgs, env: &mut Environment) -> bool {
             }
         }
         "monogoto.discover-interval" => args.discover_interval = set("1h"),
+        "webhook.token" | "webhook.token-file" => {
+            args.webhook_token_file = None;
+            env.webhook_token = Some(SecretString::from("config-check"));
+        }
+        "webhook.max-body-size" => args.webhook_max_body_size = set("1MiB"),
+        "shard.peer-url-template" => {
+            args.shard_peer_url_template = set("http://monogoto-exporter-{index}:19540")
+        }
         "monogoto.rate-limit" => args.rate_limit = set(config::DEFAULT_RATE_LIMIT),
         "monogoto.max-body-size" => args.max_body_size = set("16MiB"),
         "monogoto.thing-ids-format" => args.thing_ids_format = set("auto"),
@@ -422,6 +430,9 @@ mod tests {
             ("log.level", "x=loud"),
             ("log.format", "xml"),
             ("storage.path", "/dev/null/state"),
+            ("webhook.token-file", "/nonexistent/webhook-token"),
+            ("webhook.max-body-size", "vast"),
+            ("shard.peer-url-template", "http://peer:19540"),
         ];
         let flags: Vec<String> = config::Cli::command()
             .get_arguments()

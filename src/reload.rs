@@ -259,6 +259,20 @@ pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     );
     shown("monogoto.url", old.url.clone(), new.url.clone());
     shown(
+        "webhook.max-body-size",
+        old.webhook
+            .as_ref()
+            .map_or(String::new(), |w| w.max_body_size.to_string()),
+        new.webhook
+            .as_ref()
+            .map_or(String::new(), |w| w.max_body_size.to_string()),
+    );
+    shown(
+        "shard.peer-url-template",
+        old.shard_peer_url_template.clone().unwrap_or_default(),
+        new.shard_peer_url_template.clone().unwrap_or_default(),
+    );
+    shown(
         "storage.path",
         display_path(old.storage_path.as_deref()),
         display_path(new.storage_path.as_deref()),
@@ -310,6 +324,15 @@ pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         format!("{:?}", new.log.format).to_lowercase(),
     );
     out.extend(credentials_differ(old, new));
+    // A rotated webhook token is a change too, named by key only.
+    let webhook_token = |c: &Config| {
+        c.webhook
+            .as_ref()
+            .map(|w| w.token.expose_secret().to_string())
+    };
+    if webhook_token(old) != webhook_token(new) {
+        out.push("webhook.token".to_string());
+    }
     out
 }
 

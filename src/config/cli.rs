@@ -206,6 +206,15 @@ pub struct ExporterArgs {
     /// This replica's shard, 0 to count-1; a name ending in -ORDINAL (a StatefulSet pod name) works too [default: 0].
     #[arg(long = "shard.index", env = "MONOGOTO_SHARD_INDEX", value_name = "I")]
     pub(crate) shard_index: Option<String>,
+    /// File holding the token Monogoto's webhook must give (`?token=` or `Authorization: Bearer`); POST /webhook is off without one [env: MONOGOTO_WEBHOOK_TOKEN holds the token itself].
+    #[arg(long = "webhook.token-file", value_name = "PATH")]
+    pub webhook_token_file: Option<std::path::PathBuf>,
+    /// Largest webhook body accepted; larger ones are answered 413 [default: 1MiB].
+    #[arg(long = "webhook.max-body-size", value_name = "SIZE")]
+    pub webhook_max_body_size: Option<String>,
+    /// URL of another shard's replica, `{index}` standing for its shard, e.g. http://monogoto-exporter-{index}.monogoto-exporter:19540: webhook events for its SIMs are forwarded there [default: none, ignored].
+    #[arg(long = "shard.peer-url-template", value_name = "URL")]
+    pub shard_peer_url_template: Option<String>,
     /// Folder where the exporter keeps its state across restarts (answers, schedule, budget spent, listing); created if missing [default: none, nothing kept].
     #[arg(
         long = "storage.path",

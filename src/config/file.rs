@@ -24,6 +24,19 @@ pub(super) struct FileConfig {
     pub(super) shard: ShardFile,
     #[serde(default)]
     pub(super) storage: StorageFile,
+    #[serde(default)]
+    pub(super) webhook: WebhookFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhookFile {
+    #[serde(default, alias = "token-file")]
+    pub(super) token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub(super) token: Option<String>,
+    #[serde(default, alias = "max-body-size", deserialize_with = "scalar")]
+    pub(super) max_body_size: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -40,6 +53,8 @@ pub(super) struct ShardFile {
     pub(super) index: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub(super) count: Option<String>,
+    #[serde(default, alias = "peer-url-template", deserialize_with = "scalar")]
+    pub(super) peer_url_template: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -165,6 +180,7 @@ impl FileConfig {
             &mut self.monogoto.password_file,
             &mut self.monogoto.iccids_file,
             &mut self.storage.path,
+            &mut self.webhook.token_file,
         ];
         for path in paths.into_iter().flatten() {
             if path.is_relative() {

@@ -85,6 +85,8 @@ pub(crate) const DISCOVER_INTERVAL_BOUNDS: DurationBounds = DurationBounds {
 /// Environment variables holding secrets themselves, never paths.
 pub(crate) const ENV_TOKEN: &str = "MONOGOTO_TOKEN";
 pub(crate) const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
+pub(crate) const ENV_WEBHOOK_TOKEN: &str = "MONOGOTO_WEBHOOK_TOKEN";
+pub(crate) const DEFAULT_WEBHOOK_MAX_BODY_SIZE: usize = 1024 * 1024;
 
 /// The secrets and overrides read from the environment outside clap, so that
 /// tests can give them without touching the process environment.
@@ -92,6 +94,7 @@ pub(crate) const ENV_PASSWORD: &str = "MONOGOTO_PASSWORD";
 pub struct Environment {
     pub token: Option<SecretString>,
     pub password: Option<SecretString>,
+    pub webhook_token: Option<SecretString>,
     pub rust_log: Option<String>,
 }
 
@@ -103,6 +106,7 @@ impl Environment {
         Environment {
             token: secret(ENV_TOKEN),
             password: secret(ENV_PASSWORD),
+            webhook_token: secret(ENV_WEBHOOK_TOKEN),
             rust_log: std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()),
         }
     }
@@ -136,8 +140,19 @@ pub struct Config {
     pub log: LogConfig,
     /// `--storage.path`: where the state is kept across restarts.
     pub storage_path: Option<PathBuf>,
+    /// `POST /webhook`, when a token is configured.
+    pub webhook: Option<WebhookConfig>,
+    /// `--shard.peer-url-template`: where another shard's replica is, `{index}` its shard.
+    pub shard_peer_url_template: Option<String>,
     /// Problems worth a warning but not a refusal, logged once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// The webhook receiver's settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub token: SecretString,
+    pub max_body_size: usize,
 }
 
 /// Where a secret was read from.

@@ -142,6 +142,7 @@ fn environment_overrides_file_secrets_and_log_level() {
     let env = Environment {
         token: Some(SecretString::from("from-env")),
         password: None,
+        webhook_token: None,
         rust_log: Some("debug".into()),
     };
     let c = Config::resolve(&parse(&["--config.file", path]), env, Mode::Exporter).expect("valid");

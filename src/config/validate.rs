@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::file::{FileConfig, LogFile, MonogotoFile, PollFile, ShardFile, WebFile, load_file};
+use super::file::{
+    FileConfig, LogFile, MonogotoFile, PollFile, ShardFile, WebFile, WebhookFile, load_file,
+};
 use super::{
     Config, ConfigError, CredentialsSource, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY,
     DEFAULT_DISCOVER_INTERVAL, DEFAULT_INACTIVE_INTERVAL, DEFAULT_INTERVAL, DEFAULT_LISTEN_ADDRESS,
     DEFAULT_RATE_LIMIT, DEFAULT_TELEMETRY_PATH, DEFAULT_TIMEOUT, DEFAULT_URL,
-    DISCOVER_INTERVAL_BOUNDS, DurationBounds, ENV_PASSWORD, ENV_TOKEN, Environment, ExporterArgs,
-    INACTIVE_INTERVAL_BOUNDS, INTERVAL_BOUNDS, LogConfig, LogFormat, MAX_BATCH_SIZE,
-    MAX_CONCURRENCY, MAX_RETRIES, MAX_SHARDS, Mode, PollConfig, STALE_AFTER_BOUNDS, SecretSource,
-    TIMEOUT_BOUNDS,
+    DEFAULT_WEBHOOK_MAX_BODY_SIZE, DISCOVER_INTERVAL_BOUNDS, DurationBounds, ENV_PASSWORD,
+    ENV_TOKEN, ENV_WEBHOOK_TOKEN, Environment, ExporterArgs, INACTIVE_INTERVAL_BOUNDS,
+    INTERVAL_BOUNDS, LogConfig, LogFormat, MAX_BATCH_SIZE, MAX_CONCURRENCY, MAX_RETRIES,
+    MAX_SHARDS, Mode, PollConfig, STALE_AFTER_BOUNDS, SecretSource, TIMEOUT_BOUNDS, WebhookConfig,
 };
 use crate::iccid;
 use crate::monogoto::budget::Budget;
@@ -48,6 +50,7 @@ impl Config {
             log,
             shard,
             storage,
+            webhook,
         } = file;
 
         let web = resolve_web(args, web)?;
@@ -58,7 +61,13 @@ impl Config {
         let (iccids, iccids_file) = resolve_iccids(args, &monogoto)?;
         let (discover, discover_interval) = resolve_discover(args, &monogoto)?;
         let requests = resolve_requests(args, &monogoto)?;
+        let peer_url_template = validate_peer_url_template(
+            args.shard_peer_url_template
+                .clone()
+                .or(shard.peer_url_template.clone()),
+        )?;
         let shard = resolve_shard(args, shard)?;
+        let webhook = resolve_webhook(args, &env, webhook)?;
         let warnings = secret_file_warnings(args, &monogoto);
         if mode == Mode::Exporter {
             require_credentials_and_things(credentials.is_some(), !iccids.is_empty() || discover)?;
@@ -89,6 +98,8 @@ impl Config {
                 .clone()
                 .or(storage.path)
                 .filter(|path| !path.as_os_str().is_empty()),
+            webhook,
+            shard_peer_url_template: peer_url_template,
             warnings,
         })
     }
@@ -638,6 +649,65 @@ fn resolve_credentials(
             "a password is set but no user name: set --monogoto.username or MONOGOTO_USERNAME",
         )),
         (None, None) => Ok((None, CredentialsSource::default())),
+    }
+}
+
+/// `webhook.*`: on when a token is given, with the body size limit.
+fn resolve_webhook(
+    args: &ExporterArgs,
+    env: &Environment,
+    file: WebhookFile,
+) -> Result<Option<WebhookConfig>, ConfigError> {
+    let max_body_size = match args
+        .webhook_max_body_size
+        .clone()
+        .or(file.max_body_size.clone())
+    {
+        Some(v) => parse_byte_size(&v).ok_or_else(|| {
+            ConfigError::value(
+                "webhook.max-body-size",
+                &v,
+                "must be a size such as \"1MiB\", \"256KiB\" or a number of bytes, at least 1KiB",
+            )
+        })?,
+        None => DEFAULT_WEBHOOK_MAX_BODY_SIZE,
+    };
+    let token = resolve_secret(
+        ("webhook.token", ENV_WEBHOOK_TOKEN),
+        args.webhook_token_file.as_deref(),
+        env.webhook_token.as_ref(),
+        file.token_file.as_deref(),
+        file.token.as_deref(),
+    )?;
+    Ok(token.map(|(token, _)| WebhookConfig {
+        token,
+        max_body_size,
+    }))
+}
+
+/// `shard.peer-url-template`: an http(s) URL with `{index}` in it.
+fn validate_peer_url_template(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(template) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let key = "shard.peer-url-template";
+    if !template.contains("{index}") {
+        return Err(ConfigError::value(
+            key,
+            &template,
+            "must contain {index}, which stands for the shard, e.g. http://monogoto-exporter-{index}.monogoto-exporter:19540",
+        ));
+    }
+    let example = template.replace("{index}", "0");
+    match reqwest::Url::parse(&example) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(Some(template.trim_end_matches('/').to_string()))
+        }
+        _ => Err(ConfigError::value(
+            key,
+            &template,
+            "must be an http:// or https:// URL with a host",
+        )),
     }
 }
 

@@ -55,6 +55,8 @@ pub fn config(sim: &RunningSimulator) -> Config {
         thing_ids_format: monogoto_exporter::monogoto::ThingIdsFormat::Auto,
         shard: Default::default(),
         storage_path: None,
+        webhook: None,
+        shard_peer_url_template: None,
         poll: PollConfig {
             interval: Duration::from_secs(3600),
             batch_size: 50,
