@@ -9,6 +9,7 @@ use super::record::Record;
 use crate::exposition::text::{escape_label_value, write_value};
 
 const FRESHNESS: &str = "Data come from the last successful poll of this Thing.";
+const FROM_EVENTS: &str = "Data come from Monogoto's webhook events (POST /webhook).";
 
 /// What a family's samples are.
 enum Samples {
@@ -16,12 +17,16 @@ enum Samples {
     Value(fn(&Record) -> Option<f64>),
     /// Constant 1 per Thing, labelled with what describes it.
     Info,
+    /// Constant 1 per Thing that has them, labelled by ICCID and these.
+    Labels(fn(&Record) -> Option<Vec<(&'static str, &str)>>),
 }
 
 struct Family {
     name: &'static str,
     help: &'static str,
     samples: Samples,
+    /// Where its data come from, said in its HELP.
+    source: &'static str,
 }
 
 const FAMILIES: &[Family] = &[
@@ -29,41 +34,70 @@ const FAMILIES: &[Family] = &[
         name: "monogoto_thing_connected",
         help: "1 if the SIM has an open data session (CONNECTED), else 0.",
         samples: Samples::Value(|t| t.connected().map(|c| if c { 1.0 } else { 0.0 })),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_active_sessions",
         help: "Number of active data sessions of the SIM.",
         samples: Samples::Value(|t| t.active_sessions().map(f64::from)),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_uplink_throughput",
         help: "Sum of UplinkThroughput over the active sessions, in the unit Monogoto reports it in.",
         samples: Samples::Value(|t| t.uplink_throughput()),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_downlink_throughput",
         help: "Sum of DownlinkThroughput over the active sessions, in the unit Monogoto reports it in.",
         samples: Samples::Value(|t| t.downlink_throughput()),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_last_connection_timestamp_seconds",
         help: "Unix time of the SIM's last connection (LastConnectionTime).",
         samples: Samples::Value(|t| t.last_connection()),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_last_disconnection_timestamp_seconds",
         help: "Unix time of the SIM's last disconnection (LastDisconnectionTime).",
         samples: Samples::Value(|t| t.last_disconnection()),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_session_start_timestamp_seconds",
         help: "Unix time at which the earliest active data session started (LastConnectedTime).",
         samples: Samples::Value(|t| t.session_start()),
+        source: FRESHNESS,
     },
     Family {
         name: "monogoto_thing_info",
         help: "Constant 1, labelled with the SIM's name, IMSI, MSISDN and provisioning status (empty where unknown).",
         samples: Samples::Info,
+        source: FRESHNESS,
+    },
+    Family {
+        name: "monogoto_thing_last_event_timestamp_seconds",
+        help: "Unix time at which the last webhook event naming the SIM was received.",
+        samples: Samples::Value(|t| t.push().map(|p| p.last_event)),
+        source: FROM_EVENTS,
+    },
+    Family {
+        name: "monogoto_thing_network_info",
+        help: "Constant 1, labelled with the network the SIM was last seen on: MCC, MNC and operator of the last CDR that carried them.",
+        samples: Samples::Labels(|t| {
+            let (mcc, mnc, operator) = t.push()?.network.as_ref()?;
+            Some(vec![("mcc", mcc), ("mnc", mnc), ("operator", operator)])
+        }),
+        source: FROM_EVENTS,
+    },
+    Family {
+        name: "monogoto_thing_device_info",
+        help: "Constant 1, labelled with the IMEI of the device the SIM was last seen in (the last CDR that carried one).",
+        samples: Samples::Labels(|t| Some(vec![("imei", t.push()?.imei.as_deref()?)])),
+        source: FROM_EVENTS,
     },
 ];
 
@@ -74,8 +108,8 @@ pub(crate) const THING_FAMILIES: usize = FAMILIES.len();
 pub(crate) fn render_family_header(family: usize, out: &mut Vec<u8>) {
     if let Some(f) = FAMILIES.get(family) {
         let text = format!(
-            "# HELP {} {} {FRESHNESS}\n# TYPE {} gauge\n",
-            f.name, f.help, f.name
+            "# HELP {} {} {}\n# TYPE {} gauge\n",
+            f.name, f.help, f.source, f.name
         );
         out.extend_from_slice(text.as_bytes());
     }
@@ -120,6 +154,25 @@ pub(crate) fn render_family_lines<'a>(
                     if i > 0 {
                         out.push(b',');
                     }
+                    out.extend_from_slice(label.as_bytes());
+                    out.extend_from_slice(b"=\"");
+                    escape_label_value(value, out);
+                    out.push(b'"');
+                }
+                out.extend_from_slice(b"} 1\n");
+            }
+        }
+        Samples::Labels(labels_of) => {
+            for thing in things {
+                let Some(labels) = labels_of(thing) else {
+                    continue;
+                };
+                out.extend_from_slice(f.name.as_bytes());
+                out.extend_from_slice(b"{iccid=\"");
+                escape_label_value(thing.iccid(), out);
+                out.push(b'"');
+                for (label, value) in labels {
+                    out.push(b',');
                     out.extend_from_slice(label.as_bytes());
                     out.extend_from_slice(b"=\"");
                     escape_label_value(value, out);
@@ -230,5 +283,32 @@ mod tests {
                 "monogoto_thing_downlink_throughput{iccid=\"898800000000000001\"} 0.25\n"
             )
         );
+    }
+
+    #[test]
+    fn what_events_said_is_rendered_only_for_the_sims_they_named() {
+        use std::sync::Arc;
+
+        let told = Record::from(thing("898800000000000001")).with_push(Some(Arc::new(
+            crate::fleet::PushInfo {
+                last_event: 1_764_970_000.5,
+                network: Some(("425".into(), "01".into(), "Partner \"IL\"".into())),
+                imei: Some("356938035643809".into()),
+            },
+        )));
+        let silent = Record::from(thing("898800000000000002"));
+        let mut out = Vec::new();
+        render_things([&told, &silent].into_iter(), &mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        for line in [
+            "monogoto_thing_last_event_timestamp_seconds{iccid=\"898800000000000001\"} 1764970000.5\n",
+            "monogoto_thing_network_info{iccid=\"898800000000000001\",mcc=\"425\",mnc=\"01\",operator=\"Partner \\\"IL\\\"\"} 1\n",
+            "monogoto_thing_device_info{iccid=\"898800000000000001\",imei=\"356938035643809\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("_event_timestamp_seconds{iccid=\"898800000000000002\""));
+        assert!(!text.contains("network_info{iccid=\"898800000000000002\""));
+        assert!(text.contains("# HELP monogoto_thing_device_info Constant 1, labelled with the IMEI"));
     }
 }

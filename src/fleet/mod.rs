@@ -6,5 +6,5 @@ pub mod families;
 pub(crate) mod record;
 pub mod snapshot;
 
-pub use record::Record;
+pub use record::{PushInfo, Record};
 pub use snapshot::{Fleet, Snapshot};
