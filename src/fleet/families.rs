@@ -309,6 +309,8 @@ mod tests {
         }
         assert!(!text.contains("_event_timestamp_seconds{iccid=\"898800000000000002\""));
         assert!(!text.contains("network_info{iccid=\"898800000000000002\""));
-        assert!(text.contains("# HELP monogoto_thing_device_info Constant 1, labelled with the IMEI"));
+        assert!(
+            text.contains("# HELP monogoto_thing_device_info Constant 1, labelled with the IMEI")
+        );
     }
 }

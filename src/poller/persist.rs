@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::schedule::{Restored, Schedule};
 use super::{Discovery, Poller};
-use crate::fleet::{Record, Snapshot};
+use crate::fleet::{PushInfo, Record, Snapshot};
 use crate::monogoto::ThingStatus;
 use crate::monogoto::model::{ListedThing, Unparsed};
 use crate::monogoto::paging::Listing;
@@ -318,6 +318,14 @@ fn answer_of(record: &Record, at: SystemTime) -> Answer<'_> {
             record.session_start(),
         ],
         unparsed: record.unparsed_bits(),
+        push: record.push().map(|p| state::Pushed {
+            last_event: p.last_event,
+            network: p
+                .network
+                .as_ref()
+                .map(|(mcc, mnc, operator)| (mcc.as_str(), mnc.as_str(), operator.as_str())),
+            imei: p.imei.as_deref(),
+        }),
     }
 }
 
@@ -347,4 +355,13 @@ fn record_of(iccid: &str, answer: &Answer<'_>) -> Record {
         session_start: number(session_start),
         unparsed: Unparsed(answer.unparsed),
     })
+    .with_push(answer.push.as_ref().map(|p| {
+        Arc::new(PushInfo {
+            last_event: p.last_event,
+            network: p
+                .network
+                .map(|(mcc, mnc, operator)| (mcc.into(), mnc.into(), operator.into())),
+            imei: p.imei.map(str::to_string),
+        })
+    }))
 }

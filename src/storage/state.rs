@@ -16,8 +16,8 @@ use super::file::Kind;
 
 pub(crate) const KIND: Kind = *b"MGXSTATE";
 /// Bumped when the encoding changes; a reader keeps the decoders of the
-/// versions it can still read.
-pub(crate) const VERSION: u32 = 1;
+/// versions it can still read (1: before webhook events).
+pub(crate) const VERSION: u32 = 2;
 
 /// Which API and account the state belongs to: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, DeriveSerialize, Deserialize)]
@@ -108,6 +108,19 @@ pub(crate) struct Answer<'a> {
     /// Uplink, downlink, last connection, last disconnection, session start.
     pub numbers: [Option<f64>; 5],
     pub unparsed: u16,
+    /// What webhook events said of it.
+    #[serde(borrow)]
+    pub push: Option<Pushed<'a>>,
+}
+
+/// What webhook events said of a SIM.
+#[derive(Debug, Clone, PartialEq, DeriveSerialize, Deserialize)]
+pub(crate) struct Pushed<'a> {
+    pub last_event: f64,
+    /// MCC, MNC, operator.
+    #[serde(borrow)]
+    pub network: Option<(&'a str, &'a str, &'a str)>,
+    pub imei: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, DeriveSerialize, Deserialize)]
@@ -147,19 +160,71 @@ pub(crate) struct Decoded<'a> {
 
 /// Decodes a payload of format `version`.
 pub(crate) fn decode(version: u32, payload: &[u8]) -> Result<Decoded<'_>, String> {
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(format!(
-            "format version {version}, which this version of the exporter cannot read (it reads {VERSION})"
+            "format version {version}, which this version of the exporter cannot read (it reads 1 to {VERSION})"
         ));
     }
     let (header, rest) =
         postcard::take_from_bytes::<Header<'_>>(payload).map_err(|e| e.to_string())?;
-    let (sims, rest) =
-        postcard::take_from_bytes::<Vec<Sim<'_>>>(rest).map_err(|e| e.to_string())?;
+    let (sims, rest) = if version == 1 {
+        let (sims, rest) =
+            postcard::take_from_bytes::<Vec<v1::Sim<'_>>>(rest).map_err(|e| e.to_string())?;
+        (sims.into_iter().map(Sim::from).collect(), rest)
+    } else {
+        postcard::take_from_bytes::<Vec<Sim<'_>>>(rest).map_err(|e| e.to_string())?
+    };
     if !rest.is_empty() {
         return Err(format!("{} bytes after the SIMs", rest.len()));
     }
     Ok(Decoded { header, sims })
+}
+
+/// Format 1: the same, without what webhook events said.
+mod v1 {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Answer<'a> {
+        pub answered_at: u64,
+        pub thing_name: &'a str,
+        pub imsi: &'a str,
+        pub msisdn: &'a str,
+        pub provision_status: &'a str,
+        pub connected: Option<bool>,
+        pub active_sessions: Option<u32>,
+        pub numbers: [Option<f64>; 5],
+        pub unparsed: u16,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Sim<'a> {
+        pub iccid: &'a str,
+        pub turn: super::Turn,
+        #[serde(borrow)]
+        pub answer: Option<Answer<'a>>,
+    }
+}
+
+impl<'a> From<v1::Sim<'a>> for Sim<'a> {
+    fn from(sim: v1::Sim<'a>) -> Sim<'a> {
+        Sim {
+            iccid: sim.iccid,
+            turn: sim.turn,
+            answer: sim.answer.map(|a| Answer {
+                answered_at: a.answered_at,
+                thing_name: a.thing_name,
+                imsi: a.imsi,
+                msisdn: a.msisdn,
+                provision_status: a.provision_status,
+                connected: a.connected,
+                active_sessions: a.active_sessions,
+                numbers: a.numbers,
+                unparsed: a.unparsed,
+                push: None,
+            }),
+        }
+    }
 }
 
 /// One moment on both clocks, to move times between the process's monotonic
@@ -245,6 +310,11 @@ mod tests {
                 active_sessions: None,
                 numbers: [Some(1.5), None, Some(1_739_955_863.0), None, Some(-0.25)],
                 unparsed: 3,
+                push: Some(Pushed {
+                    last_event: 1_764_970_000.25,
+                    network: Some(("425", "01", "Partner")),
+                    imei: Some("356938035643809"),
+                }),
             }),
         }
     }
@@ -290,8 +360,58 @@ mod tests {
                 .map(|u| u.offset),
             Some(50)
         );
-        assert!(decode(VERSION + 1, &bytes).is_err(), "another version");
+        assert!(decode(VERSION + 1, &bytes).is_err(), "a newer version");
         assert!(decode(VERSION, &bytes[..bytes.len() - 1]).is_err(), "cut");
+    }
+
+    #[test]
+    fn a_state_of_format_1_is_still_read() {
+        #[derive(serde::Serialize)]
+        struct AnswerV1<'a> {
+            answered_at: u64,
+            thing_name: &'a str,
+            imsi: &'a str,
+            msisdn: &'a str,
+            provision_status: &'a str,
+            connected: Option<bool>,
+            active_sessions: Option<u32>,
+            numbers: [Option<f64>; 5],
+            unparsed: u16,
+        }
+        #[derive(serde::Serialize)]
+        struct SimV1<'a> {
+            iccid: &'a str,
+            turn: Turn,
+            answer: Option<AnswerV1<'a>>,
+        }
+        let current = sim("8988000000000000001");
+        let answer = current.answer.clone().expect("answered");
+        let old = vec![SimV1 {
+            iccid: current.iccid,
+            turn: current.turn,
+            answer: Some(AnswerV1 {
+                answered_at: answer.answered_at,
+                thing_name: answer.thing_name,
+                imsi: answer.imsi,
+                msisdn: answer.msisdn,
+                provision_status: answer.provision_status,
+                connected: answer.connected,
+                active_sessions: answer.active_sessions,
+                numbers: answer.numbers,
+                unparsed: answer.unparsed,
+            }),
+        }];
+        let mut bytes = postcard::to_stdvec(&header()).expect("encodes");
+        bytes = postcard::to_extend(&old, bytes).expect("encodes");
+        let decoded = decode(1, &bytes).expect("format 1 is read");
+        let expected = Sim {
+            answer: Some(Answer {
+                push: None,
+                ..answer
+            }),
+            ..current
+        };
+        assert_eq!(decoded.sims, vec![expected]);
     }
 
     #[test]
