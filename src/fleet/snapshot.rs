@@ -275,6 +275,38 @@ impl Snapshot {
         Snapshot::assemble(buckets)
     }
 
+    /// The next snapshot with `fresh` merged in, rendering only the buckets
+    /// they fall in and sharing every other with this one: what publishing a
+    /// few answers at once costs. Nothing is dropped.
+    pub(crate) fn with_touched(&self, fresh: Vec<Record>, now: SystemTime) -> Snapshot {
+        if self.buckets.is_empty() {
+            let len = fresh.len();
+            let entries = fresh.into_iter().map(|record| Entry {
+                record,
+                refreshed_at: now,
+            });
+            return Snapshot::laid_out(entries, len);
+        }
+        let count = self.buckets.len();
+        let mut touched: std::collections::BTreeMap<usize, Vec<Record>> = Default::default();
+        for record in fresh {
+            touched
+                .entry(bucket_of(record.iccid(), count))
+                .or_default()
+                .push(record);
+        }
+        let mut buckets = self.buckets.clone();
+        let mut renderer = Renderer::default();
+        for (index, mut records) in touched {
+            records.sort_unstable_by(|a, b| a.iccid().cmp(b.iccid()));
+            records.dedup_by(|a, b| a.iccid() == b.iccid());
+            let old = &buckets[index];
+            let things = merge(&old.things, records.into_iter(), now, &|_: &Entry| true);
+            buckets[index] = Arc::new(Bucket::new(things, Some(old), &mut renderer));
+        }
+        Snapshot::assemble(buckets)
+    }
+
     /// A snapshot of records answered at the times given (a saved state).
     pub(crate) fn restored(records: Vec<(Record, SystemTime)>) -> Snapshot {
         let len = records.len();
@@ -452,6 +484,16 @@ impl Fleet {
         let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
         let previous = Snapshot::clone(&self.current.load());
         let next = previous.into_next(fresh, now, keep, |partial| self.publish(partial));
+        let len = next.len();
+        self.publish(next);
+        len
+    }
+
+    /// Publishes `fresh` at once, rendering only their buckets (see
+    /// [`Snapshot::with_touched`]); returns the number of Things.
+    pub(crate) fn publish_touched(&self, fresh: Vec<Record>, now: SystemTime) -> usize {
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.current.load().with_touched(fresh, now);
         let len = next.len();
         self.publish(next);
         len

@@ -12,11 +12,15 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod chooser;
+pub mod hints;
 mod isolate;
 mod persist;
 mod report;
 pub(crate) mod schedule;
 
+use chooser::Chooser;
+use hints::{EventNews, HintMetrics, Hints};
 use isolate::{Isolation, read_isolating};
 use report::ErrorLog;
 pub use report::RefreshReport;
@@ -91,6 +95,14 @@ struct Settings {
     removed: Arc<HashSet<String>>,
 }
 
+/// What a refresh sends: a whole pass (with the hinted SIMs), or the hinted
+/// SIMs alone between passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Whole,
+    Hints,
+}
+
 /// What `Poller::reconfigure` changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconfigured {
@@ -147,6 +159,12 @@ pub struct Poller {
     last_save: std::sync::Mutex<Option<Instant>>,
     /// A write of the state is running.
     saving: Arc<AtomicBool>,
+    /// SIMs that webhook events named, to ask for next.
+    hints: Hints,
+    pub hint_metrics: Arc<HintMetrics>,
+    /// The ICCIDs followed, for the webhook receiver (the schedule is held
+    /// for whole refreshes).
+    followed: arc_swap::ArcSwap<HashSet<String>>,
 }
 
 impl Poller {
@@ -187,7 +205,33 @@ impl Poller {
             storage: None,
             last_save: std::sync::Mutex::new(None),
             saving: Arc::default(),
+            hints: Hints::default(),
+            hint_metrics: Arc::default(),
+            followed: arc_swap::ArcSwap::from_pointee(HashSet::new()),
         }
+    }
+
+    /// Whether this exporter follows `iccid` now.
+    pub fn follows(&self, iccid: &str) -> bool {
+        self.followed.load().contains(iccid)
+    }
+
+    /// Whether `iccid` belongs to this shard.
+    pub fn owns(&self, iccid: &str) -> bool {
+        self.shard.owns(iccid)
+    }
+
+    /// A webhook event named `iccid`: it goes in the next status request
+    /// that goes out, and what the event said is shown with its answer.
+    /// False when this exporter does not follow it (nothing is kept).
+    pub fn hint(&self, iccid: &str, news: EventNews) -> bool {
+        if !self.follows(iccid) {
+            return false;
+        }
+        let snapshot = self.fleet.snapshot();
+        let known = snapshot.get(iccid).and_then(|r| r.push());
+        self.hints.add(iccid, Instant::now(), news, known);
+        true
     }
 
     /// Keeps the state in `storage`: call [`Poller::restore`] before [`Poller::run`].
@@ -214,7 +258,7 @@ impl Poller {
             let started = Instant::now();
             // A refresh stops by itself when cancelled, publishing what it
             // got first, so that a shutdown keeps every answer.
-            self.refresh_until(&cancel).await;
+            self.refresh_until(&cancel, Pass::Whole).await;
             if cancel.is_cancelled() {
                 return;
             }
@@ -232,6 +276,12 @@ impl Poller {
                     _ = tokio::time::sleep(persist::SAVE_EVERY), if self.storage.is_some() => {
                         let schedule = self.schedule.lock().await;
                         self.save(&schedule, false, false).await;
+                    }
+                    // An event's SIM is asked for now, not at the next refresh.
+                    () = self.hints.arrived.notified() => {
+                        if !self.hints.is_empty() {
+                            self.refresh_until(&cancel, Pass::Hints).await;
+                        }
                     }
                 }
             }
@@ -329,12 +379,14 @@ impl Poller {
     /// budget. Snapshots are published at least once per interval as it
     /// goes, and at its end.
     pub async fn refresh(&self) -> RefreshReport {
-        self.refresh_until(&CancellationToken::new()).await
+        self.refresh_until(&CancellationToken::new(), Pass::Whole)
+            .await
     }
 
     /// [`Poller::refresh`], stopped early by `cancel`: no request goes out
     /// once it is, and what arrived is published.
-    async fn refresh_until(&self, cancel: &CancellationToken) -> RefreshReport {
+    async fn refresh_until(&self, cancel: &CancellationToken, pass: Pass) -> RefreshReport {
+        let whole = pass == Pass::Whole;
         let mut schedule = self.schedule.lock().await;
         let started = Instant::now();
         let mut report = RefreshReport::default();
@@ -348,17 +400,23 @@ impl Poller {
         };
         let poll = &settings.poll;
 
-        let listed = tokio::select! {
-            listed = self.iccids(&mut report, &mut errors, &settings) => listed,
-            _ = cancel.cancelled() => return report,
+        let (iccids, listed_states, discovered) = if whole {
+            tokio::select! {
+                listed = self.iccids(&mut report, &mut errors, &settings) => listed,
+                _ = cancel.cancelled() => return report,
+            }
+        } else {
+            (schedule.followed().clone(), None, false)
         };
-        let (iccids, listed_states, discovered) = listed;
         schedule.follow(iccids, listed_states.as_ref(), started);
+        self.track_followed(&schedule);
         self.health
             .things_configured
             .set(schedule.followed().len() as i64);
         let plan = self.plan(&schedule, &settings).await;
-        self.show_plan(&plan, discovered, poll);
+        if whole {
+            self.show_plan(&plan, discovered, poll);
+        }
         if schedule.has_dropped() && self.fleet.is_ready() {
             // SIMs no longer followed leave /metrics now, not once the first
             // answers are in (which the budget may make a while).
@@ -371,8 +429,12 @@ impl Poller {
             inactive_interval,
             retry_base: plan.target,
         };
-        schedule.begin_pass(started, inactive_interval);
-        let batches = schedule.batches(started, poll.batch_size, plan.inactive_batches_per_refresh);
+        let batches = if whole {
+            schedule.begin_pass(started, inactive_interval);
+            schedule.batches(started, poll.batch_size, plan.inactive_batches_per_refresh)
+        } else {
+            Vec::new()
+        };
         report.batches = batches.len();
         let auth_failed = AtomicBool::new(false);
         let mut slice = Slice {
@@ -380,7 +442,8 @@ impl Poller {
             succeeded: usize::from(report.listed),
             ..Slice::default()
         };
-        if schedule.followed().is_empty()
+        if whole
+            && schedule.followed().is_empty()
             && !self.discover
             && !cancel.is_cancelled()
             && self.access_check_due(&settings)
@@ -408,37 +471,49 @@ impl Poller {
             let answered_before: Vec<bool> = (0..followed.len())
                 .map(|p| schedule.was_answered(p))
                 .collect();
-            let requests = batches.into_iter().map(move |batch| {
-                let iccids: Vec<String> = batch
-                    .positions
-                    .iter()
-                    .map(|&p| followed[p].clone())
-                    .collect();
-                let answered: Vec<bool> = batch
-                    .positions
-                    .iter()
-                    .map(|&p| answered_before[p])
-                    .collect();
-                (batch.positions, iccids, answered)
-            });
-            let (auth_failed, spacing, parts) = (&auth_failed, plan.spacing, &parts);
+            let hintable: Vec<bool> = (0..followed.len()).map(|p| schedule.hintable(p)).collect();
+            let chooser = Chooser::new(batches, &followed, &hintable, &self.hints, poll.batch_size);
+            let (auth_failed, spacing, parts, chooser) =
+                (&auth_failed, plan.spacing, &parts, &chooser);
+            let answered_before = &answered_before;
+            let followed = &followed;
             let limit = poll.batch_size;
-            let send = move |part: &[String], known: &[bool]| {
-                parts.fetch_add(1, Ordering::Relaxed);
-                self.read_whole(part.to_vec(), known.to_vec(), limit, spacing)
-            };
-            let send = &send;
-            let mut results = futures_util::stream::iter(requests)
-                .map(|(positions, iccids, answered)| async move {
+            let metrics = &self.hint_metrics;
+            let mut results = futures_util::stream::iter(std::iter::from_fn(|| chooser.pull()))
+                .map(|()| async move {
                     // Once the credentials are rejected, the other batches would be too.
                     if auth_failed.load(Ordering::Relaxed) {
-                        return (positions, iccids, None);
+                        let work = chooser.choose_regular()?;
+                        return Some((work, None));
                     }
-                    let result = read_isolating(&self.isolation, &iccids, &answered, send).await;
+                    // The slot first, then what goes in it: a hint that
+                    // arrives meanwhile goes out in the next request.
+                    let waiting = self.health.api.budget_wait.start();
+                    self.pacer.wait(spacing).await;
+                    drop(waiting);
+                    let work = chooser.choose()?;
+                    if work.hinted {
+                        metrics.hinted_polls.inc_by(work.positions.len() as u64);
+                    }
+                    let iccids: Vec<String> = work
+                        .positions
+                        .iter()
+                        .map(|&p| followed[p].clone())
+                        .collect();
+                    let answered: Vec<bool> =
+                        work.positions.iter().map(|&p| answered_before[p]).collect();
+                    let slot_in_hand = AtomicBool::new(true);
+                    let slot_in_hand = &slot_in_hand;
+                    let send = move |part: &[String], known: &[bool]| {
+                        parts.fetch_add(1, Ordering::Relaxed);
+                        let paced = !slot_in_hand.swap(false, Ordering::Relaxed);
+                        self.read_whole(part.to_vec(), known.to_vec(), limit, spacing, paced)
+                    };
+                    let result = read_isolating(&self.isolation, &iccids, &answered, &send).await;
                     if result.as_ref().is_err_and(ApiError::is_auth) {
                         auth_failed.store(true, Ordering::Relaxed);
                     }
-                    (positions, iccids, Some(result))
+                    Some((work, Some((iccids, result))))
                 })
                 .buffer_unordered(poll.concurrency);
             loop {
@@ -454,20 +529,31 @@ impl Poller {
                         continue;
                     }
                 };
-                let Some((positions, iccids, result)) = next else {
+                let Some(next) = next else {
                     break;
                 };
+                // A request that found nothing left to carry.
+                let Some((work, sent)) = next else {
+                    continue;
+                };
                 let now = Instant::now();
-                sent_batches += usize::from(result.is_some());
-                if let Some(result) = &result {
-                    slice.count(result);
-                }
+                let positions = work.positions;
+                let Some((iccids, result)) = sent else {
+                    // Not sent: the credentials were rejected meanwhile. These
+                    // SIMs go unanswered like those that were sent.
+                    report.failed_batches += 1;
+                    schedule.record(&positions, Outcome::NotAnswered, now, timing);
+                    errors.record_kind(ErrorKind::Auth, String::new(), &self.health);
+                    continue;
+                };
+                sent_batches += 1;
+                slice.count(&result);
                 match result {
-                    Some(Ok(BatchAnswer {
+                    Ok(BatchAnswer {
                         things,
                         strangers,
                         rejected,
-                    })) => {
+                    }) => {
                         let position_of = |iccid: &str| {
                             iccids
                                 .iter()
@@ -496,22 +582,21 @@ impl Poller {
                             self.health.api.count_parse_error("ThingId");
                         }
                         report.things_refreshed += things.len();
-                        // Compact at once: a large fleet's answers add up while the refresh runs.
-                        slice.fresh.extend(things.into_iter().map(Record::from));
+                        let records = things.into_iter().map(Record::from);
+                        if work.hinted {
+                            // What an event asked for is shown at once.
+                            self.publish_hinted(records.collect()).await;
+                        } else {
+                            // Compact at once: a large fleet's answers add up while the refresh runs.
+                            slice.fresh.extend(records);
+                        }
                     }
                     // A 429 or rejected credentials are not about these
                     // SIMs: every SIM alike (see the schedule's rules).
-                    Some(Err(e)) => {
+                    Err(e) => {
                         report.failed_batches += 1;
                         schedule.record(&positions, Outcome::of_error(&e), now, timing);
                         errors.record(&e, &self.health);
-                    }
-                    // Not sent: the credentials were rejected meanwhile. These
-                    // SIMs go unanswered like those that were sent.
-                    None => {
-                        report.failed_batches += 1;
-                        schedule.record(&positions, Outcome::NotAnswered, now, timing);
-                        errors.record_kind(ErrorKind::Auth, String::new(), &self.health);
                     }
                 }
                 if now >= next_publication {
@@ -519,6 +604,14 @@ impl Poller {
                     next_publication = later(now, publication_period);
                 }
             }
+        }
+        if !whole {
+            // Hints alone: their answers are published already; a whole
+            // publication waits for the pass.
+            if let Some(up) = slice.up() {
+                self.health.up.set(i64::from(up));
+            }
+            return report;
         }
         if cancel.is_cancelled() {
             // Cut short: says nothing of an outage, nor of what a pass costs.
@@ -591,7 +684,13 @@ impl Poller {
     ) {
         let evicted = schedule.evictions(Instant::now(), plan.stale_after, poll.inactive_interval);
         let removed = self.settings().removed.clone();
-        let mut fresh = std::mem::take(&mut slice.fresh);
+        let mut fresh: Vec<Record> = std::mem::take(&mut slice.fresh)
+            .into_iter()
+            .map(|r| match self.hints.take_news(r.iccid()) {
+                Some(news) => r.with_push(Some(news)),
+                None => r,
+            })
+            .collect();
         if !removed.is_empty() {
             fresh.retain(|record| !removed.contains(record.iccid()));
         }
@@ -619,6 +718,46 @@ impl Poller {
         slice.failed = 0;
         self.fleet.mark_ready();
         self.save(schedule, false, false).await;
+    }
+
+    /// Keeps the set of ICCIDs followed (for the webhook receiver) in step
+    /// with the schedule; forgets hints for SIMs no longer followed.
+    fn track_followed(&self, schedule: &Schedule) {
+        let current = self.followed.load();
+        let list = schedule.followed();
+        if current.len() == list.len() && list.iter().all(|i| current.contains(i)) {
+            return;
+        }
+        let set: HashSet<String> = list.iter().cloned().collect();
+        let borrowed: HashSet<&str> = set.iter().map(String::as_str).collect();
+        self.hints.retain(&borrowed);
+        drop(borrowed);
+        self.followed.store(Arc::new(set));
+    }
+
+    /// Publishes hinted SIMs' answers at once, rendering only their buckets.
+    async fn publish_hinted(&self, records: Vec<Record>) {
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|r| match self.hints.take_news(r.iccid()) {
+                Some(news) => r.with_push(Some(news)),
+                None => r,
+            })
+            .collect();
+        let iccids: Vec<String> = records.iter().map(|r| r.iccid().to_string()).collect();
+        let fleet = self.fleet.clone();
+        let now = SystemTime::now();
+        match tokio::task::spawn_blocking(move || fleet.publish_touched(records, now)).await {
+            Ok(things) => self.health.things_reported.set(things as i64),
+            Err(e) => tracing::error!(error = %e, "publishing hinted answers failed"),
+        }
+        for iccid in &iccids {
+            if let Some(at) = self.hints.answered(iccid) {
+                self.hint_metrics
+                    .event_to_answer
+                    .observe(at.elapsed().as_secs_f64());
+            }
+        }
     }
 
     /// Whether a replica with nothing to poll checks its access now: at its
@@ -852,20 +991,25 @@ impl Poller {
         (Arc::new(all), states, completed)
     }
 
-    /// Reads `part` whole, page by page, each request paced by the plan.
+    /// Reads `part` whole, page by page, each request paced by the plan
+    /// (the first one too unless `paced` is false: its slot is in hand).
     async fn read_whole(
         &self,
         part: Vec<String>,
         known: Vec<bool>,
         limit: usize,
         spacing: Duration,
+        paced: bool,
     ) -> Result<BatchAnswer, ApiError> {
+        let first = AtomicBool::new(!paced);
         paging::read_batch(&part, &known, &self.page_cap, |offset| {
-            let part = &part;
+            let (part, first) = (&part, &first);
             async move {
-                let waiting = self.health.api.budget_wait.start();
-                self.pacer.wait(spacing).await;
-                drop(waiting);
+                if !first.swap(false, Ordering::Relaxed) {
+                    let waiting = self.health.api.budget_wait.start();
+                    self.pacer.wait(spacing).await;
+                    drop(waiting);
+                }
                 self.client.thing_status(part, limit, offset, None).await
             }
         })

@@ -221,6 +221,7 @@ impl Poller {
             settings.poll.inactive_interval,
         );
         schedule.follow(followed.clone(), None, clock.instant);
+        self.track_followed(&schedule);
         let plan = self.plan(&schedule, &settings).await;
         let stale = schedule.forget_stale(
             clock.instant,

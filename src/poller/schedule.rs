@@ -441,6 +441,14 @@ impl Schedule {
         &self.followed[position]
     }
 
+    /// Whether the SIM at `position` may go in a batch of hinted SIMs: not
+    /// one the API refuses, nor one whose requests fail.
+    pub(crate) fn hintable(&self, position: usize) -> bool {
+        self.sims
+            .get(position)
+            .is_some_and(|s| !matches!(s.lifecycle, Lifecycle::Refused | Lifecycle::Failing { .. }))
+    }
+
     /// Whether the SIM at `position` was ever answered.
     pub(crate) fn was_answered(&self, position: usize) -> bool {
         self.sims
