@@ -199,15 +199,28 @@ async fn start_with(
         rate_limit = %config.rate_limit,
         lifecycle = config.enable_lifecycle,
         storage = config.storage_path.as_ref().map(|p| p.display().to_string()),
+        webhook = config.webhook.is_some(),
         "monogoto-exporter started"
     );
 
+    let webhook = config.webhook.as_ref().map(|webhook| {
+        let receiver = Arc::new(crate::push::Receiver::new(
+            webhook.token.clone(),
+            webhook.max_body_size,
+            poller.clone(),
+            config.shard,
+            config.shard_peer_url_template.clone(),
+        ));
+        health.register_webhook(&receiver.metrics, &poller.hint_metrics);
+        receiver
+    });
     let app = http::router(AppState {
         fleet: fleet.clone(),
         health: health.clone(),
         telemetry_path: config.telemetry_path.as_str().into(),
         enable_lifecycle: config.enable_lifecycle,
         reloader: reloader.clone(),
+        webhook,
     });
     // Validated again here: the file may have changed since the config was resolved.
     let web_server = crate::web::Server::new(

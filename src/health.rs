@@ -195,6 +195,20 @@ impl HealthMetrics {
         }
     }
 
+    /// Adds the webhook receiver's metrics and those of the hints it gives.
+    pub(crate) fn register_webhook(
+        &self,
+        webhook: &crate::push::WebhookMetrics,
+        hints: &crate::poller::hints::HintMetrics,
+    ) {
+        if let Err(e) = webhook
+            .register(&self.registry)
+            .and_then(|()| hints.register(&self.registry))
+        {
+            tracing::error!(error = %e, "cannot register the webhook metrics");
+        }
+    }
+
     /// Records how a (re)load of the configuration went; a success at `unix_time`.
     pub(crate) fn config_loaded(&self, succeeded: bool, unix_time: f64) {
         self.config_last_reload_successful.set(i64::from(succeeded));

@@ -22,4 +22,6 @@ pub(crate) struct AppState {
     pub enable_lifecycle: bool,
     /// What `/-/reload` reloads with; none when started without a configuration source.
     pub reloader: Option<Arc<Reloader>>,
+    /// `POST /webhook`; none without a webhook token (404).
+    pub webhook: Option<Arc<crate::push::Receiver>>,
 }

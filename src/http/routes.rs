@@ -8,7 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use super::{AppState, status_page};
 use crate::exposition;
@@ -23,7 +23,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/-/reload", post(reload).put(reload).get(reload_needs_post))
+        .route("/webhook", any(webhook))
         .with_state(state)
+}
+
+/// `POST /webhook` (see `push`); 404 when no webhook token is configured.
+async fn webhook(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    match &state.webhook {
+        Some(receiver) => receiver.handle(request).await,
+        None => (StatusCode::NOT_FOUND, "Not Found: no webhook token configured\n").into_response(),
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
