@@ -1,0 +1,3 @@
+//! Monogoto's webhook events as hints: which SIMs to poll next.
+
+pub mod event;
