@@ -16,6 +16,7 @@ mod http;
 mod iccid;
 pub mod monogoto;
 pub mod poller;
+pub mod push;
 pub mod reload;
 pub mod shard;
 pub mod simulator;
