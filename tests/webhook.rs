@@ -58,7 +58,11 @@ fn data_cdr(iccid: &str) -> Value {
     })
 }
 
-async fn post(exporter: &RunningExporter, query: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+async fn post(
+    exporter: &RunningExporter,
+    query: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}/webhook{query}", exporter.url()))
         .header("content-type", "application/json")
@@ -75,6 +79,34 @@ async fn post_events(exporter: &RunningExporter, body: &Value) -> u16 {
         .as_u16()
 }
 
+/// Posts `kib` KiB of spaces chunked, with no Content-Length; the status.
+async fn chunked_post(exporter: &RunningExporter, kib: usize) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(exporter.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhook?token={TOKEN} HTTP/1.1\r\nHost: exporter\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+    for _ in 0..kib {
+        // The server may answer and close before the whole body is sent.
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
 fn webhook_count(samples: &std::collections::BTreeMap<String, f64>, series: &str) -> f64 {
     value(samples, series).unwrap_or(0.0)
 }
@@ -83,17 +115,29 @@ fn webhook_count(samples: &std::collections::BTreeMap<String, f64>, series: &str
 async fn every_refusal_is_answered_as_documented() {
     let sim = simulator(10).await;
     let off = start_exporter(&config(&sim)).await;
-    assert_eq!(post(&off, "", "[]").await.status(), 404, "off without a token");
+    assert_eq!(
+        post(&off, "", "[]").await.status(),
+        404,
+        "off without a token"
+    );
     off.shutdown().await;
 
     let exporter = start_exporter(&with_webhook(config(&sim))).await;
     let client = reqwest::Client::new();
     let url = format!("{}/webhook", exporter.url());
-    let get = client.get(format!("{url}?token={TOKEN}")).send().await.expect("get");
+    let get = client
+        .get(format!("{url}?token={TOKEN}"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(get.status(), 405);
     assert_eq!(get.headers()["allow"], "POST");
     assert_eq!(post(&exporter, "", "[]").await.status(), 401, "no token");
-    assert_eq!(post(&exporter, "?token=wrong", "[]").await.status(), 401, "wrong token");
+    assert_eq!(
+        post(&exporter, "?token=wrong", "[]").await.status(),
+        401,
+        "wrong token"
+    );
     let bearer_wrong = client
         .post(&url)
         .bearer_auth("wrong")
@@ -115,22 +159,26 @@ async fn every_refusal_is_answered_as_documented() {
     assert!(not_json.text().await.expect("body").contains("JSON"));
     let big = vec![b' '; 65 * 1024];
     assert_eq!(
-        post(&exporter, &format!("?token={TOKEN}"), big.clone()).await.status(),
+        post(&exporter, &format!("?token={TOKEN}"), big.clone())
+            .await
+            .status(),
         413,
         "declared too large"
     );
-    // Streamed without a length: refused once the limit is passed.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..70).map(|_| Ok(vec![b' '; 1024])).collect();
-    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    assert_eq!(
-        post(&exporter, &format!("?token={TOKEN}"), streamed).await.status(),
-        413,
-        "streamed too large"
-    );
+    assert_eq!(chunked_post(&exporter, 70).await, 413, "streamed too large");
     let samples = scrape_samples(&exporter).await;
-    for (code, count) in [("401", 3.0), ("405", 1.0), ("400", 1.0), ("413", 2.0), ("202", 1.0)] {
+    for (code, count) in [
+        ("401", 3.0),
+        ("405", 1.0),
+        ("400", 1.0),
+        ("413", 2.0),
+        ("202", 1.0),
+    ] {
         assert_eq!(
-            webhook_count(&samples, &format!("monogoto_webhook_requests_total{{code=\"{code}\"}}")),
+            webhook_count(
+                &samples,
+                &format!("monogoto_webhook_requests_total{{code=\"{code}\"}}")
+            ),
             count,
             "code {code}"
         );
@@ -157,15 +205,32 @@ async fn every_documented_shape_and_spelling_is_accepted() {
         assert_eq!(post_events(&exporter, body).await, 202, "{body}");
     }
     let samples = scrape_samples(&exporter).await;
-    assert_eq!(webhook_count(&samples, "monogoto_webhook_events_total{type=\"data\"}"), 5.0);
-    assert_eq!(webhook_count(&samples, "monogoto_webhook_events_total{type=\"sms\"}"), 2.0);
-    assert_eq!(webhook_count(&samples, "monogoto_webhook_events_total{type=\"other\"}"), 2.0);
     assert_eq!(
-        webhook_count(&samples, "monogoto_webhook_events_ignored_total{reason=\"unknown_iccid\"}"),
+        webhook_count(&samples, "monogoto_webhook_events_total{type=\"data\"}"),
+        5.0
+    );
+    assert_eq!(
+        webhook_count(&samples, "monogoto_webhook_events_total{type=\"sms\"}"),
+        2.0
+    );
+    assert_eq!(
+        webhook_count(&samples, "monogoto_webhook_events_total{type=\"other\"}"),
+        2.0
+    );
+    assert_eq!(
+        webhook_count(
+            &samples,
+            "monogoto_webhook_events_ignored_total{reason=\"unknown_iccid\"}"
+        ),
         0.0
     );
     // Each named SIM is polled at once and shown with what its event said.
-    wait_for_series(&exporter, &iccids[0], "monogoto_thing_last_event_timestamp_seconds").await;
+    wait_for_series(
+        &exporter,
+        &iccids[0],
+        "monogoto_thing_last_event_timestamp_seconds",
+    )
+    .await;
     let text = scrape(&exporter).await;
     assert!(
         text.contains(&format!(
@@ -179,7 +244,12 @@ async fn every_documented_shape_and_spelling_is_accepted() {
         iccids[0]
     )));
     for iccid in &iccids[..9] {
-        wait_for_series(&exporter, iccid, "monogoto_thing_last_event_timestamp_seconds").await;
+        wait_for_series(
+            &exporter,
+            iccid,
+            "monogoto_thing_last_event_timestamp_seconds",
+        )
+        .await;
     }
     exporter.shutdown().await;
 }
@@ -210,14 +280,25 @@ async fn events_for_sims_not_followed_make_no_series() {
         data_cdr(&iccids[0]),
     ]);
     assert_eq!(post_events(&exporter, &body).await, 202);
-    wait_for_series(&exporter, &iccids[0], "monogoto_thing_last_event_timestamp_seconds").await;
+    wait_for_series(
+        &exporter,
+        &iccids[0],
+        "monogoto_thing_last_event_timestamp_seconds",
+    )
+    .await;
     let samples = scrape_samples(&exporter).await;
     assert_eq!(
-        webhook_count(&samples, "monogoto_webhook_events_ignored_total{reason=\"unknown_iccid\"}"),
+        webhook_count(
+            &samples,
+            "monogoto_webhook_events_ignored_total{reason=\"unknown_iccid\"}"
+        ),
         2.0
     );
     assert_eq!(
-        webhook_count(&samples, "monogoto_webhook_events_ignored_total{reason=\"no_iccid\"}"),
+        webhook_count(
+            &samples,
+            "monogoto_webhook_events_ignored_total{reason=\"no_iccid\"}"
+        ),
         2.0
     );
     let text = scrape(&exporter).await;
@@ -253,7 +334,8 @@ async fn an_event_gets_its_sim_into_the_next_request_within_the_budget() {
     let exporter = start_exporter(&config).await;
     wait_until("a whole pass", || exporter.fleet.snapshot().len() == 600).await;
     for (round, iccid) in iccids.iter().step_by(97).take(5).enumerate() {
-        let connected = scrape_value(&exporter, &thing_series("monogoto_thing_connected", iccid)).await;
+        let connected =
+            scrape_value(&exporter, &thing_series("monogoto_thing_connected", iccid)).await;
         let flipped = connected != Some(1.0);
         sim.simulator.set_connected(iccid, Some(flipped));
         let before = sim.simulator.status_queries().len();
@@ -262,7 +344,10 @@ async fn an_event_gets_its_sim_into_the_next_request_within_the_budget() {
         let want = if flipped { 1.0 } else { 0.0 };
         let deadline = Instant::now() + Duration::from_secs(20);
         while scrape_value(&exporter, &series).await != Some(want) {
-            assert!(Instant::now() < deadline, "round {round}: the change never showed");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the change never showed"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let asked = queried_since(&sim, before);
@@ -276,7 +361,11 @@ async fn an_event_gets_its_sim_into_the_next_request_within_the_budget() {
     let samples = scrape_samples(&exporter).await;
     assert!(webhook_count(&samples, "monogoto_webhook_hinted_polls_total") >= 5.0);
     assert!(webhook_count(&samples, "monogoto_webhook_event_to_answer_seconds_count") >= 5.0);
-    assert_eq!(sim.simulator.budget_refusals(), 0, "hints never cause a 429");
+    assert_eq!(
+        sim.simulator.budget_refusals(),
+        0,
+        "hints never cause a 429"
+    );
     exporter.shutdown().await;
 }
 
@@ -305,18 +394,32 @@ async fn a_storm_of_events_never_stops_the_pass_nor_exceeds_the_budget() {
     loop {
         let unpolled = iccids
             .iter()
-            .filter(|i| sim.simulator.truth(i).is_some_and(|t| t.provision_status != "SUSPENDED" && t.provision_status != "RETIRED"))
+            .filter(|i| {
+                sim.simulator.truth(i).is_some_and(|t| {
+                    t.provision_status != "SUSPENDED" && t.provision_status != "RETIRED"
+                })
+            })
             .filter(|i| sim.simulator.polls_of(i).is_none_or(|(n, _)| n == 0))
             .count();
         if unpolled == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{unpolled} SIMs never polled during the storm");
+        assert!(
+            Instant::now() < deadline,
+            "{unpolled} SIMs never polled during the storm"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let samples = scrape_samples(&exporter).await;
-    assert_eq!(webhook_count(&samples, "monogoto_webhook_events_total{type=\"data\"}"), 10_000.0);
-    assert_eq!(sim.simulator.budget_refusals(), 0, "a storm never causes a 429");
+    assert_eq!(
+        webhook_count(&samples, "monogoto_webhook_events_total{type=\"data\"}"),
+        10_000.0
+    );
+    assert_eq!(
+        sim.simulator.budget_refusals(),
+        0,
+        "a storm never causes a 429"
+    );
     exporter.shutdown().await;
 }
 
@@ -345,13 +448,22 @@ async fn an_event_that_reaches_another_shards_replica_is_forwarded_to_its_own() 
     let before = sim.simulator.requests(SimEndpoint::Status);
     assert_eq!(post_events(&zero, &data_cdr(theirs)).await, 202);
     wait_for_series(&one, theirs, "monogoto_thing_last_event_timestamp_seconds").await;
-    assert!(sim.simulator.requests(SimEndpoint::Status) > before, "polled by its shard");
+    assert!(
+        sim.simulator.requests(SimEndpoint::Status) > before,
+        "polled by its shard"
+    );
     let samples = scrape_samples(&zero).await;
     assert_eq!(
-        webhook_count(&samples, "monogoto_webhook_events_forwarded_total{shard=\"1\"}"),
+        webhook_count(
+            &samples,
+            "monogoto_webhook_events_forwarded_total{shard=\"1\"}"
+        ),
         1.0
     );
-    assert!(!scrape(&zero).await.contains(theirs), "no series on the other shard");
+    assert!(
+        !scrape(&zero).await.contains(theirs),
+        "no series on the other shard"
+    );
     // A forwarded body is never forwarded again: shard 1 ignores shard 0's SIMs in it.
     let ours = iccids
         .iter()
@@ -368,13 +480,110 @@ async fn an_event_that_reaches_another_shards_replica_is_forwarded_to_its_own() 
     assert_eq!(forwarded.status(), 202);
     let samples = scrape_samples(&one).await;
     assert_eq!(
-        webhook_count(&samples, "monogoto_webhook_events_ignored_total{reason=\"other_shard\"}"),
+        webhook_count(
+            &samples,
+            "monogoto_webhook_events_ignored_total{reason=\"other_shard\"}"
+        ),
         1.0
     );
     assert_eq!(
-        webhook_count(&samples, "monogoto_webhook_events_forwarded_total{shard=\"0\"}"),
+        webhook_count(
+            &samples,
+            "monogoto_webhook_events_forwarded_total{shard=\"0\"}"
+        ),
         0.0
     );
     zero.shutdown().await;
     one.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_is_in_no_log_line_even_at_trace_level() {
+    use std::process::{Command, Stdio};
+    let sim = simulator(10).await;
+    let iccids = sim.simulator.iccids();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("exporter.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monogoto-exporter"))
+        .env_remove("MONOGOTO_EXPORTER_CONFIG")
+        .env_remove("MONOGOTO_EXPORTER_STORAGE_PATH")
+        .env("MONOGOTO_TOKEN", sim.simulator.static_token())
+        .env("MONOGOTO_WEBHOOK_TOKEN", format!("  {TOKEN}\n"))
+        .args(["--monogoto.url", &sim.url()])
+        .args(["--monogoto.iccid", &iccids[0]])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .args(["--log.level", "trace"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = data_cdr(&iccids[0]).to_string();
+    let by_query = client
+        .post(format!("{base}/webhook?token={TOKEN}"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        by_query.status(),
+        202,
+        "the token is trimmed like the others"
+    );
+    let by_header = client
+        .post(format!("{base}/webhook"))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(by_header.status(), 202);
+    let wrong = client
+        .post(format!("{base}/webhook?token={TOKEN}x"))
+        .body("[]")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), 401);
+    let status_page = client
+        .get(&base)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        !status_page.contains(TOKEN),
+        "the status page shows no token"
+    );
+    // Give the hinted poll time to be logged too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.lines().count() > 20,
+        "trace logs were written:\n{text}"
+    );
+    let leaking: Vec<&str> = text.lines().filter(|l| l.contains(TOKEN)).collect();
+    assert!(leaking.is_empty(), "the token is logged: {leaking:#?}");
 }

@@ -31,7 +31,11 @@ pub(crate) fn router(state: AppState) -> Router {
 async fn webhook(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     match &state.webhook {
         Some(receiver) => receiver.handle(request).await,
-        None => (StatusCode::NOT_FOUND, "Not Found: no webhook token configured\n").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "Not Found: no webhook token configured\n",
+        )
+            .into_response(),
     }
 }
 

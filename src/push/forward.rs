@@ -62,17 +62,15 @@ impl Forwarder {
                 .post(url)
                 .bearer_auth(self.token.expose_secret())
                 .header(FORWARDED_HEADER, "1")
-                .json(&body);
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
             let metrics = self.metrics.clone();
             let count = events.len() as u64;
             tokio::spawn(async move {
                 let label = shard.to_string();
                 match request.send().await {
                     Ok(response) if response.status().is_success() => {
-                        metrics
-                            .forwarded
-                            .with_label_values(&[&label])
-                            .inc_by(count);
+                        metrics.forwarded.with_label_values(&[&label]).inc_by(count);
                     }
                     Ok(response) => {
                         metrics.forward_failures.with_label_values(&[&label]).inc();
@@ -82,7 +80,12 @@ impl Forwarder {
                         metrics.forward_failures.with_label_values(&[&label]).inc();
                         // Without the URL: it could name the host only, but
                         // reqwest's error text is not ours to vet.
-                        tracing::debug!(shard, timeout = e.is_timeout(), connect = e.is_connect(), "cannot forward webhook events to a shard's replica");
+                        tracing::debug!(
+                            shard,
+                            timeout = e.is_timeout(),
+                            connect = e.is_connect(),
+                            "cannot forward webhook events to a shard's replica"
+                        );
                     }
                 }
             });

@@ -110,7 +110,10 @@ impl Receiver {
     fn too_large(&self) -> Response {
         plain(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("larger than {} bytes (--webhook.max-body-size)\n", self.max_body_size),
+            &format!(
+                "larger than {} bytes (--webhook.max-body-size)\n",
+                self.max_body_size
+            ),
         )
     }
 
