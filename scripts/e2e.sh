@@ -63,7 +63,7 @@ promtool test rules deploy/prometheus/tests/*.yml >/dev/null ||
 promtool check config deploy/prometheus/prometheus.yml >/dev/null ||
     fail "promtool check config deploy/prometheus/prometheus.yml"
 amtool check-config "$am_config" >/dev/null || fail "amtool check-config $am_config"
-for route in severity=critical:pager severity=warning:chat; do
+for route in severity=critical:pager severity=warning:chat severity=info:chat; do
     amtool config routes test --config.file="$am_config" --verify.receivers="${route#*:}" \
         "${route%%:*}" >/dev/null 2>&1 ||
         fail "$am_config does not route ${route%%:*} to ${route#*:}"
