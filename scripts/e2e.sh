@@ -11,13 +11,22 @@
 #    storage metrics, their alert and dashboard panels have data), an
 #    Alertmanager, a Prometheus scraping and evaluating every second, and a
 #    webhook receiver;
-# 3. disconnects an ACTIVE connected Thing (and a TEST_ACTIVE one) through the
+# 3. posts webhook events to the exporter's POST /webhook as Monogoto's Hub
+#    would (an SMS CDR and Data CDRs on two networks for the ACTIVE Thing chosen
+#    below, Data CDRs for two more Things, events for an unknown SIM and for
+#    none, and a request with a wrong token, which must get 401), so that the
+#    webhook's metrics, its dashboard panels and its hinted polls are exercised;
+#    disconnects an ACTIVE connected Thing (and a TEST_ACTIVE one) through the
 #    simulator's control API, waits for the firing MonogotoThingDisconnected of
 #    the ACTIVE one at the webhook and checks its labels and annotations, checks
 #    the TEST_ACTIVE one stays silent, reconnects, waits for the resolved one;
-# 4. checks every rule is loaded and healthy against the real data, every
-#    recording rule has data, no exporter-health alert fired, and, when
-#    scripts/e2e/check_dashboards.py exists, every dashboard query returns data.
+# 4. checks the webhook's metrics in Prometheus (the last network of the SIM,
+#    its IMEI, the events by type, the ignored ones, hinted polls and the time
+#    from event to answer), every rule is loaded and healthy against the real
+#    data, every recording rule has data, no exporter-health alert fired, and,
+#    when scripts/e2e/check_dashboards.py exists, every dashboard query returns
+#    data (but the forwarding between shards, which an unsharded run has none
+#    of).
 #
 # Needs: cargo, curl, python3, and promtool, prometheus, amtool and
 # alertmanager (Debian: apt-get install prometheus prometheus-alertmanager).
@@ -63,7 +72,7 @@ promtool test rules deploy/prometheus/tests/*.yml >/dev/null ||
 promtool check config deploy/prometheus/prometheus.yml >/dev/null ||
     fail "promtool check config deploy/prometheus/prometheus.yml"
 amtool check-config "$am_config" >/dev/null || fail "amtool check-config $am_config"
-for route in severity=critical:pager severity=warning:chat; do
+for route in severity=critical:pager severity=warning:chat severity=info:chat; do
     amtool config routes test --config.file="$am_config" --verify.receivers="${route#*:}" \
         "${route%%:*}" >/dev/null 2>&1 ||
         fail "$am_config does not route ${route%%:*} to ${route#*:}"
@@ -116,7 +125,9 @@ for thing in things:
 print(f"connected {len(things)} simulated Things", file=sys.stderr)
 PY
 
-start exporter env MONOGOTO_TOKEN=sim-static-token "$bin" \
+# The token Monogoto's Hub would put in the webhook URL (?token=).
+webhook_token=e2e-webhook-token
+start exporter env MONOGOTO_TOKEN=sim-static-token MONOGOTO_WEBHOOK_TOKEN="$webhook_token" "$bin" \
     --monogoto.url "$sim" --monogoto.discover --poll.interval 2s --poll.batch-size 2 \
     --monogoto.rate-limit "$budget" --web.listen-address "127.0.0.1:$exp_port" \
     --storage.path "$tmp/exporter-storage"
@@ -176,6 +187,48 @@ log "chosen: ACTIVE $iccid, TEST_ACTIVE $test_iccid"
 wait_until "Prometheus has seen $iccid connected" \
     helper query "$prom" "monogoto_thing_connected{iccid=\"$iccid\"} == 1"
 
+# Webhook events, as Monogoto's Hub POSTs them: JSON arrays of CDRs. For the
+# chosen Thing, an SMS CDR and then Data CDRs on two networks, the second one
+# last (its network must replace the first); Data CDRs for two more Things
+# that have every series of the One Thing dashboard, so that the dashboard
+# check finds a Thing with data in all its panels; then events that name an
+# unknown SIM or none, which are ignored. Each hinted poll comes out of the
+# exporter's request budget, hence only a few Things.
+webhook="$exporter/webhook"
+imei=356938035643809
+read -r -a hinted < <(helper having "$exporter/metrics" 2 \
+    monogoto_thing_last_disconnection_timestamp_seconds monogoto_thing_session_start_timestamp_seconds \
+    monogoto_thing_last_connection_timestamp_seconds --exclude "$iccid") || hinted=()
+# data_cdr ICCID MCC MNC OPERATOR: one Data CDR as JSON.
+data_cdr() {
+    local digits=${1%F}
+    printf '{"CdrType": "DATA", "Iccid": "%s", "IMSI": "90128%s", "IMEI": "%s", "MCC": "%s", "MNC": "%s", "MnoName": "%s", "ThingId": "ThingId_ICCID_%s"}' \
+        "$1" "${digits: -10}" "$imei" "$2" "$3" "$4" "$1"
+}
+# post_events JSON: POSTs it to /webhook with the token; fails unless accepted.
+post_events() {
+    local code
+    code=$(curl -sS --max-time 5 -o "$tmp/webhook-answer.txt" -w '%{http_code}' -X POST \
+        "$webhook?token=$webhook_token" -H 'content-type: application/json' -d "$1") ||
+        fail "cannot POST to $webhook"
+    case "$code" in
+        2??) ;;
+        *) fail "POST $webhook answered $code ($(head -c 200 "$tmp/webhook-answer.txt")) to: $1" ;;
+    esac
+}
+post_events "[{\"CdrType\": \"MO_SMS\", \"Iccid\": \"$iccid\", \"ThingId\": \"ThingId_ICCID_$iccid\"}]"
+post_events "[$(data_cdr "$iccid" 262 01 "Telekom.de")]"
+others=""
+for other in "${hinted[@]}"; do
+    others+=", $(data_cdr "$other" 262 02 "Vodafone.de")"
+done
+post_events "[$(data_cdr "$iccid" 208 01 "Orange F")$others]"
+post_events "[$(data_cdr 8999000000000000009 262 01 "Telekom.de"), {\"CdrType\": \"DATA\", \"MCC\": \"262\", \"MNC\": \"01\"}]"
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X POST "$webhook?token=not-$webhook_token" \
+    -H 'content-type: application/json' -d "[$(data_cdr "$iccid" 262 01 "Telekom.de")]") || code=none
+[ "$code" = 401 ] || fail "POST $webhook with a wrong token answered $code, not 401"
+log "posted webhook events for $iccid${hinted[*]:+ and ${hinted[*]}}, an unknown SIM and none; a wrong token got 401"
+
 set_connected() { # ICCID true|false|null
     curl -fsS --max-time 5 -o /dev/null -X POST "$sim/_sim/things/$1/connected" \
         -H 'content-type: application/json' -d "{\"connected\": $2}" ||
@@ -221,10 +274,29 @@ set_connected "$iccid" true
 log "reconnected $iccid"
 expect_alert resolved
 
-# --- 4. every rule against the live data; dashboards ----------------------------
+# --- 4. the webhook's metrics; every rule against the live data; dashboards -------
+# What the events of step 3 left. The network and IMEI are the last CDR's.
+for q in \
+    "monogoto_thing_network_info{iccid=\"$iccid\", mcc=\"208\", mnc=\"01\", operator=\"Orange F\"} == 1
+        and on () count(monogoto_thing_network_info{iccid=\"$iccid\"}) == 1" \
+    "monogoto_thing_device_info{iccid=\"$iccid\", imei=\"$imei\"} == 1" \
+    "monogoto_thing_last_event_timestamp_seconds{iccid=\"$iccid\"} > time() - 600" \
+    "sum(monogoto_webhook_events_total{type=\"data\"}) >= $((2 + ${#hinted[@]}))" \
+    "sum(monogoto_webhook_events_total{type=\"sms\"}) >= 1" \
+    'sum(monogoto_webhook_events_ignored_total{reason="unknown_iccid"}) >= 1' \
+    'sum(monogoto_webhook_events_ignored_total{reason="no_iccid"}) >= 1' \
+    'sum(monogoto_webhook_requests_total{code=~"2.."}) >= 4' \
+    'sum(monogoto_webhook_requests_total{code="401"}) >= 1' \
+    'sum(monogoto_webhook_hinted_polls_total) >= 1' \
+    'sum(monogoto_webhook_event_to_answer_seconds_count) >= 1'; do
+    what=$(tr -s ' \n' ' ' <<<"$q")
+    wait_until "Prometheus has: ${what% }" helper query "$prom" "$q"
+done
+log "ok: webhook events reached the exporter, its metrics and its hinted polls"
+
 helper rules-healthy "$prom" "$rules" >&2 || fail "rules are unhealthy against live data"
 helper never-notified "$tmp/notifications.jsonl" \
-    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing|MonogotoConfigReloadFailed|MonogotoStorageWriteFailing' ||
+    --alertnames 'MonogotoExporterDown|MonogotoApiFailing|MonogotoDataStale|MonogotoFleetConnectedRatioLow|MonogotoShardsMissing|MonogotoConfigReloadFailed|MonogotoStorageWriteFailing|MonogotoWebhookSilent' ||
     fail "an exporter or fleet alert fired although everything was healthy"
 log "ok: no exporter or fleet alert fired"
 helper query "$prom" 'monogoto_refresh_target_seconds > 2 and on () monogoto_up == 1' ||
@@ -235,7 +307,9 @@ log "ok: paced by the budget ($budget), healthy, and no 429 from the API"
 
 if [ -f scripts/e2e/check_dashboards.py ]; then
     log "checking every dashboard query against $prom"
-    python3 scripts/e2e/check_dashboards.py --prometheus "$prom" dashboards >&2 ||
+    # An unsharded exporter forwards no event to another shard.
+    python3 scripts/e2e/check_dashboards.py --prometheus "$prom" \
+        --allow-empty 'Forwarding between shards' dashboards >&2 ||
         fail "scripts/e2e/check_dashboards.py: some dashboard query failed"
     log "ok: dashboards"
 else

@@ -22,6 +22,9 @@ Variables:
   about one Thing must work for some Thing, not for all of them (a Thing that
   never connected legitimately has no last-connection time).
 - `--var NAME=VALUE` pins a variable instead.
+- `--allow-empty TITLE_REGEX` lets the panels whose title matches return no data
+  (a sharded fleet's panel in an unsharded run): their queries must still run
+  without error.
 - Grafana's built-ins: `$__rate_interval` (`--rate-interval`, default 1m, which is
   4 x a 15 s scrape interval), `$__interval` (`--interval`, 15s), `$__range`
   (`--range`, 1h) and their `_ms` / `_s` forms.
@@ -81,6 +84,13 @@ def duration_seconds(text: str) -> float:
 def duration_arg(text: str) -> str:
     duration_seconds(text)
     return text
+
+
+def title_regex(text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"invalid regular expression {text!r}: {e}") from None
 
 
 class Prometheus:
@@ -146,6 +156,7 @@ class Query:
     mode: str  # instant | range | label_values | var_query
     label: str | None = None
     metric: str | None = None
+    panel_title: str | None = None  # None for a variable's query
 
 
 @dataclass
@@ -218,15 +229,16 @@ def load_dashboard(path: Path) -> tuple[str, list[Query], dict[str, Variable]]:
             if not is_prometheus(ds, variables) or not is_prometheus(panel_ds, variables):
                 continue
             expr = t.get("expr")
+            panel_title = p.get("title", "")
             if not expr:
-                queries.append(Query(name, title, t.get("refId", "?"), "", "empty"))
+                queries.append(Query(name, title, t.get("refId", "?"), "", "empty", panel_title=panel_title))
                 continue
             instant = bool(t.get("instant"))
             ranged = bool(t.get("range")) or not instant
             if instant:
-                queries.append(Query(name, title, t.get("refId", "?"), expr, "instant"))
+                queries.append(Query(name, title, t.get("refId", "?"), expr, "instant", panel_title=panel_title))
             if ranged:
-                queries.append(Query(name, title, t.get("refId", "?"), expr, "range"))
+                queries.append(Query(name, title, t.get("refId", "?"), expr, "range", panel_title=panel_title))
     return name, queries, variables
 
 
@@ -274,6 +286,8 @@ def run_query(prom: Prometheus, q: Query, values: dict, builtins: dict, args) ->
     if notes:
         detail += " (" + "; ".join(notes) + ")"
     if n == 0:
+        if q.panel_title is not None and any(r.fullmatch(q.panel_title) for r in args.allow_empty):
+            return True, "empty result, allowed (--allow-empty)", expr
         return False, "empty result", expr
     return True, detail, expr
 
@@ -359,6 +373,8 @@ def main(argv: list[str]) -> int:
                     help="window of range queries and label look-ups (5m)")
     ap.add_argument("--step", type=duration_seconds, default=15.0, metavar="DURATION", help="step of range queries (15s)")
     ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="pin a variable")
+    ap.add_argument("--allow-empty", action="append", default=[], type=title_regex, metavar="TITLE_REGEX",
+                    help="panels whose whole title matches may return no data (errors still fail); repeatable")
     ap.add_argument("--max-candidates", type=int, default=25, metavar="N",
                     help="variable values (assignments) tried per dashboard (25)")
     ap.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",

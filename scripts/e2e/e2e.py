@@ -5,6 +5,8 @@ Subcommands:
   fast-rules IN OUT DURATION [ALERT=DURATION...]
                                copy a rules file, every `for:` set to DURATION
   pick METRICS_URL OUT_JSON    choose the Things to disconnect from /metrics
+  having METRICS_URL N METRIC...
+                               up to N ICCIDs of /metrics with a sample of every METRIC
   notified FILE ...            0 if a webhook notification matches, else 1
   check-alert FILE ...         check labels and annotations of the matching alert
   never-notified FILE ...      fail if any notification of these alerts fired
@@ -148,6 +150,21 @@ def pick(args: argparse.Namespace) -> int:
         json.dump(chosen, f, ensure_ascii=False, indent=1)
     print(active[0], test_active[0] if test_active else "-")
     return 0
+
+
+# --- having ----------------------------------------------------------------
+
+def having(args: argparse.Namespace) -> int:
+    """ICCIDs that have every one of the metrics, sorted, at most N, on one line."""
+    with urllib.request.urlopen(args.metrics_url, timeout=10) as r:
+        body = r.read().decode("utf-8")
+    seen: dict[str, set] = {name: set() for name in args.metrics}
+    for name, labels, _ in parse_metrics(body):
+        if name in seen and "iccid" in labels:
+            seen[name].add(labels["iccid"])
+    found = sorted(set.intersection(*seen.values()) - set(args.exclude or []))
+    print(*found[: args.n])
+    return 0 if found else 1
 
 
 # --- webhook notifications -------------------------------------------------
@@ -306,6 +323,13 @@ def main() -> int:
     s.add_argument("metrics_url")
     s.add_argument("out")
     s.set_defaults(fn=pick)
+
+    s = sub.add_parser("having")
+    s.add_argument("metrics_url")
+    s.add_argument("n", type=int)
+    s.add_argument("metrics", nargs="+")
+    s.add_argument("--exclude", action="append", help="an ICCID to leave out")
+    s.set_defaults(fn=having)
 
     s = sub.add_parser("notified")
     s.add_argument("file")
