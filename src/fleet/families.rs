@@ -11,6 +11,9 @@ use crate::exposition::text::{escape_label_value, write_value};
 const FRESHNESS: &str = "Data come from the last successful poll of this Thing.";
 const FROM_EVENTS: &str = "Data come from Monogoto's webhook events (POST /webhook).";
 
+/// Label names and values beside the ICCID.
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
 /// What a family's samples are.
 enum Samples {
     /// One sample per Thing whose value is known, labelled by ICCID alone.
@@ -18,7 +21,7 @@ enum Samples {
     /// Constant 1 per Thing, labelled with what describes it.
     Info,
     /// Constant 1 per Thing that has them, labelled by ICCID and these.
-    Labels(fn(&Record) -> Option<Vec<(&'static str, &str)>>),
+    Labels(fn(&Record) -> Option<Labels<'_>>),
 }
 
 struct Family {
