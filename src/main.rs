@@ -250,6 +250,7 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
             .collect(),
         thing_ids_format: args.thing_ids_format,
         lowercase_iccids: args.lowercase_iccids,
+        webhook_url: args.webhook_url.clone(),
         ..SimulatorConfig::default()
     });
     for rule in &args.faults {
@@ -267,6 +268,11 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
     );
     for rule in &args.faults {
         println!("injecting fault: {rule}");
+    }
+    if let Some(url) = &args.webhook_url {
+        // Without the query: it may hold the receiver's secret.
+        let shown = url.split_once('?').map_or(url.as_str(), |(base, _)| base);
+        println!("posting Data CDRs to {shown} when sessions end");
     }
     match simulator.serve(listener, app::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -102,9 +102,25 @@ pub struct SimulateArgs {
     /// Which form of several ThingIds the status endpoint understands.
     #[arg(long = "thing-ids-format", value_enum, default_value = "both")]
     pub thing_ids_format: crate::simulator::ThingIdsForm,
+    /// POST a Data CDR (a JSON array of them, batched a second at most) to this URL, query
+    /// included, whenever a simulated data session ends, as Monogoto's webhook integration does.
+    #[arg(long = "webhook-url", value_name = "URL", value_parser = parse_webhook_url)]
+    pub webhook_url: Option<String>,
     /// Log level of the simulator.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
+}
+
+/// An http(s) URL, checked now rather than at every post.
+fn parse_webhook_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(s.to_owned()),
+        "http" | "https" => Err("the URL names no host".to_owned()),
+        other => Err(format!(
+            "scheme {other:?}: only http and https are posted to"
+        )),
+    }
 }
 
 /// The exporter's flags. Everything is optional here so that a value from the

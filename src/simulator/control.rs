@@ -1,6 +1,6 @@
 //! The `/_sim` control API: force a Thing's connection or provisioning status,
-//! make the API refuse it, remove it, read the request counters and the poll
-//! log, and add, list or clear fault rules.
+//! make the API refuse it, remove it, push a Data CDR for it, read the request
+//! counters and the poll log, and add, list or clear fault rules.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -84,6 +84,25 @@ pub(super) async fn handle_refuse(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `POST /_sim/things/{iccid}/cdr`: queues a Data CDR for it, posted to the
+/// webhook at the next tick; 409 when the simulator has no webhook URL.
+pub(super) async fn handle_push_cdr(
+    State(sim): State<Simulator>,
+    Path(iccid): Path<String>,
+) -> Response {
+    let Some(idx) = control_target(&sim, &iccid) else {
+        return plain(StatusCode::NOT_FOUND, format!("unknown iccid {iccid}"));
+    };
+    if sim.inner.webhook.is_none() {
+        return plain(
+            StatusCode::CONFLICT,
+            "no webhook URL: start with --webhook-url",
+        );
+    }
+    sim.push_cdr(&sim.inner.fleet[idx].iccid);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 pub(super) async fn handle_remove(
     State(sim): State<Simulator>,
     Path(iccid): Path<String>,
@@ -96,12 +115,18 @@ pub(super) async fn handle_remove(
 }
 
 pub(super) async fn handle_stats(State(sim): State<Simulator>) -> Response {
-    Json(json!({
+    let mut stats = json!({
         "auth": sim.requests(SimEndpoint::Auth),
         "things": sim.requests(SimEndpoint::Things),
         "status": sim.requests(SimEndpoint::Status),
-    }))
-    .into_response()
+    });
+    if sim.inner.webhook.is_some() {
+        stats["webhook"] = json!({
+            "events_sent": sim.webhook_events_sent(),
+            "post_failures": sim.webhook_post_failures(),
+        });
+    }
+    Json(stats).into_response()
 }
 
 /// `GET /_sim/polls`: how often the Things were answered since the last reset.

@@ -38,6 +38,24 @@ pub(super) const TAG_CUSTOMER: u64 = 19;
 pub(super) const TAG_SIGNATURE: u64 = 20;
 pub(super) const TAG_REFRESH: u64 = 21;
 const TAG_IP: u64 = 22;
+const TAG_IMEI: u64 = 23;
+const TAG_NETWORK: u64 = 24;
+pub(super) const TAG_CDR: u64 = 25;
+
+/// The networks simulated Things attach to, as (MCC, MNC, operator name): real
+/// PLMNs so the values look familiar; a three-digit MNC and a non-ASCII name
+/// are among them so a receiver's labels are exercised.
+const NETWORKS: [(&str, &str, &str); 8] = [
+    ("234", "15", "Vodafone UK"),
+    ("234", "10", "O2 UK"),
+    ("262", "01", "Telekom Deutschland"),
+    ("208", "01", "Orange France"),
+    ("310", "260", "T-Mobile USA"),
+    ("425", "01", "Partner Israel"),
+    ("214", "07", "Telefónica España"),
+    ("440", "10", "NTT docomo"),
+];
+
 /// The canonical state of one Thing, as the HTTP answer means it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThingTruth {
@@ -61,18 +79,33 @@ pub struct ThingTruth {
     pub session_start: Option<f64>,
 }
 
+/// The device and network a Thing's Data CDRs name; fixed per Thing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThingDevice {
+    /// 15 digits, the last a Luhn check digit.
+    pub imei: String,
+    pub mcc: String,
+    pub mnc: String,
+    /// MCC and MNC together (the PLMN), our reading of the documented
+    /// "Mobile network operator identification number".
+    pub mno: String,
+    pub mno_name: String,
+}
+
 /// What never changes about a Thing.
 pub(super) struct ThingStatic {
     index: u64,
     pub(super) iccid: String,
     pub(super) name: String,
-    imsi: String,
-    msisdn: Option<String>,
+    pub(super) imsi: String,
+    pub(super) msisdn: Option<String>,
     pub(super) status: &'static str,
     connectable: bool,
     description: String,
     phase: i64,
     pub(super) shape: Shape,
+    /// Index into [`NETWORKS`].
+    network: u8,
 }
 
 /// How a Thing's status is encoded; fixed per Thing.
@@ -104,17 +137,17 @@ pub(super) enum TimeFormat {
     Rfc3339Offset(i32),
 }
 
-struct Session {
-    start: i64,
-    uplink: u64,
-    downlink: u64,
+pub(super) struct Session {
+    pub(super) start: i64,
+    pub(super) uplink: u64,
+    pub(super) downlink: u64,
 }
 
 /// The time-dependent state of a Thing at one instant.
 pub(super) struct Dynamic {
-    sessions: Vec<Session>,
-    last_connection: Option<i64>,
-    last_disconnection: Option<i64>,
+    pub(super) sessions: Vec<Session>,
+    pub(super) last_connection: Option<i64>,
+    pub(super) last_disconnection: Option<i64>,
 }
 
 impl Inner {
@@ -135,11 +168,11 @@ impl Inner {
         }
     }
 
-    fn epoch_of(&self, t: &ThingStatic, now: i64) -> i64 {
+    pub(super) fn epoch_of(&self, t: &ThingStatic, now: i64) -> i64 {
         now.saturating_sub(t.phase).div_euclid(self.flap_secs)
     }
 
-    fn epoch_start(&self, t: &ThingStatic, epoch: i64) -> i64 {
+    pub(super) fn epoch_start(&self, t: &ThingStatic, epoch: i64) -> i64 {
         epoch.saturating_mul(self.flap_secs).saturating_add(t.phase)
     }
 
@@ -152,8 +185,30 @@ impl Inner {
         (h % 500_001, (h >> 32) % 500_001)
     }
 
+    /// Whether the Thing's own timeline has it connected at `now`: the cheap
+    /// part of [`timeline`](Self::timeline), for a pass over the whole fleet.
+    pub(super) fn connected_at(&self, t: &ThingStatic, now: i64) -> bool {
+        self.connected_in(t, self.epoch_of(t, now))
+    }
+
+    /// The `ActiveSessionId` of a Thing's `n`th session opened at `start`.
+    pub(super) fn session_id(&self, t: &ThingStatic, start: i64, n: u64) -> u64 {
+        hash(&[self.seed, TAG_SESSION_ID, t.index, start as u64, n])
+    }
+
+    pub(super) fn device(&self, t: &ThingStatic) -> ThingDevice {
+        let (mcc, mnc, name) = NETWORKS[usize::from(t.network) % NETWORKS.len()];
+        ThingDevice {
+            imei: imei(hash(&[self.seed, TAG_IMEI, t.index])),
+            mcc: mcc.to_owned(),
+            mnc: mnc.to_owned(),
+            mno: format!("{mcc}{mnc}"),
+            mno_name: name.to_owned(),
+        }
+    }
+
     /// The Thing's state at `now` following its own timeline.
-    fn timeline(&self, t: &ThingStatic, now: i64) -> Dynamic {
+    pub(super) fn timeline(&self, t: &ThingStatic, now: i64) -> Dynamic {
         let epoch = self.epoch_of(t, now);
         let mut sessions = Vec::new();
         if self.connected_in(t, epoch) {
@@ -295,7 +350,7 @@ impl Inner {
     }
 
     fn render_session(&self, t: &ThingStatic, s: &Session, n: u64) -> Value {
-        let id = hash(&[self.seed, TAG_SESSION_ID, t.index, s.start as u64, n]);
+        let id = self.session_id(t, s.start, n);
         let ip = hash(&[self.seed, TAG_IP, t.index, s.start as u64, n]);
         let connected_time = if t.shape.session_ms {
             json!(s.start.saturating_mul(1000))
@@ -451,9 +506,32 @@ pub(super) fn build_fleet(seed: u64, count: usize, flap_secs: i64) -> Vec<ThingS
                 description: format!("Simulated SIM #{index}"),
                 phase: (hash(&[seed, TAG_PHASE, index]) % flap_secs as u64) as i64,
                 shape,
+                network: (hash(&[seed, TAG_NETWORK, index]) % NETWORKS.len() as u64) as u8,
             }
         })
         .collect()
+}
+
+/// An IMEI drawn from `h`: an 8-digit type allocation code in the range
+/// GSMA hands out today (35...), a 6-digit serial and the Luhn check digit.
+fn imei(h: u64) -> String {
+    let body = format!("35{:06}{:06}", h % 1_000_000, (h >> 20) % 1_000_000);
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            // From the right, every other digit (starting with the last) is doubled.
+            if i % 2 == 0 {
+                let dd = d * 2;
+                dd / 10 + dd % 10
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
 }
 
 /// Position of a Thing in its block of 20 for one attribute: a seed-dependent

@@ -14,8 +14,8 @@
 //! This module holds the [`Simulator`] itself: its state, its router and its
 //! public controls. The fleet model is in `fleet`, the fault-spec language in
 //! `faults`, the imitated endpoints in `api` (faulted answers in
-//! `fault_answers`), the `/_sim` control API in `control` and the request
-//! budget in `budget`.
+//! `fault_answers`), the `/_sim` control API in `control`, the request
+//! budget in `budget`, and the Data CDRs pushed to a webhook in `webhook`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -44,16 +44,18 @@ mod fleet;
 mod replies;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 pub use budget::PollSummary;
 pub(crate) use faults::{FAULT_SPEC_HELP, MAX_FAULT_DELAY};
 pub use faults::{FaultKind, FaultRule, ParseFaultError};
-pub use fleet::ThingTruth;
+pub use fleet::{ThingDevice, ThingTruth};
 
 use api::{handle_auth, handle_status, handle_things};
 use control::{
-    handle_add_faults, handle_clear_faults, handle_list_faults, handle_polls, handle_refuse,
-    handle_remove, handle_reset_polls, handle_set_connected, handle_set_status, handle_stats,
+    handle_add_faults, handle_clear_faults, handle_list_faults, handle_polls, handle_push_cdr,
+    handle_refuse, handle_remove, handle_reset_polls, handle_set_connected, handle_set_status,
+    handle_stats,
 };
 use faults::{FaultPlan, FaultSlot};
 use fleet::{
@@ -87,6 +89,10 @@ pub struct SimulatorConfig {
     pub rate_limit: Vec<(u32, Duration)>,
     /// Which form of several `ThingIds` the status endpoint understands.
     pub thing_ids_format: ThingIdsForm,
+    /// Where to POST Data CDRs (the full URL, query included) when a Thing's
+    /// data session ends, as Monogoto's webhook integration does; the task
+    /// posting them runs while the simulator serves. None: no webhook.
+    pub webhook_url: Option<String>,
 }
 
 /// How the simulated status endpoint reads several `ThingIds`.
@@ -119,6 +125,7 @@ impl Default for SimulatorConfig {
             rate_limit: Vec::new(),
             thing_ids_format: ThingIdsForm::Both,
             lowercase_iccids: false,
+            webhook_url: None,
         }
     }
 }
@@ -196,6 +203,7 @@ struct Inner {
     /// Requests refused with 429 for the budget.
     budget_refusals: AtomicU64,
     polls: budget::PollLog,
+    webhook: Option<webhook::Webhook>,
 }
 
 struct MutableState {
@@ -221,6 +229,20 @@ struct MutableState {
 impl MutableState {
     fn now_secs(&self) -> i64 {
         epoch_secs(self.frozen.unwrap_or_else(SystemTime::now))
+    }
+
+    /// Sets or clears a Thing's override; (now, the override before, after).
+    fn force_connected(
+        &mut self,
+        idx: usize,
+        connected: Option<bool>,
+    ) -> (i64, Option<Override>, Option<Override>) {
+        let now = self.now_secs();
+        let before = match connected {
+            Some(connected) => self.overrides.insert(idx, Override { connected, at: now }),
+            None => self.overrides.remove(&idx),
+        };
+        (now, before, self.overrides.get(&idx).copied())
     }
 }
 
@@ -274,6 +296,7 @@ impl Simulator {
             thing_ids_form: config.thing_ids_format,
             budget_refusals: AtomicU64::new(0),
             polls: budget::PollLog::new(config.things),
+            webhook: config.webhook_url.map(webhook::Webhook::new),
         };
         Self {
             inner: Arc::new(inner),
@@ -291,6 +314,7 @@ impl Simulator {
             .route("/_sim/things/{iccid}/connected", post(handle_set_connected))
             .route("/_sim/things/{iccid}/status", post(handle_set_status))
             .route("/_sim/things/{iccid}/refuse", post(handle_refuse))
+            .route("/_sim/things/{iccid}/cdr", post(handle_push_cdr))
             .route("/_sim/things/{iccid}", delete(handle_remove))
             .route("/_sim/stats", get(handle_stats))
             .route("/_sim/polls", get(handle_polls).delete(handle_reset_polls))
@@ -317,6 +341,7 @@ impl Simulator {
         };
         // Also when this future is dropped (RunningSimulator aborts its task).
         let _release_on_drop = release.clone().drop_guard();
+        server.start_webhook(release.clone());
         axum::serve(listener, server.router())
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -331,6 +356,9 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
+        // Now rather than when the task first runs, so that what the caller
+        // does from here on is what the webhook reports.
+        self.prime_webhook();
         let server = self.clone();
         let task = tokio::spawn(async move {
             // A dropped sender also ends the wait, which is what we want.
@@ -470,20 +498,47 @@ impl Simulator {
     }
 
     /// Forces a Thing connected/disconnected; None returns it to its timeline.
+    /// With a webhook, a change that disconnects a connected Thing queues a
+    /// Data CDR for the session it ends.
     pub fn set_connected(&self, iccid: &str, connected: Option<bool>) {
         let Some(idx) = self.inner.index_of(iccid) else {
             return;
         };
-        let mut st = self.lock();
-        match connected {
-            Some(connected) => {
-                let at = st.now_secs();
-                st.overrides.insert(idx, Override { connected, at });
-            }
+        match &self.inner.webhook {
+            Some(wh) => self.set_connected_reported(wh, idx, connected),
             None => {
-                st.overrides.remove(&idx);
+                self.lock().force_connected(idx, connected);
             }
         }
+    }
+
+    /// Queues a Data CDR for this Thing now, posted at the next tick: its open
+    /// sessions up to now, or its last session's times if it is disconnected.
+    /// Does nothing without a webhook URL or for a Thing not in the fleet.
+    pub fn push_cdr(&self, iccid: &str) {
+        if let (Some(wh), Some(idx)) = (&self.inner.webhook, self.inner.index_of(iccid)) {
+            self.queue_cdr(wh, idx);
+        }
+    }
+
+    /// Data CDRs the webhook receiver answered 2xx to.
+    pub fn webhook_events_sent(&self) -> u64 {
+        self.inner.webhook.as_ref().map_or(0, |wh| wh.events_sent())
+    }
+
+    /// Webhook posts that failed (no connection, timeout, non-2xx answer);
+    /// their events are dropped, not retried.
+    pub fn webhook_post_failures(&self) -> u64 {
+        self.inner
+            .webhook
+            .as_ref()
+            .map_or(0, |wh| wh.post_failures())
+    }
+
+    /// The IMEI and network the Thing's Data CDRs name.
+    pub fn device(&self, iccid: &str) -> Option<ThingDevice> {
+        let idx = self.inner.index_of(iccid)?;
+        Some(self.inner.device(&self.inner.fleet[idx]))
     }
 
     /// The Thing leaves the fleet: no longer in /things nor in status answers.
@@ -521,7 +576,9 @@ impl Simulator {
         self.lock().page_cap = cap;
     }
 
-    /// Freezes the simulator clock at `at`; None = real time again.
+    /// Freezes the simulator clock at `at`; None = real time again. A webhook
+    /// reports the sessions a jump ends as it does those time ends, so freeze
+    /// before [`spawn`](Self::spawn) for a quiet start.
     pub fn set_time(&self, at: Option<SystemTime>) {
         self.lock().frozen = at;
     }

@@ -1,5 +1,6 @@
 //! The simulator's tests: its fleet and normal answers (`fleet`), its fault
-//! answers (`faults`) and its fault-spec language (`fault_specs`).
+//! answers (`faults`), its fault-spec language (`fault_specs`) and the Data
+//! CDRs it pushes to a webhook (`webhook`).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -203,3 +204,4 @@ fn rule(spec: &str) -> FaultRule {
 mod fault_specs;
 mod faults;
 mod fleet;
+mod webhook;
