@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use monogoto_exporter::config::{
     Cli, Command, Config, DemoArgs, Environment, ExporterArgs, LogConfig, LogFormat, Mode,
-    SimulateArgs,
+    SimulateArgs, WebhookConfig,
 };
 use monogoto_exporter::monogoto::Credentials;
 use monogoto_exporter::simulator::{Simulator, SimulatorConfig};
@@ -24,6 +24,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for invalid configuration, as clap uses for invalid flags.
 const EXIT_CONFIG: u8 = 2;
+/// The demo webhook's body limit, as the exporter's default.
+const DEFAULT_WEBHOOK_BODY: usize = 1024 * 1024;
 /// Demo Things move quickly enough to be watched.
 const DEMO_INTERVAL: &str = "15s";
 
@@ -174,9 +176,23 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
     init_logging(&config.log);
     monogoto_exporter::web::raise_open_file_limit();
 
+    // The simulator pushes a Data CDR to the exporter's webhook whenever a
+    // session ends, so the demo shows hints at work (unless the operator gave
+    // a webhook token of their own, or no port is known before listening).
+    let demo_webhook = match (&config.webhook, demo_webhook_url(&config)) {
+        (None, Some((url, token))) => {
+            config.webhook = Some(WebhookConfig {
+                token: SecretString::from(token),
+                max_body_size: DEFAULT_WEBHOOK_BODY,
+            });
+            Some(url)
+        }
+        _ => None,
+    };
     let simulator = Simulator::new(SimulatorConfig {
         things: demo.things,
         seed: demo.seed,
+        webhook_url: demo_webhook,
         ..SimulatorConfig::default()
     });
     let (username, password) = simulator.credentials();
@@ -189,8 +205,12 @@ async fn run_demo(demo: Box<DemoArgs>) -> ExitCode {
     };
     // The demo drives the whole path a real account takes: login, discovery, status.
     let url = running.url();
+    let demo_token = config.webhook.clone();
     let demo_overrides = move |config: &mut Config| {
         config.url = url.clone();
+        if config.webhook.is_none() {
+            config.webhook = demo_token.clone();
+        }
         config.credentials = Some(Credentials::Login {
             username: username.clone(),
             password: SecretString::from(password.clone()),
@@ -281,6 +301,25 @@ async fn run_simulator(args: SimulateArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The demo's own webhook URL (plain HTTP on loopback, at the configured
+/// port) and a fresh token; none when TLS is on or the port is chosen at bind.
+fn demo_webhook_url(config: &Config) -> Option<(String, String)> {
+    if config.web_config_file.is_some() {
+        return None;
+    }
+    let port: u16 = config.listen_address.rsplit(':').next()?.parse().ok()?;
+    if port == 0 {
+        return None;
+    }
+    let token: String = (0..32)
+        .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap_or('0'))
+        .collect();
+    Some((
+        format!("http://127.0.0.1:{port}/webhook?token={token}"),
+        token,
+    ))
 }
 
 /// A URL a person on this machine can open, even when listening on all interfaces.
