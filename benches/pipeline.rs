@@ -53,6 +53,25 @@ fn snapshots(c: &mut Criterion) {
         );
     }
     group.finish();
+
+    // One hinted SIM's new answer, published at once: only its bucket is
+    // rendered again (the webhook's goal: at most 5 ms at 100,000 SIMs).
+    let mut group = c.benchmark_group("hinted answer");
+    group.sample_size(20);
+    for n in [10_000usize, 100_000] {
+        let things = fleet_in_round(n, 0);
+        let previous = Snapshot::empty().next(things.clone(), t0, stale);
+        let changed = fleet_in_round(n, 1).swap_remove(n / 2);
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(
+            BenchmarkId::new("publish one", n),
+            &changed,
+            |b, changed| {
+                b.iter(|| previous.with_touched(vec![changed.clone()], t0 + Duration::from_secs(1)))
+            },
+        );
+    }
+    group.finish();
 }
 
 /// The per-Thing exposition from records: the text alone, and the text with

@@ -278,7 +278,7 @@ impl Snapshot {
     /// The next snapshot with `fresh` merged in, rendering only the buckets
     /// they fall in and sharing every other with this one: what publishing a
     /// few answers at once costs. Nothing is dropped.
-    pub(crate) fn with_touched(&self, fresh: Vec<Record>, now: SystemTime) -> Snapshot {
+    pub fn with_touched(&self, fresh: Vec<Record>, now: SystemTime) -> Snapshot {
         if self.buckets.is_empty() {
             let len = fresh.len();
             let entries = fresh.into_iter().map(|record| Entry {
