@@ -15,8 +15,8 @@
 #     dashboards/*.json byte for byte
 #     (scripts/sync-dashboards.py --check: the base holds copies, as kustomize
 #     reads no file outside it)
-#   - the same for deploy/kubernetes/sharded (StatefulSet, Service, Secret), and
-#     there the StatefulSet's replicas, MONOGOTO_SHARD_COUNT and
+#   - the same for deploy/kubernetes/sharded (StatefulSet, Services, Secret),
+#     and there the StatefulSet's replicas, MONOGOTO_SHARD_COUNT and
 #     --monogoto.rate-limit agree (the shards share the account's limit,
 #     ACCOUNT_BUDGET below), with a headless Service
 #   - the base and the sharded variant render with the https-probes component
@@ -182,11 +182,12 @@ for d in docs:
     by_kind.setdefault(d["kind"], []).append(d)
 assert "Deployment" not in by_kind, "the base's Deployment is still in the render"
 assert len(by_kind.get("StatefulSet", [])) == 1, "expected one StatefulSet"
-assert len(by_kind.get("Service", [])) == 1, "expected one Service"
-sts, svc = by_kind["StatefulSet"][0], by_kind["Service"][0]
+sts = by_kind["StatefulSet"][0]
 spec = sts["spec"]
-assert svc["spec"].get("clusterIP") == "None", "the Service is not headless (clusterIP: None)"
-assert spec["serviceName"] == svc["metadata"]["name"], "serviceName is not the headless Service"
+services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+assert spec["serviceName"] in services, f"serviceName {spec['serviceName']} is not a Service of the render"
+svc = services[spec["serviceName"]]
+assert svc["spec"].get("clusterIP") == "None", f"the Service {spec['serviceName']} is not headless (clusterIP: None)"
 replicas = spec["replicas"]
 container = spec["template"]["spec"]["containers"][0]
 env = {e["name"]: e for e in container.get("env", [])}
@@ -285,9 +286,9 @@ check "kubernetes-validate --strict (Deployment, Service, Secret, PersistentVolu
 check "dashboards ConfigMap in sync with dashboards/" \
     "$venv/bin/python" scripts/sync-dashboards.py --check --check-render "$rendered"
 check "kustomize: render deploy/kubernetes/sharded" render_kustomize deploy/kubernetes/sharded "$rendered_sharded"
-check "kubernetes-validate --strict sharded (StatefulSet, Service, Secret, ConfigMap)" validate_kubernetes "$rendered_sharded" \
-    statefulset/monogoto-exporter service/monogoto-exporter secret/monogoto-exporter-token \
-    configmap/monogoto-exporter-dashboards
+check "kubernetes-validate --strict sharded (StatefulSet, Services, Secret, ConfigMap)" validate_kubernetes "$rendered_sharded" \
+    statefulset/monogoto-exporter service/monogoto-exporter service/monogoto-exporter-webhook \
+    secret/monogoto-exporter-token configmap/monogoto-exporter-dashboards
 check "sharded: replicas, MONOGOTO_SHARD_COUNT and rate limit agree" sharded_consistent
 check "kustomize: https-probes component on base and sharded" https_probes
 check "state: systemd unit has StateDirectory= and passes --storage.path under it" \
