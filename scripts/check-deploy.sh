@@ -19,6 +19,14 @@
 #     and there the StatefulSet's replicas, MONOGOTO_SHARD_COUNT and
 #     --monogoto.rate-limit agree (the shards share the account's limit,
 #     ACCOUNT_BUDGET below), with a headless Service
+#   - the webhook receiver (POST /webhook) is wired, checked by
+#     scripts/check-webhook.py: in the base and the sharded variant,
+#     MONOGOTO_WEBHOOK_TOKEN comes from a Secret (secretKeyRef, optional unless
+#     the render holds it) and a Service that is not headless reaches the
+#     exporter for the Hub; the sharded StatefulSet passes
+#     --shard.peer-url-template with the host <name>-{index}.<serviceName>,
+#     serviceName a headless Service of the render selecting its pods, and
+#     the exporter's port; the Hub's Service is not scraped twice
 #   - the base and the sharded variant render with the https-probes component
 #     (deploy/kubernetes/components/https-probes), every probe on HTTPS
 #   - every deployment keeps the exporter's state (--storage.path), checked by
@@ -291,6 +299,10 @@ check "kubernetes-validate --strict sharded (StatefulSet, Services, Secret, Conf
     secret/monogoto-exporter-token configmap/monogoto-exporter-dashboards
 check "sharded: replicas, MONOGOTO_SHARD_COUNT and rate limit agree" sharded_consistent
 check "kustomize: https-probes component on base and sharded" https_probes
+check "webhook: base Deployment takes MONOGOTO_WEBHOOK_TOKEN from a Secret, a Service for the Hub" \
+    "$venv/bin/python" scripts/check-webhook.py kubernetes-base "$rendered"
+check "webhook: sharded token from a Secret, --shard.peer-url-template on the headless Service" \
+    "$venv/bin/python" scripts/check-webhook.py kubernetes-sharded "$rendered_sharded"
 check "state: systemd unit has StateDirectory= and passes --storage.path under it" \
     "$venv/bin/python" scripts/check-storage.py systemd "$UNIT"
 check "state: deploy/debian/config.yml sets storage.path to the unit's state directory" \
