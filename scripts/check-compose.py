@@ -3,12 +3,16 @@
 
 What the Compose JSON Schema cannot see, and `docker compose config` would need
 a Docker CLI plugin for: every bind-mounted path and secret file exists; the
-committed secret files hold only the simulator's demo token; the hosts that
+committed secret files hold only the simulator's demo tokens; the hosts that
 Prometheus scrapes and alerts to, and Grafana's datasource URL, are services of
 the stack; Grafana's dashboard provider path is where dashboards/ is mounted;
 the exporter's --monogoto.token-file is one of its secrets; the exporter keeps
 its state (--storage.path, or MONOGOTO_EXPORTER_STORAGE_PATH) in a named volume
-of its own.
+of its own; the exporter's webhook token (POST /webhook) comes from one of its
+secrets (--webhook.token-file) or from MONOGOTO_WEBHOOK_TOKEN in Compose's
+environment, never an empty string, with no default but the simulator's demo
+token; a --webhook-url (the simulator's) is /webhook of a service of the
+stack, and sends the exporter's token.
 
 Needs PyYAML (scripts/check-deploy.sh runs it in its venv, where yamllint
 brought it).
@@ -19,7 +23,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import yaml
 
@@ -27,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = ROOT / "deploy/compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 DEMO_TOKEN = "sim-static-token"
+# The compose file's default webhook token, shared by the simulator and the exporter.
+DEMO_WEBHOOK_TOKEN = "sim-webhook-token"
+WEBHOOK_ENV = "MONOGOTO_WEBHOOK_TOKEN"
 INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 errors: list[str] = []
@@ -83,8 +90,8 @@ def main() -> int:
         if path is None or not path.is_file():
             errors.append(f"secret {sname}: file {sec.get('file')!r} does not exist")
     for f in sorted((COMPOSE_DIR / "secrets").glob("*")):
-        if f.is_file() and f.read_text(encoding="utf-8").strip() != DEMO_TOKEN:
-            errors.append(f"{f.relative_to(ROOT)}: only the simulator's demo token may be committed")
+        if f.is_file() and f.read_text(encoding="utf-8").strip() not in (DEMO_TOKEN, DEMO_WEBHOOK_TOKEN):
+            errors.append(f"{f.relative_to(ROOT)}: only the simulator's demo tokens may be committed")
 
     # The exporter reads its token from one of its secrets.
     exporter = services.get("monogoto-exporter", {})
@@ -115,6 +122,64 @@ def main() -> int:
         for other, vols in named.items():
             if other != "monogoto-exporter" and volume in vols.values():
                 errors.append(f"monogoto-exporter: its state volume {volume} is mounted by {other} too")
+
+    # Webhooks (POST /webhook): the token from one of the exporter's secrets,
+    # or MONOGOTO_WEBHOOK_TOKEN from Compose's environment (passed on, or with
+    # the demo token as its default). An empty one (${VAR:-}, or ${VAR} while
+    # VAR is unset) makes the exporter refuse to start.
+    raw_env = exporter.get("environment") or {}
+    if isinstance(raw_env, list):
+        raw_env = {e.split("=", 1)[0]: (e.split("=", 1)[1] if "=" in e else None) for e in raw_env}
+    # The exporter's webhook token with every variable unset, and the variables
+    # that set it (None: not compared, a secret file's).
+    token, token_vars = None, set()
+    m = re.search(r"--webhook\.token-file[= ](\S+)", cmd)
+    if m:
+        sname = m.group(1).rsplit("/", 1)[1]
+        if not m.group(1).startswith("/run/secrets/") or sname not in secrets_of_exporter:
+            errors.append("monogoto-exporter: --webhook.token-file must name one of its secrets under /run/secrets/")
+        else:
+            sec = (doc.get("secrets") or {}).get(sname) or {}
+            path = host_path(sec.get("file", ""))
+            token = path.read_text(encoding="utf-8").strip() if path and path.is_file() else None
+            token_vars = None
+    elif WEBHOOK_ENV in raw_env:
+        value = raw_env[WEBHOOK_ENV]
+        ref = INTERP.fullmatch(str(value)) if value is not None else None
+        if value is None:
+            token_vars = {WEBHOOK_ENV}  # passed on when set, left out (webhooks off) when not
+        elif ref is None:
+            errors.append(f"monogoto-exporter: {WEBHOOK_ENV} holds a token written in the compose file: take it "
+                          f"from Compose's environment (${{{WEBHOOK_ENV}:-{DEMO_WEBHOOK_TOKEN}}})")
+        elif not ref.group(2):
+            errors.append(f"monogoto-exporter: {WEBHOOK_ENV}={value} is empty while {ref.group(1)} is unset, and "
+                          f"the exporter refuses an empty token: give the demo token as its default")
+        elif ref.group(2) != DEMO_WEBHOOK_TOKEN:
+            errors.append(f"monogoto-exporter: {WEBHOOK_ENV}={value}: only the simulator's demo webhook token "
+                          f"{DEMO_WEBHOOK_TOKEN} may be committed as its default")
+        else:
+            token, token_vars = ref.group(2), {ref.group(1)}
+    else:
+        errors.append(f"monogoto-exporter: no webhook token (--webhook.token-file naming one of its secrets, or "
+                      f"{WEBHOOK_ENV} in its environment): POST /webhook cannot be turned on")
+    # A sender's --webhook-url (the simulator's): /webhook of the exporter, with its token.
+    for name, svc in services.items():
+        scmd = " ".join(str(w) for w in svc.get("command", []) or [])
+        m = re.search(r"--webhook-url[= ](\S+)", scmd)
+        if not m:
+            continue
+        url = urlparse(interpolate(m.group(1)))
+        if url.hostname not in names or url.path.rstrip("/") != "/webhook":
+            errors.append(f"{name}: --webhook-url {m.group(1)} is not /webhook of a service of the stack")
+            continue
+        if url.hostname != "monogoto-exporter":
+            continue
+        raw_query = urlparse(m.group(1)).query
+        sent = (parse_qs(url.query).get("token") or [None])[0]
+        sent_vars = {v for v, _ in INTERP.findall(raw_query)}
+        if sent != token or (token_vars is not None and sent_vars != token_vars):
+            errors.append(f"{name}: --webhook-url {m.group(1)} does not send the exporter's webhook token "
+                          f"(the same variables and default): the exporter would answer 401, or 404 without one")
 
     # Prometheus: its config and rules, and the hosts it talks to.
     prom_dir = mounts.get("prometheus", {}).get("/etc/prometheus")

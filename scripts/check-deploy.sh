@@ -6,7 +6,8 @@
 #   - yamllint of deploy/compose, deploy/debian, deploy/grafana, deploy/kubernetes
 #   - deploy/compose/compose.yaml against the Compose Specification schema, and
 #     its references (scripts/check-compose.py), among them a named volume of
-#     the exporter's own mounted at its --storage.path
+#     the exporter's own mounted at its --storage.path, and the simulator
+#     posting to the exporter's webhook with the exporter's token (never empty)
 #   - the PrometheusRule is in sync with deploy/prometheus/monogoto.rules.yml
 #     (scripts/sync-prometheusrule.py --check), and promtool accepts its rules
 #   - `kubectl kustomize deploy/kubernetes/base` renders, and
