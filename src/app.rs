@@ -140,7 +140,9 @@ async fn start_with(
     .map_err(|e| StartError::Client(e.to_string()))?;
     let storage = config.storage_path.as_deref().map(|dir| {
         let metrics = Arc::new(StorageMetrics::new());
-        health.register_storage(&metrics);
+        if let Err(e) = metrics.register(health.registry()) {
+            tracing::error!(error = %e, "cannot register the storage metrics");
+        }
         // The folder was found writable as the configuration was checked.
         metrics.last_write_success.set(crate::health::unix_now());
         Arc::new(Storage::new(
@@ -211,7 +213,13 @@ async fn start_with(
             config.shard,
             config.shard_peer_url_template.clone(),
         ));
-        health.register_webhook(&receiver.metrics, &poller.hint_metrics);
+        if let Err(e) = receiver
+            .metrics
+            .register(health.registry())
+            .and_then(|()| poller.hint_metrics.register(health.registry()))
+        {
+            tracing::error!(error = %e, "cannot register the webhook metrics");
+        }
         receiver
     });
     let app = http::router(AppState {

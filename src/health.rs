@@ -188,25 +188,9 @@ impl HealthMetrics {
         }
     }
 
-    /// Adds the storage metrics (with `--storage.path`).
-    pub(crate) fn register_storage(&self, metrics: &crate::storage::StorageMetrics) {
-        if let Err(e) = metrics.register(&self.registry) {
-            tracing::error!(error = %e, "cannot register the storage metrics");
-        }
-    }
-
-    /// Adds the webhook receiver's metrics and those of the hints it gives.
-    pub(crate) fn register_webhook(
-        &self,
-        webhook: &crate::push::WebhookMetrics,
-        hints: &crate::poller::hints::HintMetrics,
-    ) {
-        if let Err(e) = webhook
-            .register(&self.registry)
-            .and_then(|()| hints.register(&self.registry))
-        {
-            tracing::error!(error = %e, "cannot register the webhook metrics");
-        }
+    /// Where optional parts (storage, the webhook) register their metrics.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Records how a (re)load of the configuration went; a success at `unix_time`.

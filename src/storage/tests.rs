@@ -60,7 +60,7 @@ async fn polling_goes_on_while_writes_fail(errno: i32) {
 
     let health = Arc::new(HealthMetrics::new());
     let metrics = Arc::new(StorageMetrics::new());
-    health.register_storage(&metrics);
+    metrics.register(health.registry()).expect("registers");
     let failing = Arc::new(AtomicBool::new(true));
     let credentials = Credentials::Token(SecretString::from(token));
     let storage = Arc::new(Storage::with_disk(
