@@ -1,7 +1,10 @@
 //! Property tests of the status answer parser: it never panics on any input,
 //! and every well-formed documented shape parses to the values it encodes.
 //! And of the rate-limit header parsers: they never panic, and never ask for
-//! a pause longer than `MAX_SERVER_PAUSE`.
+//! a pause longer than `MAX_SERVER_PAUSE`. And of the webhook event parser:
+//! it never panics, returns only canonical ICCIDs and bounded labels, and
+//! reads every documented CDR field in every accepted body shape; the fuzz
+//! target's seed corpus is replayed through it.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +12,11 @@ use monogoto_exporter::monogoto::retry::{
     MAX_SERVER_PAUSE, parse_rate_limit_reset, parse_retry_after,
 };
 use monogoto_exporter::monogoto::{parse_status_page, parse_things_page};
+use monogoto_exporter::push::event::{
+    BodyError, Event, EventKind, Network, OPERATOR_MAX_CHARS, parse_events,
+};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
 fn any_json() -> impl Strategy<Value = Value> {
@@ -161,4 +168,219 @@ proptest! {
             prop_assert!(pause <= MAX_SERVER_PAUSE, "{value:?}: {pause:?}");
         }
     }
+}
+
+/// JSON shaped like webhook bodies: event keys in any case, values that are
+/// almost ICCIDs, codes and IMEIs, envelopes.
+fn any_event_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|n| json!(n)),
+        ".{0,12}".prop_map(Value::String),
+        "[0-9]{1,24}[fF]?".prop_map(Value::String),
+        "(?i)thingid_iccid_[0-9 ]{0,24}[fF]?".prop_map(Value::String),
+        "(?i) ?(data|mo_sms|mt_sms|sms) ?".prop_map(Value::String),
+        "[\\PC\\p{Cc}]{0,80}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    "(?i)(iccid|externaluniqueid|thingid|cdrtype|imei|mcc|mnc|mno|mnoname)",
+                    Just("Data".to_string()),
+                    Just("events".to_string()),
+                    "[A-Za-z]{1,8}",
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn digits(s: &str, lengths: std::ops::RangeInclusive<usize>) -> bool {
+    lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// What the receiver may rely on in every event (the fuzz target checks the same).
+fn check_events(events: &[Event]) -> Result<(), TestCaseError> {
+    for event in events {
+        if let Some(iccid) = &event.iccid {
+            // The image of the crate's ICCID normalisation.
+            let body = iccid.strip_suffix('F').unwrap_or(iccid);
+            prop_assert!(
+                (10..=22).contains(&iccid.len()) && digits(body, 9..=22),
+                "{iccid:?}"
+            );
+        }
+        prop_assert!(EventKind::ALL.contains(&event.kind));
+        if let Some(network) = &event.network {
+            prop_assert!(
+                digits(&network.mcc, 3..=3) && digits(&network.mnc, 2..=3),
+                "{network:?}"
+            );
+            let operator = &network.operator;
+            prop_assert!(!operator.is_empty() && operator.chars().count() <= OPERATOR_MAX_CHARS);
+            prop_assert!(!operator.chars().any(char::is_control) && operator.trim() == operator);
+        }
+        if let Some(imei) = &event.imei {
+            prop_assert!(digits(imei, 14..=16), "{imei:?}");
+        }
+    }
+    Ok(())
+}
+
+/// A documented CDR's values, each in one of the forms a sender may use.
+#[derive(Debug, Clone)]
+struct Cdr {
+    iccid: String,
+    iccid_key: String,
+    cdr_type: &'static str,
+    mcc: u16,
+    mnc: u16,
+    mnc_digits: usize,
+    as_numbers: bool,
+    operator: String,
+    imei: u64,
+}
+
+fn cdr() -> impl Strategy<Value = Cdr> {
+    (
+        "89[0-9]{17,18}F?",
+        "(?i)iccid",
+        prop::sample::select(vec!["DATA", "MO_SMS", "MT_SMS", "BILLING"]),
+        (1u16..1000, 0u16..1000, 2usize..=3, any::<bool>()),
+        "[A-Za-z][A-Za-z0-9 &.-]{0,40}[A-Za-z0-9]",
+        10_000_000_000_000u64..10_000_000_000_000_000,
+    )
+        .prop_map(
+            |(iccid, iccid_key, cdr_type, (mcc, mnc, mnc_digits, as_numbers), operator, imei)| {
+                Cdr {
+                    iccid,
+                    iccid_key,
+                    cdr_type,
+                    mcc,
+                    mnc: if mnc_digits == 2 { mnc % 100 } else { mnc },
+                    mnc_digits,
+                    as_numbers,
+                    operator,
+                    imei,
+                }
+            },
+        )
+}
+
+impl Cdr {
+    fn json(&self) -> Value {
+        let mut cdr = json!({
+            "CdrType": self.cdr_type, "UniqueID": "u-1", "IMSI": "295050901234567",
+            "MSISDN": "423663901234567", "MnoName": self.operator, "ThingName": "t",
+            "IMEI": self.imei.to_string(),
+        });
+        cdr[&self.iccid_key] = json!(self.iccid);
+        if self.as_numbers {
+            cdr["MCC"] = json!(self.mcc);
+            cdr["MNC"] = json!(self.mnc);
+        } else {
+            cdr["MCC"] = json!(format!("{:03}", self.mcc));
+            cdr["MNC"] = json!(format!("{:0w$}", self.mnc, w = self.mnc_digits));
+        }
+        cdr
+    }
+
+    fn expected(&self) -> Event {
+        let imei = self.imei.to_string();
+        Event {
+            iccid: Some(self.iccid.clone()),
+            kind: match self.cdr_type {
+                "DATA" => EventKind::Data,
+                "MO_SMS" | "MT_SMS" => EventKind::Sms,
+                _ => EventKind::Other,
+            },
+            network: Some(Network {
+                mcc: format!("{:03}", self.mcc),
+                // A number keeps no leading zeros beyond the two of an MNC.
+                mnc: if self.as_numbers {
+                    format!("{:02}", self.mnc)
+                } else {
+                    format!("{:0w$}", self.mnc, w = self.mnc_digits)
+                },
+                operator: self.operator.clone(),
+            }),
+            imei: (14..=16).contains(&imei.len()).then_some(imei),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn event_parser_never_panics_on_any_json(value in any_event_json()) {
+        for body in [
+            value.clone(),
+            json!([value.clone(), {"Iccid": "8988303000001234567"}]),
+            json!({"events": [value.clone()], "event": value}),
+        ] {
+            if let Ok(events) = parse_events(body.to_string().as_bytes()) {
+                check_events(&events)?;
+            }
+        }
+    }
+
+    #[test]
+    fn event_parser_never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(events) = parse_events(&bytes) {
+            check_events(&events)?;
+        }
+    }
+
+    #[test]
+    fn documented_cdrs_parse_in_every_shape(
+        cdrs in prop::collection::vec(cdr(), 1..5),
+        shape in 0..4u8,
+        key in "(Data|events|records|Items|[A-Za-z]{1,10}_)",
+    ) {
+        let encoded: Vec<Value> = cdrs.iter().map(Cdr::json).collect();
+        let body = match shape {
+            0 if cdrs.len() == 1 => encoded[0].clone(),
+            1 if cdrs.len() == 1 => json!({ key: encoded[0] }),
+            2 => json!({ key: encoded }),
+            _ => Value::Array(encoded),
+        };
+        let events = parse_events(body.to_string().as_bytes());
+        let expected: Vec<Event> = cdrs.iter().map(Cdr::expected).collect();
+        prop_assert_eq!(events, Ok(expected), "{}", body);
+    }
+}
+
+#[test]
+fn event_seed_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus-seed-events");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).expect("the seed corpus") {
+        let path = entry.expect("a directory entry").path();
+        let name = path
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
+        let body = std::fs::read(&path).expect("a seed");
+        match parse_events(&body) {
+            Ok(events) => {
+                assert!(!name.starts_with("refused-"), "{name}: {events:?}");
+                check_events(&events).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            Err(BodyError::NotJson(_) | BodyError::NotEvents(_)) => {
+                assert!(name.starts_with("refused-"), "{name} refused");
+            }
+        }
+        seeds += 1;
+    }
+    assert!(seeds >= 10, "{seeds} seeds in {}", dir.display());
 }
