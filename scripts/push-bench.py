@@ -23,9 +23,16 @@ Three scenarios, one after the other (never two exporters at once):
               (POST /_sim/things/ICCID/connected, which costs nothing of the
               budget), then one Data CDR naming it POSTed to the exporter's
               /webhook; /metrics is read every POLL_EVERY seconds until it
-              shows the new value. Then BASELINE_CHANGES times the same flip
-              with no event: the SIM's turn in the pass, and the next
-              publication, bring the new value.
+              shows the new value. Then BASELINE_CHANGES flips of other ACTIVE
+              SIMs with no event: the SIM's turn in the pass, and the next
+              publication of the pass (one each 5 s at most, and its end),
+              bring the new value. These overlap: a flip every BASELINE_SPACING
+              seconds on average (exponential gaps), one read of the whole
+              family every BASELINE_POLL_EVERY checking each SIM still waiting.
+              Flips started right after the previous one showed would start
+              just after a publication, in step with the passes, and their
+              times would bunch at whole publication periods
+              (--baseline-spacing 0 does that, for comparison).
 
               Each /metrics read is streamed and cut as soon as the SIM's line
               of monogoto_thing_connected (the body's first family) went by, so
@@ -349,6 +356,41 @@ class Probe:
         self.host, self.port = parts.hostname, parts.port
         self.bytes_read = 0
         self.reads = 0
+
+    def read_many(self, iccids):
+        """{ICCID: value or None} for each of `iccids`, from one read of the
+        whole monogoto_thing_connected family."""
+        end_of_family = b"\n# HELP monogoto_thing_active_sessions "
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            if response.status != 200:
+                raise BenchError(f"exporter /metrics answered {response.status}")
+            parts, scanned = [], b""
+            while True:
+                chunk = response.read1(self.CHUNK)
+                if not chunk:
+                    break
+                self.bytes_read += len(chunk)
+                parts.append(chunk)
+                scanned = scanned[-len(end_of_family):] + chunk
+                if scanned.find(end_of_family) >= 0:
+                    break
+        finally:
+            self.reads += 1
+            conn.close()
+        family = b"".join(parts)
+        out = {}
+        for iccid in iccids:
+            needle = CONNECTED + b'{iccid="' + iccid.encode() + b'"} '
+            at = family.find(needle)
+            if at < 0:
+                out[iccid] = None
+                continue
+            line_end = family.find(b"\n", at)
+            out[iccid] = float(family[at + len(needle):line_end].split()[0])
+        return out
 
     def read(self, iccid):
         """The SIM's value (0.0 or 1.0), or None when it has no line."""
@@ -779,6 +821,67 @@ class Bench:
                 time.sleep(rng.uniform(0.2, 0.8))
             return results
 
+        def flip(iccid):
+            """Flips the SIM against what /metrics shows: (new value, time), or None."""
+            before = probe.read(iccid)
+            if before is None:
+                return None
+            want = 0.0 if before else 1.0
+            status, text = control.request(
+                "POST", f"/_sim/things/{iccid}/connected",
+                json.dumps({"connected": bool(want)}).encode(),
+                {"Content-Type": "application/json"})
+            if status != 204:
+                raise BenchError(f"simulator connected control answered {status}: {text[:200]!r}")
+            return want, time.monotonic()
+
+        def run_overlapping(k, spacing, poll_every, timeout, label):
+            """Flips with no event, at exponentially spaced times (mean `spacing`)
+            that know nothing of the exporter's passes and publications; one read
+            of the family every poll_every checks every SIM still waiting."""
+            results, pending = [], {}
+            flips, next_flip = 0, time.monotonic()
+            while flips < k or pending:
+                if flips < k and time.monotonic() >= next_flip:
+                    if not candidates:
+                        raise BenchError("no ACTIVE SIM left to flip")
+                    iccid = candidates.pop()
+                    flipped = flip(iccid)
+                    if flipped is None:
+                        continue
+                    pending[iccid] = {"want": flipped[0], "t0": flipped[1], "last": None,
+                                      "reads": 0}
+                    flips += 1
+                    next_flip += rng.expovariate(1 / spacing)
+                start = time.monotonic()
+                values = probe.read_many(list(pending))
+                for iccid, value in values.items():
+                    p = pending[iccid]
+                    p["reads"] += 1
+                    if value == p["want"]:
+                        results.append({"iccid": iccid, "to": p["want"], "upper_s": start - p["t0"],
+                                        "lower_s": (p["last"] - p["t0"]) if p["last"] else 0.0,
+                                        "reads": p["reads"]})
+                        del pending[iccid]
+                        if len(results) % 10 == 0:
+                            done = [x["upper_s"] for x in results]
+                            log(f"[latency] {label}: {len(results)}/{k}, median so far "
+                                f"{median(done):.3f} s, worst {max(done):.3f} s")
+                    elif start - p["t0"] > timeout:
+                        results.append({"iccid": iccid, "to": p["want"], "timed_out": True,
+                                        "upper_s": None, "reads": p["reads"]})
+                        warn(f"[latency] {label}: {iccid} did not change within {timeout:.0f}s")
+                        del pending[iccid]
+                    else:
+                        p["last"] = start
+                for proc in procs:
+                    proc.check_alive()
+                wake = start + poll_every
+                if flips < k:
+                    wake = min(wake, next_flip)
+                time.sleep(max(0.0, wake - time.monotonic()))
+            return results
+
         def summary(results, m_before, m_after, refusals_before, elapsed, cpu):
             done = [x["upper_s"] for x in results if x.get("upper_s") is not None]
             lower = [x["lower_s"] for x in results if x.get("upper_s") is not None]
@@ -818,7 +921,10 @@ class Bench:
             m_before, refusals_before = exporter_metrics(url), sim_refusals(sim_url)
             cpu0, t0 = exp.cpu_seconds(), time.monotonic()
             timeout = 3 * target + 30
-            results = run(k, with_event, poll_every, timeout, label)
+            if with_event or a.baseline_spacing <= 0:
+                results = run(k, with_event, poll_every, timeout, label)
+            else:
+                results = run_overlapping(k, a.baseline_spacing, poll_every, timeout, label)
             elapsed, cpu = time.monotonic() - t0, exp.cpu_seconds() - cpu0
             m_after = exporter_metrics(url)
             key = "event" if with_event else "baseline"
@@ -842,7 +948,7 @@ class Bench:
 
     def run_throughput(self):
         a = self.args
-        n = a.things
+        n = a.throughput_things or a.things
         fleet, iccids_file = self.fleet(n)
         iccids = [i for i, _ in fleet]
         random.Random(a.seed).shuffle(iccids)
@@ -894,7 +1000,8 @@ class Bench:
                 - metric(m0, "monogoto_webhook_events_total", type="data")
             accepted = metric(m1, "monogoto_webhook_requests_total", code="202") \
                 - metric(m0, "monogoto_webhook_requests_total", code="202")
-            sched = sched1[0] - sched0[0] if sched1[1] == sched0[1] else None
+            # A thread that started counts whole; one that ended took its time along.
+            sched = sched1[0] - sched0[0] if sched0[1] <= sched1[1] else None
             body_bytes = sum(len(b) for b in bodies) / len(bodies)
             results[shape] = {
                 "bodies": len(bodies), "body_bytes": round(body_bytes),
@@ -1088,6 +1195,12 @@ def main():
                         help="seconds between /metrics reads after a change with an event")
     parser.add_argument("--baseline-poll-every", type=float, default=0.1,
                         help="seconds between /metrics reads after a change without one")
+    parser.add_argument("--baseline-spacing", type=float, default=1.0,
+                        help="mean seconds between the flips without an event, which overlap "
+                             "(exponential gaps, blind to the passes); 0: one after the other "
+                             "like the changes with an event (default 1.0)")
+    parser.add_argument("--throughput-things", type=int, default=None,
+                        help="SIMs of the throughput scenario (default: --things)")
     parser.add_argument("--throughput-seconds", type=int, default=10)
     parser.add_argument("--throughput-clients", type=int, default=4)
     parser.add_argument("--python-clients", action="store_true",
