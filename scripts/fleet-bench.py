@@ -10,6 +10,11 @@
     scripts/fleet-bench.py --things 1000 --budget 30/s,600/min --mixed
                            [--budget-interval 1s] [--budget-inactive-interval 60s]
                            [--refreshes 3] [--json PATH]
+    scripts/fleet-bench.py --things 100000 --restart [--restart-interval 10s]
+                           [--restart-run 190] [--writes 3] [--restarts 3] [--json PATH]
+    scripts/fleet-bench.py --things 600 --budget 4/s,20/10s --restart
+                           [--budget-interval 1s] [--downtime 2] [--crash-loop 12]
+                           [--json PATH]
 
 For each fleet size N it starts `monogoto-exporter simulate` on a free loopback
 port, then three exporters against it, one after the other (never two at once,
@@ -69,6 +74,37 @@ exporter's "polling plan" line. Choose a budget under which the ACTIVE tier
 does not fit the interval, or the target is the interval and a pass may take
 only part of it.
 
+With --restart (the warm-restart scenario, issue 17), what --storage.path
+costs and what it saves, at each N without a budget:
+
+  refreshing  two exporters, one without and one with --storage.path (in a
+           fresh folder), refresh every --restart-interval for --restart-run
+           seconds: cold start (spawn to /readyz 200 and to every SIM served),
+           peak RSS (VmHWM), the writes seen, SIGTERM to exit once quiet.
+  quiet    --poll.interval 3600s, started from the state the second one
+           saved: spawn to /readyz 200 and to every SIM in /metrics; the
+           state file's size (monogoto_storage_bytes and the file's); then
+           WRITES of the once-a-minute writes timed from outside, with nothing
+           else running: inotify on the folder (the temporary file created,
+           closed after its fsync, renamed over `state`) and the exporter's CPU
+           (threads' schedstat and utime+stime) sampled every 2 ms; then one
+           client scraping /metrics back to back (identity and gzip in turn)
+           across WRITES more writes, the scrapes overlapping a write set
+           against the others; then SIGTERM to exit (the final write seen).
+  restarts RESTARTS - 1 more starts from the saved state, timed the same way.
+
+With --restart --budget SPEC (a restart under a budget; issue 17's own is
+4/s,20/10s with 600 SIMs, a pass of 6 s), six cases, each on a fresh
+simulator enforcing SPEC, with --poll.inactive-interval 0: without and with
+--storage.path, the exporter is stopped halfway through its third pass by
+SIGTERM, or by SIGKILL, or killed and followed by --crash-loop exporters each
+SIGKILLed within a second, then started again after --downtime seconds. Gives
+the SIMs missing from /metrics at the restarted exporter's first /readyz 200,
+the simulator's 429s from the stop to the end of the first and second
+refreshes after the restart, and the longest any SIM went between two
+answers across it (the simulator's poll log), against a pass plus the time
+down.
+
 Latency comes from wrk (-t2 -c CLIENTS -d DURATION --latency --timeout 60s),
 once plain and once with Accept-Encoding: gzip. Peak RSS is the largest VmHWM
 of the three exporters, read from /proc/PID/status just before each is stopped.
@@ -81,6 +117,8 @@ Never talks to anything but 127.0.0.1. Python 3 standard library only; needs wrk
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import datetime
 import http.client
 import json
@@ -89,9 +127,11 @@ import os
 import platform
 import random
 import re
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -300,6 +340,11 @@ WANTED = (
     "monogoto_refresh_target_seconds",
     "monogoto_things_inactive",
     "monogoto_api_budget_wait_seconds_total",
+    "monogoto_api_rate_limited_total",
+    "monogoto_storage_bytes",
+    "monogoto_storage_loaded_things",
+    "monogoto_storage_last_write_success_timestamp_seconds",
+    "monogoto_storage_write_failures_total",
 )
 
 
@@ -312,6 +357,8 @@ def scrape_health(exporter_url):
     for line in body.split(b"\n"):
         if line.startswith(b"monogoto_exporter_build_info{"):
             found["build_info"] = line.decode().partition("{")[2].rpartition("}")[0]
+        elif line.startswith(b"monogoto_api_requests_total{") and b'code="429"' in line:
+            found["api_429"] = found.get("api_429", 0.0) + float(line.split()[-1])
         elif line.startswith(b"monogoto_") and not line.startswith(b"monogoto_thing_"):
             name, _, value = line.decode().partition(" ")
             if name in WANTED:
@@ -512,6 +559,229 @@ def refresh_overlap(log_path, started, ended, procs, timeout=60):
         "refreshing_share": round(min(1.0, covered / (ended - started)), 3),
         "refresh_walls_during_s": walls,
     }
+
+
+# --------------------------------------------------------------------------
+# Warm restarts (--restart): the state kept under --storage.path
+
+THING_INFO = re.compile(rb'^monogoto_thing_info\{iccid="([^"]*)"', re.M)
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+# A write of the state starts after this long without exporter CPU (quiet runs
+# only): the idle exporter wakes briefly every second or two, a write is one
+# unbroken burst up to its temporary file.
+QUIET_BEFORE_WRITE = 0.05
+
+
+def served_iccids(exporter_url):
+    """The ICCIDs /metrics serves (one monogoto_thing_info series each)."""
+    status, _, body = http_get(exporter_url + "/metrics", timeout=120)
+    if status != 200:
+        raise BenchError(f"exporter /metrics answered {status}")
+    return {m.decode() for m in THING_INFO.findall(body)}
+
+
+def sim_polls(sim_url):
+    _, _, body = http_get(sim_url + "/_sim/polls", timeout=30)
+    return json.loads(body)
+
+
+class DirWatch(threading.Thread):
+    """inotify on a folder (through ctypes): (monotonic time, mask, name) of
+    each file created, closed after writing, or renamed into it."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+        if self.fd < 0:
+            raise BenchError(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+        if libc.inotify_add_watch(self.fd, os.fsencode(path),
+                                  IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO) < 0:
+            raise BenchError(f"inotify_add_watch {path}: {os.strerror(ctypes.get_errno())}")
+        self.events = []
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.halt.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if not ready:
+                continue
+            at = time.monotonic()
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            offset, found = 0, []
+            while offset + 16 <= len(data):
+                _, mask, _, length = struct.unpack_from("iIII", data, offset)
+                name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode(errors="replace")
+                offset += 16 + length
+                found.append((at, mask, name))
+            with self.lock:
+                self.events.extend(found)
+
+    def stop(self):
+        self.halt.set()
+        self.join(timeout=2)
+        os.close(self.fd)
+
+    def writes(self, name="state"):
+        """(created, closed, renamed) of each whole write of `name`: its
+        temporary file created, closed after the flush, renamed over it."""
+        tmp = f".{name}.tmp"
+        with self.lock:
+            events = list(self.events)
+        out, created, closed = [], None, None
+        for at, mask, file in events:
+            if file == tmp and mask & IN_CREATE:
+                created, closed = at, None
+            elif file == tmp and mask & IN_CLOSE_WRITE and created is not None:
+                closed = at
+            elif file == name and mask & IN_MOVED_TO and created is not None:
+                out.append((created, closed, at))
+                created, closed = None, None
+        return out
+
+
+class CpuSampler(threading.Thread):
+    """Samples an exporter's CPU every `every` seconds: the threads' run time
+    (schedstat, ns) and utime+stime (/proc/PID/stat, clock ticks)."""
+
+    def __init__(self, proc, every=0.002):
+        super().__init__(daemon=True)
+        self.proc, self.every = proc, every
+        self.samples = []
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                sched, tids = self.proc.sched_seconds()
+                self.samples.append((time.monotonic(), sched, self.proc.cpu_seconds(), tids))
+            except (OSError, ValueError):
+                pass
+            self.halt.wait(self.every)
+
+    def stop(self):
+        self.halt.set()
+        self.join(timeout=2)
+
+    def write_burst(self, created, closed, renamed):
+        """The CPU burst of one state write of a process that does nothing
+        else: from the last sample of the quiet stretch before it to the last
+        sample that moved within 0.5 s after the rename. None when the
+        samples do not show a quiet stretch before it."""
+        s = [x for x in self.samples if renamed - 10 <= x[0] <= renamed + 0.5]
+        if len(s) < 3:
+            return None
+        i_r = max(i for i, x in enumerate(s) if x[0] <= renamed)
+        # Walk back to the start of the burst: the last sample after which
+        # the CPU moved, preceded by QUIET_BEFORE_WRITE of stillness.
+        start = None
+        for i in range(i_r, 0, -1):
+            if s[i][1] != s[i - 1][1]:
+                j = i - 1
+                k = j
+                while k > 0 and s[k - 1][1] == s[j][1]:
+                    k -= 1
+                if s[j][0] <= created and s[j][0] - s[k][0] >= QUIET_BEFORE_WRITE:
+                    start = j
+                    break
+        if start is None:
+            return None
+        end = i_r
+        for i in range(i_r + 1, len(s)):
+            if s[i][1] != s[i - 1][1]:
+                end = i
+        # A thread that ended meanwhile took its run time with it.
+        same_threads = s[start][3] <= s[end][3]
+        return {
+            "wall_s": round(max(s[end][0], renamed) - s[start][0], 4),
+            "encode_s": round(created - s[start][0], 4),
+            "file_write_sync_s": round((closed or renamed) - created, 4),
+            "rename_dir_sync_s": round(max(s[end][0], renamed) - (closed or renamed), 4),
+            "cpu_schedstat_s": round(s[end][1] - s[start][1], 4) if same_threads else None,
+            "cpu_stat_s": round(s[end][2] - s[start][2], 3),
+            "sample_gap_s": round(max(b[0] - a[0] for a, b in zip(s[start:end + 1], s[start + 1:end + 1]))
+                                  if end > start else 0.0, 4),
+        }
+
+    def idle_cpu_per_s(self, bursts):
+        """Exporter CPU per second outside the write bursts, from schedstat."""
+        if len(self.samples) < 2:
+            return None
+        cpu, span = 0.0, 0.0
+        for a, b in zip(self.samples, self.samples[1:]):
+            if any(lo <= a[0] <= hi for lo, hi in bursts):
+                continue
+            if a[3] == b[3]:
+                cpu += b[1] - a[1]
+                span += b[0] - a[0]
+        return round(cpu / span, 5) if span else None
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def latency_summary(values):
+    return {"count": len(values),
+            "p50_ms": percentile(values, 0.5), "p99_ms": percentile(values, 0.99),
+            "max_ms": max(values) if values else None}
+
+
+def scrape_loop(url, until, halt=None):
+    """Scrapes /metrics one after the other, alternately identity and gzip,
+    on one keep-alive connection until `until` (monotonic): (encoding, start,
+    end, status, bytes) of each."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    out = []
+    try:
+        while time.monotonic() < until and not (halt and halt()):
+            for name, headers in (("identity", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+                t0 = time.monotonic()
+                conn.request("GET", "/metrics", headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+                out.append((name, t0, time.monotonic(), response.status, len(body)))
+    finally:
+        conn.close()
+    return out
+
+
+def timed_stop(proc, sig, timeout=60):
+    """Sends `sig` and waits for the exit: (seconds to exit, exit code)."""
+    t0 = time.monotonic()
+    proc.popen.send_signal(sig)
+    try:
+        code = proc.popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.popen.kill()
+        proc.popen.wait(timeout=10)
+        raise BenchError(f"{proc.name} did not exit within {timeout}s of signal {sig}")
+    return round(time.monotonic() - t0, 4), code
+
+
+TOOK_BACK = re.compile(r"took back the saved state.*")
+LOG_FIELD = re.compile(r'\b(served|stale|followed|oldest_answer_age)=("[^"]*"|\S+)')
+
+
+def took_back_line(log_path):
+    """The fields of the exporter's "took back the saved state" line, if any."""
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if TOOK_BACK.search(line):
+                return {k: v.strip('"') for k, v in LOG_FIELD.findall(line)}
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -1015,6 +1285,357 @@ class Bench:
         self.stop(exp)
         return out
 
+    # ---------------------------------------------------------------------
+    # Warm restarts (--restart)
+
+    def quiet_exporter(self, exp, sim_url, procs, timeout, settle=0.3):
+        """Waits until the simulator's status counter and the exporter's CPU
+        stay still for `settle` seconds (no refresh, no write running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for p in procs:
+                p.check_alive()
+            s1, c1 = sim_stats(sim_url)["status"], exp.cpu_seconds()
+            time.sleep(settle)
+            s2, c2 = sim_stats(sim_url)["status"], exp.cpu_seconds()
+            if s1 == s2 and c2 - c1 <= 1.0 / CLK_TCK:
+                return
+        raise BenchError(f"{exp.name}: not quiet within {timeout:.0f}s")
+
+    def timed_start(self, name, sim, sim_url, interval, extra, n, log_level="info"):
+        """Starts an exporter and times, from the spawn, /readyz answering 200
+        and /metrics serving all n SIMs (a scrape started at once, and again
+        until it does). Polls /readyz every 5 ms."""
+        a = self.args
+        t0 = time.monotonic()
+        exp, url = self.start_exporter(name, sim_url, interval, extra, log_level)
+        procs = [sim, exp]
+
+        def ready():
+            return http_get(url + "/readyz", timeout=5)[0] == 200
+
+        wait_until(f"{name} /readyz", ready, a.ready_timeout, procs, interval=0.005)
+        ready_s = time.monotonic() - t0
+        cpu_ready = exp.cpu_seconds()  # since the process started
+        served_at_ready = served_iccids(url)
+        scraped_s = time.monotonic() - t0
+        all_served_s = scraped_s if len(served_at_ready) >= n else None
+        while all_served_s is None:
+            for p in procs:
+                p.check_alive()
+            if time.monotonic() - t0 > a.ready_timeout:
+                raise BenchError(f"{name}: {len(served_at_ready)} of {n} SIMs served after "
+                                 f"{a.ready_timeout}s")
+            time.sleep(0.05)
+            if scrape_health(url).get("monogoto_things_reported") == n:
+                all_served_s = time.monotonic() - t0
+        return exp, url, {
+            "ready_s": round(ready_s, 4),
+            "served_at_ready": len(served_at_ready),
+            "missing_at_ready": n - len(served_at_ready),
+            "first_scrape_done_s": round(scraped_s, 4),
+            "all_served_s": round(all_served_s, 4),
+            "cpu_to_ready_s": round(cpu_ready, 3),
+            "rss_at_ready_kib": exp.memory_kib()[0],
+        }
+
+    def foreign_share(self, since):
+        """Share of the CPUs other processes used since `since` (machine_cpu(),
+        own_cpu()), every child having been waited for."""
+        (busy0, total0), own0 = since
+        busy1, total1 = machine_cpu()
+        foreign = (busy1 - busy0) - (own_cpu() - own0)
+        share_ = round(max(0.0, foreign) / max(1e-9, total1 - total0), 3)
+        if share_ > NOISY:
+            warn(f"other processes used {share_:.0%} of the CPUs meanwhile: the figures are skewed")
+        return share_
+
+    def run_restart(self, n):
+        """Warm restarts at fleet size n, no budget: the state file's size,
+        the cost of a write, scrapes during writes, the start from a saved
+        state, and peak RSS, each against the same without --storage.path."""
+        a = self.args
+        since = machine_cpu(), own_cpu()
+        r = {"things": n, "interval": a.restart_interval, "run_s": a.restart_run,
+             "writes": a.writes}
+        sim_port = free_port()
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        log(f"[N={n}] simulator on {sim_url}")
+        sim = self.start(f"sim-{n}", [
+            a.bin, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--things", str(n),
+            "--seed", "1", "--log.level", "warn"])
+        wait_until("the simulator's /_sim/stats", lambda: sim_stats(sim_url) is not None,
+                   a.ready_timeout, [sim])
+        storage = tempfile.mkdtemp(prefix=f"storage-{n}-", dir=self.logdir)
+        state = os.path.join(storage, "state")
+        run = ["--monogoto.discover"]
+
+        # ---- 1 and 2: refreshing every --restart-interval for --restart-run
+        # seconds, without and with --storage.path: peak RSS, SIGTERM to exit.
+        for mode, extra in (("without", []), ("with", ["--storage.path", storage])):
+            watch = DirWatch(storage) if extra else None
+            exp, url, start = self.timed_start(f"{mode}-storage-{n}", sim, sim_url,
+                                               a.restart_interval, run + extra, n)
+            procs = [sim, exp]
+            log(f"[N={n}] {mode} storage: cold start {start}")
+            t_end = time.monotonic() - start["all_served_s"] + a.restart_run
+            while time.monotonic() < t_end:
+                for p in procs:
+                    p.check_alive()
+                time.sleep(0.5)
+            self.quiet_exporter(exp, sim_url, procs, a.ready_timeout)
+            health = scrape_health(url)
+            rss, hwm = exp.memory_kib()
+            exit_s, code = timed_stop(exp, signal.SIGTERM)
+            self.stop(exp)
+            out = {"start": start, "rss_kib": rss, "peak_rss_kib": hwm,
+                   "sigterm_exit_s": exit_s, "exit_code": code,
+                   "refresh_s": health.get("monogoto_refresh_duration_seconds")}
+            if watch:
+                watch.stop()
+                writes = watch.writes()
+                out["writes"] = len(writes)
+                out["state_bytes_metric"] = health.get("monogoto_storage_bytes")
+                out["write_failures"] = health.get("monogoto_storage_write_failures_total")
+                out["state_bytes_file"] = os.stat(state).st_size
+            log(f"[N={n}] {mode} storage, refreshing: {out}")
+            r[f"refreshing_{mode}"] = out
+
+        # ---- 3: quiet (--poll.interval 3600s), from the state just saved:
+        # the start, then writes measured from outside, alone then under scrapes.
+        watch = DirWatch(storage)
+        status_before = sim_stats(sim_url)["status"]
+        exp, url, start = self.timed_start(f"quiet-{n}", sim, sim_url, "3600s",
+                                           run + ["--storage.path", storage], n,
+                                           log_level="info,monogoto_exporter::poller=debug")
+        procs = [sim, exp]
+        r["starts"] = [dict(start, took_back=took_back_line(exp.log_path))]
+        log(f"[N={n}] warm start: {r['starts'][-1]}")
+        loaded = scrape_health(url).get("monogoto_storage_loaded_things")
+        r["loaded_things_metric"] = loaded
+        self.quiet_exporter(exp, sim_url, procs, a.ready_timeout)
+        # Where the peak falls: after the start and its first refresh, after
+        # the quiet writes, after the scrapes.
+        r["quiet_hwm_kib"] = {"first_refresh": exp.memory_kib()[1]}
+        # What the start asked of the API before it fell quiet.
+        refreshes = refresh_intervals(exp.log_path)
+        r["first_refresh_after_start"] = {
+            "things": refreshes[0][2] if refreshes else None,
+            "seconds": round(refreshes[0][1] - refreshes[0][0], 3) if refreshes else None,
+            "status_requests": sim_stats(sim_url)["status"] - status_before}
+        sampler = CpuSampler(exp)
+        seen = len(watch.writes())
+        timeout = a.ready_timeout + 70 * a.writes
+        wait_until(f"{a.writes} state writes", lambda: len(watch.writes()) >= seen + a.writes,
+                   timeout, procs, interval=0.2)
+        time.sleep(0.6)
+        sampler.stop()
+        quiet = watch.writes()[seen:seen + a.writes]
+        bursts = [sampler.write_burst(*w) for w in quiet]
+        if any(b is None for b in bursts):
+            warn(f"N={n}: {sum(b is None for b in bursts)} writes without a quiet stretch before "
+                 "them: their cost is not measured")
+        bursts = [b for b in bursts if b]
+        windows = [(w[2] - b["wall_s"], w[2] + 0.5) for w, b in zip(quiet, bursts)]
+        r["quiet_writes"] = bursts
+        r["idle_cpu_per_s"] = sampler.idle_cpu_per_s(windows)
+        r["quiet_hwm_kib"]["quiet_writes"] = exp.memory_kib()[1]
+        r["state_bytes_file"] = os.stat(state).st_size
+        r["state_bytes_metric"] = scrape_health(url).get("monogoto_storage_bytes")
+        log(f"[N={n}] quiet writes: {bursts}; idle CPU {r['idle_cpu_per_s']} s/s")
+        # Scrapes across the next writes; a scrape overlaps a write when it
+        # overlaps [rename - the longest quiet write's wall, rename].
+        longest = max((b["wall_s"] for b in bursts), default=0.5)
+        seen = len(watch.writes())
+
+        def enough():
+            return len(watch.writes()) >= seen + a.writes and \
+                time.monotonic() - watch.writes()[-1][2] > 1.0
+
+        scrapes = scrape_loop(url, time.monotonic() + 70 * a.writes + 30, enough)
+        scraped = watch.writes()[seen:]
+        r["scraped_writes"] = len(scraped)
+        r["scrape_window"] = round(longest, 3)
+        for name in ("identity", "gzip"):
+            during, outside = [], []
+            for enc, t0, t1, status, _ in scrapes:
+                if enc != name or status != 200:
+                    continue
+                overlaps = any(t0 <= w[2] + 0.05 and t1 >= w[2] - longest - 0.05 for w in scraped)
+                (during if overlaps else outside).append((t1 - t0) * 1000)
+            r[f"scrapes_{name}"] = {"during_writes": latency_summary(during),
+                                    "outside_writes": latency_summary(outside)}
+        r["scrape_errors"] = sum(1 for s in scrapes if s[3] != 200)
+        log(f"[N={n}] scrapes: identity {r['scrapes_identity']}, gzip {r['scrapes_gzip']}")
+        self.quiet_exporter(exp, sim_url, procs, a.ready_timeout)
+        rss, hwm = exp.memory_kib()
+        r["quiet_peak_rss_kib"] = hwm
+        r["quiet_hwm_kib"]["scrapes"] = hwm
+        before = len(watch.writes())
+        exit_s, code = timed_stop(exp, signal.SIGTERM)
+        self.stop(exp)
+        time.sleep(0.2)
+        final = watch.writes()[before:]
+        r["quiet_sigterm_exit_s"], r["quiet_exit_code"] = exit_s, code
+        r["final_write"] = {"happened": bool(final),
+                            "file_write_sync_s": round(final[0][2] - final[0][0], 4) if final else None}
+        watch.stop()
+
+        # ---- 4: more starts from the saved state, each stopped once quiet.
+        for i in range(1, a.restarts):
+            exp, url, start = self.timed_start(f"restart-{i}-{n}", sim, sim_url, "3600s",
+                                               run + ["--storage.path", storage], n)
+            start["took_back"] = took_back_line(exp.log_path)
+            self.quiet_exporter(exp, sim_url, [sim, exp], a.ready_timeout)
+            start["sigterm_exit_s"], start["exit_code"] = timed_stop(exp, signal.SIGTERM)
+            self.stop(exp)
+            r["starts"].append(start)
+            log(f"[N={n}] warm start {i + 1}: {start}")
+        self.stop(sim)
+        r["foreign_cpu_share"] = self.foreign_share(since)
+        return r
+
+    def run_restart_budget(self, n):
+        """A restart under the budget: SIGTERM, SIGKILL and a crash loop, each
+        without and with --storage.path."""
+        a = self.args
+        fleet = [iccid for iccid, _ in self.twin_fleet(n)]
+        iccids_file = os.path.join(self.logdir, f"iccids-restart-{n}.txt")
+        with open(iccids_file, "w") as f:
+            f.write("\n".join(fleet) + "\n")
+        rate = sustained_rate(a.budget)
+        r = {"things": n, "budget": a.budget, "interval": a.budget_interval,
+             "downtime_s": a.downtime, "crash_loop": a.crash_loop,
+             "limit_s": n / (BATCH * rate), "cases": []}
+        since = machine_cpu(), own_cpu()
+        for storage in (False, True):
+            for kind in ("SIGTERM", "SIGKILL", "crash loop"):
+                case = self.restart_case(n, fleet, iccids_file, storage, kind)
+                log(f"[N={n}] {'with' if storage else 'without'} storage, {kind}: {case}")
+                r["cases"].append(case)
+        r["foreign_cpu_share"] = self.foreign_share(since)
+        return r
+
+    def restart_case(self, n, fleet, iccids_file, storage, kind):
+        a = self.args
+        label = ("with" if storage else "without") + "-" + kind.replace(" ", "-").lower()
+        sim_port = free_port()
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        sim = self.start(f"sim-{label}-{n}", [
+            a.bin, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--things", str(n),
+            "--seed", "1", "--rate-limit", a.budget, "--log.level", "warn"])
+        wait_until("the simulator's /_sim/stats", lambda: sim_stats(sim_url) is not None,
+                   a.ready_timeout, [sim])
+        extra = ["--poll.inactive-interval", "0", "--monogoto.iccids-file", iccids_file]
+        state = None
+        if storage:
+            folder = tempfile.mkdtemp(prefix=f"storage-{label}-{n}-", dir=self.logdir)
+            extra += ["--storage.path", folder]
+            state = os.path.join(folder, "state")
+        count = [0]
+
+        def spawn():
+            count[0] += 1
+            return self.start_exporter(f"{label}-{count[0]}-{n}", sim_url, a.budget_interval,
+                                       extra, log_level="info,monogoto_exporter::poller=debug",
+                                       budget=a.budget)
+
+        out = {"storage": storage, "kind": kind}
+        # Warm-up: a first pass, then (the poll log reset) a whole pass and
+        # part of the next, so that every SIM has an answer on record.
+        exp, url = spawn()
+        procs = [sim, exp]
+        timeout = a.ready_timeout + 3 * n / (BATCH * sustained_rate(a.budget))
+        wait_until(f"{exp.name}: the first pass",
+                   lambda: scrape_health(url).get("monogoto_things_reported") == n,
+                   timeout, procs, interval=0.1)
+        http_delete(sim_url + "/_sim/polls")
+        ended = len(refresh_intervals(exp.log_path))
+        wait_until(f"{exp.name}: a whole pass",
+                   lambda: len(refresh_intervals(exp.log_path)) >= ended + 2,
+                   timeout, procs, interval=0.05)
+        passes = [e - s_ for s_, e, _ in refresh_intervals(exp.log_path)[ended + 1:]]
+        out["pass_s"] = round(passes[-1], 3)
+        status0 = sim_stats(sim_url)["status"]
+        batches = math.ceil(n / BATCH)
+        wait_until(f"{exp.name}: half a pass",
+                   lambda: sim_stats(sim_url)["status"] >= status0 + batches // 2,
+                   timeout, procs, interval=0.02)
+        polls = sim_polls(sim_url)
+        refusals_warm_up = polls["budget_refusals"]
+        out["refusals_429_warm_up"] = refusals_warm_up
+        if state:
+            out["state_age_at_stop_s"] = round(time.time() - os.stat(state).st_mtime, 2)
+        status_stop = sim_stats(sim_url)["status"]
+        stopped_at = time.monotonic()
+        if kind == "SIGTERM":
+            out["exit_s"], out["exit_code"] = timed_stop(exp, signal.SIGTERM)
+            self.stop(exp)
+            time.sleep(a.downtime)
+        else:
+            timed_stop(exp, signal.SIGKILL)
+            self.stop(exp)
+            if kind == "SIGKILL":
+                time.sleep(a.downtime)
+        if kind == "crash loop":
+            rng = random.Random(n)
+            loop = []
+            for _ in range(a.crash_loop):
+                t0 = time.monotonic()
+                exp, url = spawn()
+                life = rng.uniform(0.3, 0.9)
+                ready_s = None
+                while time.monotonic() - t0 < life:
+                    try:
+                        if ready_s is None and http_get(url + "/readyz", timeout=1)[0] == 200:
+                            ready_s = round(time.monotonic() - t0, 3)
+                    except OSError:
+                        pass
+                    time.sleep(0.01)
+                s_ = sim_stats(sim_url)["status"]
+                timed_stop(exp, signal.SIGKILL)
+                self.stop(exp)
+                loop.append({"life_s": round(life, 3), "ready_s": ready_s,
+                             "status_requests_so_far": s_ - status_stop})
+            out["loop"] = loop
+            out["loop_s"] = round(time.monotonic() - stopped_at, 3)
+            out["loop_status_requests"] = sim_stats(sim_url)["status"] - status_stop
+            out["loop_refusals_429"] = sim_polls(sim_url)["budget_refusals"] - refusals_warm_up
+            out["loop_ready"] = sum(1 for x in loop if x["ready_s"] is not None)
+        out["down_s"] = round(time.monotonic() - stopped_at, 3)
+        # The restart: readiness, what /metrics holds then, then two refreshes.
+        t0 = time.monotonic()
+        exp, url = spawn()
+        procs = [sim, exp]
+        wait_until(f"{exp.name} /readyz", lambda: http_get(url + "/readyz", timeout=5)[0] == 200,
+                   timeout, procs, interval=0.005)
+        out["ready_s"] = round(time.monotonic() - t0, 4)
+        served = served_iccids(url)
+        out["missing_at_ready"] = len(set(fleet) - served)
+        wait_until(f"{exp.name}: the first refresh after the restart",
+                   lambda: len(refresh_intervals(exp.log_path)) >= 1,
+                   timeout, procs, interval=0.05)
+        first = refresh_intervals(exp.log_path)[0]
+        out["first_refresh_s"] = round(first[1] - first[0], 3)
+        out["first_refresh_things"] = first[2]
+        out["refusals_429_first_refresh"] = sim_polls(sim_url)["budget_refusals"] - refusals_warm_up
+        wait_until(f"{exp.name}: the second refresh after the restart",
+                   lambda: len(refresh_intervals(exp.log_path)) >= 2,
+                   timeout, procs, interval=0.05)
+        polls = sim_polls(sim_url)
+        health = scrape_health(url)
+        out["refusals_429_after"] = polls["budget_refusals"] - refusals_warm_up
+        out["exporter_429"] = health.get("api_429", 0.0)
+        out["exporter_rate_limited"] = health.get("monogoto_api_rate_limited_total")
+        out["measured"] = polls["measured"]
+        out["longest_wait_s"] = polls["worst_gap_seconds"]
+        out["median_wait_s"] = polls["median_gap_seconds"]
+        out["took_back"] = took_back_line(exp.log_path)
+        out["since_restart_s"] = round(time.monotonic() - t0, 3)
+        self.stop(exp)
+        self.stop(sim)
+        return out
+
 
 def mean_or_none(values):
     """Mean of the values that are not None; None when there is none."""
@@ -1225,6 +1846,126 @@ simulator's counter (429s included) read within about 20 ms of each refresh's en
 requests may count with the neighbouring refresh; the mean is over the whole window),
 against the requests_per_refresh of the last "polling plan" line. ACTIVE worst age: the longest gap between two answers of
 any ACTIVE SIM over the measured passes (the simulator's /_sim/polls)."""
+
+
+def restart_table(results):
+    rows = ["| N | figure | goal | without --storage.path | with --storage.path |",
+            "| --- | --- | --- | --- | --- |"]
+    for r in results:
+        n = f"{r['things']:,}"
+        wo, wi = r["refreshing_without"], r["refreshing_with"]
+        q = r["quiet_writes"]
+        starts = r["starts"]
+        walls = [b["wall_s"] * 1000 for b in q]
+        cpus = [b["cpu_stat_s"] * 1000 for b in q]
+        sched = [b["cpu_schedstat_s"] * 1000 for b in q if b["cpu_schedstat_s"] is not None]
+        parts = (f"encode {median([b['encode_s'] for b in q]) * 1000:.0f}, file write + fsync "
+                 f"{median([b['file_write_sync_s'] for b in q]) * 1000:.0f}, rename + folder fsync "
+                 f"{median([b['rename_dir_sync_s'] for b in q]) * 1000:.0f} ms (medians)") if q else "n/a"
+        lat = {k: r[f"scrapes_{k}"] for k in ("identity", "gzip")}
+
+        def lat_cell(s):
+            if not s["count"]:
+                return "none"
+            return (f"{fmt_ms(s['p50_ms'])} / {fmt_ms(s['p99_ms'])} / {fmt_ms(s['max_ms'])} ms "
+                    f"({s['count']})")
+
+        rows += [
+            f"| {n} | state file (`monogoto_storage_bytes`; `ls -l state`) | ≤ 20 MB | | "
+            f"{fmt_mb(r['state_bytes_metric'] or 0)} MB; {r['state_bytes_file']:,} bytes |",
+            f"| {n} | one write, wall: CPU burst start to rename (min / median / max of "
+            f"{len(q)}) | ≤ 300 ms | | "
+            + (f"{min(walls):.0f} / {median(walls):.0f} / {max(walls):.0f} ms; {parts}" if q else "n/a")
+            + " |",
+            f"| {n} | one write, CPU: utime+stime (schedstat) | ≤ 300 ms | | "
+            + (f"{median(cpus):.0f} ms median, {max(cpus):.0f} max"
+               + (f" ({median(sched):.0f} / {max(sched):.0f})" if sched else "") if q else "n/a")
+            + " |",
+            f"| {n} | SIGTERM to exit (sent once quiet) | | {wo['sigterm_exit_s'] * 1000:.0f} ms "
+            f"| {wi['sigterm_exit_s'] * 1000:.0f} ms (the refreshing one); "
+            f"{r['quiet_sigterm_exit_s'] * 1000:.0f} ms (the one started from the state; final write "
+            f"{'seen' if r['final_write']['happened'] else 'NOT seen'}); "
+            + ", ".join(f"{s['sigterm_exit_s'] * 1000:.0f}" for s in starts[1:]) + " ms after the other starts |",
+            f"| {n} | /metrics gzip p50 / p99 / max (scrapes) during writes | no worse than outside | | "
+            f"{lat_cell(lat['gzip']['during_writes'])}; outside: {lat_cell(lat['gzip']['outside_writes'])} |",
+            f"| {n} | /metrics identity, the same | no worse than outside | | "
+            f"{lat_cell(lat['identity']['during_writes'])}; outside: "
+            f"{lat_cell(lat['identity']['outside_writes'])} |",
+            f"| {n} | start to /readyz 200 | | {wo['start']['ready_s']:.2f} s (cold) | "
+            + ", ".join(f"{s['ready_s']:.3f}" for s in starts) + " s |",
+            f"| {n} | start to every SIM served | ≤ 1.5 s | {wo['start']['all_served_s']:.2f} s (cold) | "
+            + ", ".join(f"{s['all_served_s']:.3f}" for s in starts) + " s (scrape done; "
+            + ", ".join(f"{s['missing_at_ready']}" for s in starts) + " missing at /readyz 200) |",
+            f"| {n} | peak RSS, refreshing every {r['interval']} for {r['run_s']} s "
+            f"| ≤ 200 MB | {wo['peak_rss_kib'] * 1024 / MB:.1f} MB | {wi['peak_rss_kib'] * 1024 / MB:.1f} MB "
+            f"({wi['writes']} writes); started from the state: "
+            + " / ".join(f"{r['quiet_hwm_kib'][k] * 1024 / MB:.1f}"
+                         for k in ("first_refresh", "quiet_writes", "scrapes"))
+            + " MB after its first refresh / quiet writes / scrapes |",
+        ]
+    return "\n".join(rows)
+
+
+def restart_budget_table(results):
+    rows = ["| N | restart | storage | state age at the stop | down | ready after start "
+            "| SIMs missing at /readyz 200 | 429s: first refresh after / two refreshes after "
+            "| longest wait / pass + down | first refresh after |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for c in r["cases"]:
+            kind = c["kind"]
+            if kind == "crash loop":
+                kind = (f"crash loop ({len(c['loop'])} SIGKILLs, {c['loop_status_requests']} "
+                        f"requests, {c['loop_refusals_429']} 429s, {c['loop_ready']} ready)")
+            budget = c["pass_s"] + c["down_s"]
+            age = c.get("state_age_at_stop_s")
+            age = "n/a" if age is None else f"{age:.1f} s" + (
+                " (then a final write)" if c["kind"] == "SIGTERM" else "")
+            rows.append(
+                f"| {r['things']:,} | {kind} | {'yes' if c['storage'] else 'no'} "
+                f"| {age} | {c['down_s']:.1f} s "
+                f"| {c['ready_s']:.2f} s | {c['missing_at_ready']} "
+                f"| {c['refusals_429_first_refresh']} / {c['refusals_429_after']} "
+                f"| {c['longest_wait_s']:.1f} s / {budget:.1f} s "
+                f"| {c['first_refresh_s']:.1f} s, {c['first_refresh_things']} SIMs |")
+    return "\n".join(rows)
+
+
+RESTART_METHOD = """\
+Method: simulator (`simulate --things N --seed 1`) and exporter on 127.0.0.1, exporter flags
+--monogoto.discover --monogoto.rate-limit 0 --poll.concurrency 4 --poll.timeout 30s. Two
+exporters refresh every {interval} for {run} s, one without and one with --storage.path (peak RSS:
+VmHWM just before the stop; SIGTERM sent once the simulator's status counter and the
+exporter's CPU were still for 0.3 s, its exit waited for). Then an exporter with
+--poll.interval 3600s starts from the state the second saved (the start: spawn to /readyz 200,
+polled every 5 ms, then one identity scrape, whose end is "every SIM served" when it holds all
+N monogoto_thing_info series; else /metrics is polled until monogoto_things_reported is N).
+Once quiet, its next {writes} once-a-minute writes are timed from outside: inotify on the
+folder (the temporary file created, closed, renamed over `state`) and the exporter's threads'
+CPU (schedstat, ns) and utime+stime, sampled every 2 ms; a write starts at the last still
+sample before the CPU moves ({quiet} s still before it, before the temporary file appears)
+and ends at the rename or the last CPU movement within 0.5 s after it. Nothing else runs in
+that exporter then (its CPU outside the writes is given). Then one client scrapes /metrics
+back to back, identity and gzip alternately, across {writes} more writes; a scrape is "during
+a write" when it overlaps [rename - the longest quiet write, rename]. Then SIGTERM (exit timed,
+its final write seen by inotify), and {restarts_more} more starts from the state, each
+stopped by SIGTERM once quiet."""
+
+RESTART_BUDGET_METHOD = """\
+Method: the simulator enforces {budget} (429 over it) and the exporter keeps to it, with
+--poll.interval {interval}, --poll.inactive-interval 0 (every SIM every pass) and the fleet
+from an --monogoto.iccids-file; each case on a fresh simulator. Warm-up: the first pass, then
+the simulator's poll log is reset and the exporter runs a whole pass and half of the next
+(status requests counted); then it is stopped (SIGTERM, or SIGKILL), and started again after
+{downtime} s down; "crash loop": {crash_loop} exporters in a row, each SIGKILLed 0.3 to 0.9 s after
+its spawn, then one left running. The restarted exporter's /readyz is polled every 5 ms; at
+its first 200, one scrape of /metrics gives the SIMs missing. 429s: the simulator's refusals
+since the stop (so the crash loop's are counted too), at the end of the first and of the
+second refresh after the restart (the exporter's "refresh finished" debug lines). Longest
+wait: the simulator's longest gap between two answers of any SIM, over the warm-up's whole
+pass, the stop, and the two refreshes after the restart; against the last warm-up pass plus
+the time down (stop to spawn). State age: how old `state` was when the exporter was
+stopped: the answers a crash loses."""
 
 
 # --------------------------------------------------------------------------
@@ -1442,13 +2183,36 @@ def main():
                         help="with --budget, the mixed-fleet scenario instead of the all and "
                              "tiered runs: 70%% ACTIVE, 20%% SUSPENDED, 5%% refused by the API, "
                              "5%% unknown to it; steady pass against the refresh target")
+    parser.add_argument("--restart", action="store_true",
+                        help="the warm-restart scenario (--storage.path): state size, write cost, "
+                             "scrapes during writes, start from a saved state, peak RSS; with "
+                             "--budget SPEC, restarts (SIGTERM, SIGKILL, a crash loop) under the "
+                             "budget, without and with --storage.path")
+    parser.add_argument("--restart-interval", default="10s",
+                        help="--poll.interval of the refreshing runs of --restart (default 10s)")
+    parser.add_argument("--restart-run", type=positive_int, default=190, metavar="SECONDS",
+                        help="how long the refreshing runs of --restart last (default 190: "
+                             "three once-a-minute writes)")
+    parser.add_argument("--writes", type=positive_int, default=3,
+                        help="state writes timed with nothing else running, and again under "
+                             "scrapes (default 3; one a minute)")
+    parser.add_argument("--restarts", type=positive_int, default=3,
+                        help="starts from the saved state timed (default 3)")
+    parser.add_argument("--downtime", type=float, default=2.0, metavar="SECONDS",
+                        help="with --restart --budget: seconds between the stop and the start "
+                             "(default 2)")
+    parser.add_argument("--crash-loop", type=positive_int, default=12, metavar="K",
+                        help="with --restart --budget: exporters SIGKILLed within a second of "
+                             "their start, in a row (default 12)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the temporary directory with the processes' logs")
     args = parser.parse_args()
 
     if args.mixed and not args.budget:
         parser.error("--mixed needs --budget SPEC")
-    if shutil.which("wrk") is None and not args.budget:
+    if args.mixed and args.restart:
+        parser.error("--mixed and --restart are separate scenarios")
+    if shutil.which("wrk") is None and not args.budget and not args.restart:
         raise BenchError("wrk is needed: apt-get install wrk")
     if not os.path.isabs(args.bin):
         args.bin = os.path.abspath(os.path.join(REPO, args.bin) if args.bin == DEFAULT_BIN
@@ -1475,6 +2239,47 @@ def main():
     try:
         info = machine_info(args.bin)
         log(f"machine: {info}")
+        if args.restart:
+            results = []
+            for n in args.things:
+                best = None
+                for attempt in range(1 + args.retries):
+                    if args.wait_quiet:
+                        wait_quiet(args.wait_quiet)
+                    result = bench.run_restart_budget(n) if args.budget else bench.run_restart(n)
+                    bench.stop_all()
+                    result["attempt"] = attempt + 1
+                    if best is None or result["foreign_cpu_share"] < best["foreign_cpu_share"]:
+                        best = result
+                    if result["foreign_cpu_share"] <= NOISY:
+                        break
+                    if attempt < args.retries:
+                        log(f"[N={n}] other processes used {result['foreign_cpu_share']:.0%} "
+                            "of the CPUs: measuring again")
+                results.append(best)
+            if args.budget:
+                method = RESTART_BUDGET_METHOD.format(
+                    budget=args.budget, interval=args.budget_interval, downtime=args.downtime,
+                    crash_loop=args.crash_loop)
+                table = restart_budget_table(results)
+                print(f"restarts under the budget {args.budget}, interval {args.budget_interval}; "
+                      f"monogoto-exporter {info.get('exporter_version')}; {info.get('nproc')} x "
+                      f"{info.get('cpu')}; CPU used by other processes during the runs: "
+                      + ", ".join(f"{r['foreign_cpu_share']:.0%} (N={r['things']:,})" for r in results))
+            else:
+                method = RESTART_METHOD.format(
+                    interval=args.restart_interval, run=args.restart_run, writes=args.writes,
+                    quiet=QUIET_BEFORE_WRITE, restarts_more=args.restarts - 1)
+                table = restart_table(results)
+                print(f"warm restarts; monogoto-exporter {info.get('exporter_version')}; "
+                      f"{info.get('nproc')} x {info.get('cpu')}, "
+                      f"{info.get('mem_total_kib', 0) / 2**20:.0f} GiB, Linux {info.get('kernel')}; "
+                      "CPU used by other processes during the runs: "
+                      + ", ".join(f"{r['foreign_cpu_share']:.0%} (N={r['things']:,})" for r in results))
+            method = textwrap.fill(" ".join(method.split()), 92)
+            report(args, info, table, method, results)
+            ok = True
+            return
         if args.mixed:
             results = []
             for n in args.things:

@@ -9,24 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use monogoto_exporter::app::RunningExporter;
-use monogoto_exporter::monogoto::budget::Budget;
-use monogoto_exporter::simulator::{RunningSimulator, SimEndpoint, SimulatorConfig};
+use monogoto_exporter::simulator::{RunningSimulator, SimEndpoint};
 
 const SCALED_BUDGET: &str = "4/s,20/10s";
 
-async fn budgeted_simulator(things: usize) -> RunningSimulator {
-    let budget: Budget = SCALED_BUDGET.parse().expect("valid");
-    simulator_with(SimulatorConfig {
-        things,
-        seed: 7,
-        rate_limit: budget
-            .windows()
-            .iter()
-            .map(|w| (w.requests, w.period))
-            .collect(),
-        ..SimulatorConfig::default()
-    })
-    .await
+async fn budgeted(things: usize) -> RunningSimulator {
+    budgeted_simulator(things, 7, SCALED_BUDGET).await
 }
 
 fn set_status(sim: &RunningSimulator, iccids: &[String], status: &str) {
@@ -55,7 +43,7 @@ async fn watch(
 #[tokio::test]
 async fn a_fleet_that_needs_three_intervals_is_paced_healthy_and_whole() {
     // 600 SIMs, 12 requests a refresh at about 2/s sustained: 6.3 s against a 2 s interval.
-    let sim = budgeted_simulator(600).await;
+    let sim = budgeted(600).await;
     let fleet = sim.simulator.iccids();
     set_status(&sim, &fleet, "ACTIVE");
     let mut cfg = config(&sim);
@@ -109,7 +97,7 @@ async fn a_fleet_that_needs_three_intervals_is_paced_healthy_and_whole() {
 
 #[tokio::test]
 async fn active_sims_are_polled_every_interval_inactive_ones_at_theirs() {
-    let sim = budgeted_simulator(600).await;
+    let sim = budgeted(600).await;
     let fleet = sim.simulator.iccids();
     set_status(&sim, &fleet[..100], "ACTIVE");
     for (i, iccid) in fleet[100..].iter().enumerate() {
@@ -160,7 +148,7 @@ async fn active_sims_are_polled_every_interval_inactive_ones_at_theirs() {
 
 #[tokio::test]
 async fn a_long_retry_after_pause_loses_nothing_and_polling_resumes() {
-    let sim = budgeted_simulator(100).await;
+    let sim = budgeted(100).await;
     let mut cfg = config(&sim);
     cfg.poll.interval = Duration::from_secs(1);
     // Shorter than the pause: SIMs whose requests were not sent must stay anyway.

@@ -463,8 +463,14 @@ async fn sigkill_at_random_moments_always_leaves_a_state_that_loads() {
     let mut loaded_once = false;
     for round in 0..10 {
         let run = Run::start(&sim, dir.path(), &format!("run{round}"), &args);
-        // From at once (mid-start, mid-write) to after a few writes.
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(..2500))).await;
+        // Every other round at once (mid-start, mid-load), the others after
+        // the first pass (2.2 s here) wrote a state: mid-write at times.
+        let after = if round % 2 == 0 {
+            fastrand::u64(..1000)
+        } else {
+            2500 + fastrand::u64(..2500)
+        };
+        tokio::time::sleep(Duration::from_millis(after)).await;
         let log = run.kill();
         assert!(
             !log.contains("cannot be used") && !log.contains("panicked"),

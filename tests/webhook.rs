@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use monogoto_exporter::app::RunningExporter;
 use monogoto_exporter::config::{Config, WebhookConfig};
-use monogoto_exporter::monogoto::budget::Budget;
 use monogoto_exporter::shard::Shard;
-use monogoto_exporter::simulator::{RunningSimulator, SimEndpoint, SimulatorConfig};
+use monogoto_exporter::simulator::{RunningSimulator, SimEndpoint};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -30,18 +29,7 @@ fn with_webhook(config: Config) -> Config {
 }
 
 async fn budgeted(things: usize) -> RunningSimulator {
-    let budget: Budget = BUDGET.parse().expect("valid");
-    simulator_with(SimulatorConfig {
-        things,
-        seed: 5,
-        rate_limit: budget
-            .windows()
-            .iter()
-            .map(|w| (w.requests, w.period))
-            .collect(),
-        ..SimulatorConfig::default()
-    })
-    .await
+    budgeted_simulator(things, 5, BUDGET).await
 }
 
 fn data_cdr(iccid: &str) -> Value {

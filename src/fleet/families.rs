@@ -142,49 +142,44 @@ pub(crate) fn render_family_lines<'a>(
         }
         Samples::Info => {
             for thing in things {
-                out.extend_from_slice(f.name.as_bytes());
-                out.push(b'{');
-                for (i, (label, value)) in [
-                    ("iccid", thing.iccid()),
+                let labels = [
                     ("thing_name", thing.thing_name()),
                     ("imsi", thing.imsi()),
                     ("msisdn", thing.msisdn()),
                     ("provision_status", thing.provision_status()),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(label.as_bytes());
-                    out.extend_from_slice(b"=\"");
-                    escape_label_value(value, out);
-                    out.push(b'"');
-                }
-                out.extend_from_slice(b"} 1\n");
+                ];
+                write_info(f.name, thing.iccid(), labels, out);
             }
         }
         Samples::Labels(labels_of) => {
             for thing in things {
-                let Some(labels) = labels_of(thing) else {
-                    continue;
-                };
-                out.extend_from_slice(f.name.as_bytes());
-                out.extend_from_slice(b"{iccid=\"");
-                escape_label_value(thing.iccid(), out);
-                out.push(b'"');
-                for (label, value) in labels {
-                    out.push(b',');
-                    out.extend_from_slice(label.as_bytes());
-                    out.extend_from_slice(b"=\"");
-                    escape_label_value(value, out);
-                    out.push(b'"');
+                if let Some(labels) = labels_of(thing) {
+                    write_info(f.name, thing.iccid(), labels, out);
                 }
-                out.extend_from_slice(b"} 1\n");
             }
         }
     }
+}
+
+/// One info sample: `name{iccid="...",label="value",...} 1`.
+fn write_info<'a>(
+    name: &str,
+    iccid: &str,
+    labels: impl IntoIterator<Item = (&'static str, &'a str)>,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"{iccid=\"");
+    escape_label_value(iccid, out);
+    out.push(b'"');
+    for (label, value) in labels {
+        out.push(b',');
+        out.extend_from_slice(label.as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape_label_value(value, out);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"} 1\n");
 }
 
 /// Renders the per-Thing series of `things` (in the order given) in the text

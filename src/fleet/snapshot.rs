@@ -189,12 +189,7 @@ impl Snapshot {
     ) -> Snapshot {
         let is_current = |e: &Entry| keep(e.record.iccid(), e.refreshed_at);
         if self.buckets.is_empty() {
-            let len = fresh.len();
-            let entries = fresh.into_iter().map(|record| Entry {
-                record,
-                refreshed_at: now,
-            });
-            return Snapshot::laid_out(entries, len);
+            return Snapshot::first(fresh, now);
         }
 
         // In ICCID order (records near each other in memory stay so), once each.
@@ -280,12 +275,7 @@ impl Snapshot {
     /// few answers at once costs. Nothing is dropped.
     pub fn with_touched(&self, fresh: Vec<Record>, now: SystemTime) -> Snapshot {
         if self.buckets.is_empty() {
-            let len = fresh.len();
-            let entries = fresh.into_iter().map(|record| Entry {
-                record,
-                refreshed_at: now,
-            });
-            return Snapshot::laid_out(entries, len);
+            return Snapshot::first(fresh, now);
         }
         let count = self.buckets.len();
         let mut touched: std::collections::BTreeMap<usize, Vec<Record>> = Default::default();
@@ -305,6 +295,16 @@ impl Snapshot {
             buckets[index] = Arc::new(Bucket::new(things, Some(old), &mut renderer));
         }
         Snapshot::assemble(buckets)
+    }
+
+    /// The first snapshot: `fresh`, all answered `now`.
+    fn first(fresh: Vec<Record>, now: SystemTime) -> Snapshot {
+        let len = fresh.len();
+        let entries = fresh.into_iter().map(|record| Entry {
+            record,
+            refreshed_at: now,
+        });
+        Snapshot::laid_out(entries, len)
     }
 
     /// A snapshot of records answered at the times given (a saved state).

@@ -173,10 +173,10 @@ pub trait SpendJournal: Send + Sync {
     fn keep(&self, spent: Spent);
 }
 
-/// The journal, and how many reservations it holds so far.
+/// The journal, and up to when the slots it holds go.
 struct Journal {
     sink: Arc<dyn SpendJournal>,
-    kept: tokio::sync::Mutex<u64>,
+    kept: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// Paces requests; cheap to share behind an `Arc`.
@@ -195,8 +195,6 @@ struct State {
     windows: Vec<Window>,
     /// The API asked us to hold off until then.
     paused_until: Option<Instant>,
-    /// Slots given out since start: what the journal must hold.
-    reserved: u64,
 }
 
 impl State {
@@ -231,7 +229,6 @@ impl Limiter {
                     })
                     .collect(),
                 paused_until: None,
-                reserved: 0,
             }),
             journal: OnceLock::new(),
         }
@@ -270,29 +267,34 @@ impl Limiter {
     pub(crate) fn keep_in(&self, sink: Arc<dyn SpendJournal>) {
         let _ = self.journal.set(Journal {
             sink,
-            kept: tokio::sync::Mutex::new(0),
+            kept: tokio::sync::Mutex::new(None),
         });
     }
 
     /// Waits until the journal holds reservation `seq` (one write may hold
     /// several: the requests that wait for it meanwhile).
-    async fn journal(&self, seq: u64) {
+    async fn journal(&self, slot: Instant) {
         let Some(journal) = self.journal.get() else {
             return;
         };
         let mut kept = journal.kept.lock().await;
-        if *kept >= seq {
+        // Strictly later: a slot of the very instant may have come after it.
+        if kept.is_some_and(|until| until > slot) {
             return;
         }
-        let (spent, upto) = {
-            let state = self.state();
-            (state.spent(), state.reserved)
+        // Only slots that have come: one reserved ahead by a process killed
+        // before it sends must not count against the next one.
+        let until = Instant::now();
+        let spent = {
+            let mut spent = self.state().spent();
+            spent.sent.retain(|&at| at <= until);
+            spent
         };
         let sink = journal.sink.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || sink.keep(spent)).await {
             tracing::error!(error = %e, "keeping the budget spent failed");
         }
-        *kept = upto;
+        *kept = Some(until);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -312,7 +314,7 @@ impl Limiter {
         deadline: Option<Instant>,
     ) -> Result<Duration, PastDeadline> {
         let now = Instant::now();
-        let (slot, seq) = {
+        let slot = {
             let mut state = self.state();
             let mut slot = now;
             if let Some(until) = state.paused_until {
@@ -339,11 +341,11 @@ impl Limiter {
                     window.sent.pop_front();
                 }
             }
-            state.reserved += 1;
-            (slot, state.reserved)
+            slot
         };
-        self.journal(seq).await;
         tokio::time::sleep_until(slot).await;
+        // On disk before it goes out (one write may cover several requests).
+        self.journal(slot).await;
         Ok(slot.saturating_duration_since(now))
     }
 

@@ -4,8 +4,8 @@
 //! events never stops it; once the pass is done they take every request.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use super::hints::Hints;
 use super::schedule::Batch;
@@ -23,20 +23,19 @@ pub(super) struct Chooser<'a> {
     waiting: AtomicUsize,
     hinted_sent: AtomicUsize,
     regular_sent: AtomicUsize,
-    followed: &'a [String],
+    /// ICCID to position in the followed list.
+    positions: &'a HashMap<String, usize>,
     /// Whether a SIM may go in a hinted batch: not refused, not failing, as
     /// either would sink the batch.
     hintable: &'a [bool],
     hints: &'a Hints,
-    /// ICCID to position, built at the first hint.
-    index: OnceLock<HashMap<&'a str, usize>>,
     batch_size: usize,
 }
 
 impl<'a> Chooser<'a> {
     pub(super) fn new(
         batches: Vec<Batch>,
-        followed: &'a [String],
+        positions: &'a HashMap<String, usize>,
         hintable: &'a [bool],
         hints: &'a Hints,
         batch_size: usize,
@@ -46,10 +45,9 @@ impl<'a> Chooser<'a> {
             waiting: AtomicUsize::new(0),
             hinted_sent: AtomicUsize::new(0),
             regular_sent: AtomicUsize::new(0),
-            followed,
+            positions,
             hintable,
             hints,
-            index: OnceLock::new(),
             batch_size: batch_size.max(1),
         }
     }
@@ -77,13 +75,7 @@ impl<'a> Chooser<'a> {
             || self.hinted_sent.load(Ordering::Relaxed)
                 <= self.regular_sent.load(Ordering::Relaxed);
         if hints_turn && !self.hints.is_empty() {
-            let index = self.index.get_or_init(|| {
-                self.followed
-                    .iter()
-                    .enumerate()
-                    .map(|(position, iccid)| (iccid.as_str(), position))
-                    .collect()
-            });
+            let index = self.positions;
             let usable = |iccid: &str| {
                 index
                     .get(iccid)
@@ -133,6 +125,10 @@ mod tests {
     use crate::poller::hints::EventNews;
     use tokio::time::Instant;
 
+    fn positions(n: usize) -> HashMap<String, usize> {
+        (0..n).map(|i| (format!("{i}"), i)).collect()
+    }
+
     fn batches(n: usize) -> Vec<Batch> {
         (0..n)
             .map(|i| Batch {
@@ -143,7 +139,7 @@ mod tests {
 
     #[test]
     fn hints_take_every_other_request_while_the_pass_goes_on() {
-        let followed: Vec<String> = (0..20).map(|i| format!("{i}")).collect();
+        let followed = positions(20);
         let hintable = vec![true; 20];
         let hints = Hints::default();
         for i in 10..20 {
@@ -162,7 +158,7 @@ mod tests {
 
     #[test]
     fn hints_for_sims_not_followed_or_not_hintable_are_dropped() {
-        let followed: Vec<String> = (0..4).map(|i| format!("{i}")).collect();
+        let followed = positions(4);
         let hintable = vec![true, false, true, true];
         let hints = Hints::default();
         for iccid in ["1", "9", "3"] {

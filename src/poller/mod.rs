@@ -95,6 +95,13 @@ struct Settings {
     removed: Arc<HashSet<String>>,
 }
 
+/// The followed list and each ICCID's position in it.
+#[derive(Default)]
+struct FollowedIndex {
+    list: Arc<Vec<String>>,
+    positions: HashMap<String, usize>,
+}
+
 /// What a refresh sends: a whole pass (with the hinted SIMs), or the hinted
 /// SIMs alone between passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +169,10 @@ pub struct Poller {
     /// SIMs that webhook events named, to ask for next.
     hints: Hints,
     pub hint_metrics: Arc<HintMetrics>,
-    /// The ICCIDs followed, for the webhook receiver (the schedule is held
-    /// for whole refreshes).
-    followed: arc_swap::ArcSwap<HashSet<String>>,
+    /// The ICCIDs followed and their positions, for the webhook receiver
+    /// (the schedule is held for whole refreshes) and hinted batches; built
+    /// again only when the followed list changes.
+    followed: arc_swap::ArcSwap<FollowedIndex>,
 }
 
 impl Poller {
@@ -207,13 +215,13 @@ impl Poller {
             saving: Arc::default(),
             hints: Hints::default(),
             hint_metrics: Arc::default(),
-            followed: arc_swap::ArcSwap::from_pointee(HashSet::new()),
+            followed: arc_swap::ArcSwap::from_pointee(FollowedIndex::default()),
         }
     }
 
     /// Whether this exporter follows `iccid` now.
     pub fn follows(&self, iccid: &str) -> bool {
-        self.followed.load().contains(iccid)
+        self.followed.load().positions.contains_key(iccid)
     }
 
     /// Whether `iccid` belongs to this shard.
@@ -472,7 +480,14 @@ impl Poller {
                 .map(|p| schedule.was_answered(p))
                 .collect();
             let hintable: Vec<bool> = (0..followed.len()).map(|p| schedule.hintable(p)).collect();
-            let chooser = Chooser::new(batches, &followed, &hintable, &self.hints, poll.batch_size);
+            let index = self.followed.load_full();
+            let chooser = Chooser::new(
+                batches,
+                &index.positions,
+                &hintable,
+                &self.hints,
+                poll.batch_size,
+            );
             let (auth_failed, spacing, parts, chooser) =
                 (&auth_failed, plan.spacing, &parts, &chooser);
             let answered_before = &answered_before;
@@ -723,16 +738,22 @@ impl Poller {
     /// Keeps the set of ICCIDs followed (for the webhook receiver) in step
     /// with the schedule; forgets hints for SIMs no longer followed.
     fn track_followed(&self, schedule: &Schedule) {
-        let current = self.followed.load();
         let list = schedule.followed();
-        if current.len() == list.len() && list.iter().all(|i| current.contains(i)) {
+        if Arc::ptr_eq(&self.followed.load().list, list) {
             return;
         }
-        let set: HashSet<String> = list.iter().cloned().collect();
-        let borrowed: HashSet<&str> = set.iter().map(String::as_str).collect();
+        let positions: HashMap<String, usize> = list
+            .iter()
+            .enumerate()
+            .map(|(position, iccid)| (iccid.clone(), position))
+            .collect();
+        let borrowed: HashSet<&str> = positions.keys().map(String::as_str).collect();
         self.hints.retain(&borrowed);
         drop(borrowed);
-        self.followed.store(Arc::new(set));
+        self.followed.store(Arc::new(FollowedIndex {
+            list: list.clone(),
+            positions,
+        }));
     }
 
     /// Publishes hinted SIMs' answers at once, rendering only their buckets.

@@ -19,6 +19,10 @@ use crate::storage::{STATE_FILE, Storage};
 
 /// The state is written at least this often while the exporter runs.
 pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(60);
+/// And at most this often (a crash loses what came since): a small fleet's
+/// state is written at every publication, a large one's less often, so that
+/// writes take at most a fiftieth of the time (see `Storage::write_every`).
+const SAVE_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 /// The discovery listing, owned, for a write off the async workers.
 struct DiscoveryCopy {
@@ -38,7 +42,8 @@ impl Poller {
         };
         {
             let mut last = self.last_save.lock().unwrap_or_else(|p| p.into_inner());
-            let due = force || last.is_none_or(|at| at.elapsed() >= SAVE_EVERY);
+            let every = storage.write_every(SAVE_AT_MOST_EVERY, SAVE_EVERY);
+            let due = force || last.is_none_or(|at| at.elapsed() >= every);
             if !due || (!wait && self.saving.load(Ordering::Acquire)) {
                 return;
             }
@@ -112,7 +117,7 @@ impl Poller {
                     .get_answered(iccid)
                     .map(|(record, at)| answer_of(record, at)),
             });
-            storage.write_state(|| state::encode(&header, sims));
+            storage.write_state(|capacity| state::encode(&header, sims, capacity));
         });
         let saving = self.saving.clone();
         let done = async move {

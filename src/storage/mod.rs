@@ -18,7 +18,9 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use prometheus::{Gauge, IntCounter, IntGauge, Registry};
@@ -182,6 +184,8 @@ pub struct Storage {
     warned: Mutex<HashSet<String>>,
     /// One write of the state at a time.
     writing: Mutex<()>,
+    /// How long the last write of the state took, in microseconds.
+    last_write_took: AtomicU64,
 }
 
 impl Storage {
@@ -205,7 +209,16 @@ impl Storage {
             metrics,
             warned: Mutex::default(),
             writing: Mutex::new(()),
+            last_write_took: AtomicU64::new(0),
         }
+    }
+
+    /// How long to wait between writes of the state: as often as every
+    /// `min`, but no more than a fiftieth of the time in writes, and at
+    /// least every `max`.
+    pub(crate) fn write_every(&self, min: Duration, max: Duration) -> Duration {
+        let took = Duration::from_micros(self.last_write_took.load(Ordering::Relaxed));
+        took.saturating_mul(50).clamp(min, max)
     }
 
     pub fn dir(&self) -> &Path {
@@ -264,12 +277,17 @@ impl Storage {
         }
     }
 
-    /// Encodes the state with `encode` and writes it; counts and warns of a
-    /// failure. One write at a time.
-    pub(crate) fn write_state(&self, encode: impl FnOnce() -> Result<Vec<u8>, postcard::Error>) {
+    /// Encodes the state with `encode` (given a buffer size to start with)
+    /// and writes it; counts and warns of a failure. One write at a time.
+    pub(crate) fn write_state(
+        &self,
+        encode: impl FnOnce(usize) -> Result<Vec<u8>, postcard::Error>,
+    ) {
         let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let started = std::time::Instant::now();
-        let payload = match encode() {
+        // The last state's size and a little: states grow slowly.
+        let last = usize::try_from(self.metrics.bytes.get()).unwrap_or(0);
+        let payload = match encode(last + last / 16) {
             Ok(payload) => payload,
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode the state");
@@ -278,6 +296,8 @@ impl Storage {
         };
         if let Some(bytes) = self.write(STATE_FILE, &state::KIND, state::VERSION, &payload) {
             let seconds = started.elapsed().as_secs_f64();
+            self.last_write_took
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             self.metrics
                 .bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));

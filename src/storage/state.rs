@@ -144,11 +144,15 @@ impl<'a, I: ExactSizeIterator<Item = Sim<'a>>> Serialize for Sims<I> {
 }
 
 /// Encodes a state: the header, then the SIMs.
+/// Encodes a state: the header, then the SIMs, into a buffer of `capacity`
+/// bytes to start with (the last state's size: growing a large buffer by
+/// doubling would hold two copies at once).
 pub(crate) fn encode<'a>(
     header: &Header<'_>,
     sims: impl ExactSizeIterator<Item = Sim<'a>>,
+    capacity: usize,
 ) -> Result<Vec<u8>, postcard::Error> {
-    let out = postcard::to_stdvec(header)?;
+    let out = postcard::to_extend(header, Vec::with_capacity(capacity))?;
     postcard::to_extend(&Sims(std::cell::Cell::new(Some(sims))), out)
 }
 
@@ -348,7 +352,7 @@ mod tests {
     fn a_state_decodes_to_what_was_encoded() {
         let iccids: Vec<String> = (0..3).map(|i| format!("898800000000000000{i}")).collect();
         let sims: Vec<Sim<'_>> = iccids.iter().map(|i| sim(i)).collect();
-        let bytes = encode(&header(), sims.clone().into_iter()).expect("encodes");
+        let bytes = encode(&header(), sims.clone().into_iter(), 0).expect("encodes");
         let decoded = decode(VERSION, &bytes).expect("decodes");
         assert_eq!(decoded.sims, sims);
         assert_eq!(decoded.header.identity, header().identity);

@@ -32,6 +32,23 @@ pub async fn simulator_with(config: SimulatorConfig) -> RunningSimulator {
     sim.spawn().await.expect("simulator starts")
 }
 
+/// A simulator of `things` that enforces `budget` (`4/s,20/10s`) with 429s,
+/// its time frozen.
+pub async fn budgeted_simulator(things: usize, seed: u64, budget: &str) -> RunningSimulator {
+    let budget: Budget = budget.parse().expect("valid budget");
+    simulator_with(SimulatorConfig {
+        things,
+        seed,
+        rate_limit: budget
+            .windows()
+            .iter()
+            .map(|w| (w.requests, w.period))
+            .collect(),
+        ..SimulatorConfig::default()
+    })
+    .await
+}
+
 /// An exporter config against `sim`: static token, all its ICCIDs, an
 /// interval long enough that tests drive refreshes themselves.
 pub fn config(sim: &RunningSimulator) -> Config {
