@@ -3,7 +3,7 @@
 //! take at most every other request while the pass goes on, so a storm of
 //! events never stops it; once the pass is done they take every request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -30,6 +30,9 @@ pub(super) struct Chooser<'a> {
     hintable: &'a [bool],
     hints: &'a Hints,
     batch_size: usize,
+    /// SIMs this refresh already asked for on a hint: the pass's batches
+    /// leave them out instead of asking twice.
+    asked: Mutex<HashSet<usize>>,
 }
 
 impl<'a> Chooser<'a> {
@@ -49,6 +52,7 @@ impl<'a> Chooser<'a> {
             hintable,
             hints,
             batch_size: batch_size.max(1),
+            asked: Mutex::default(),
         }
     }
 
@@ -89,6 +93,10 @@ impl<'a> Chooser<'a> {
                 .collect();
             if !positions.is_empty() {
                 self.hinted_sent.fetch_add(1, Ordering::Relaxed);
+                self.asked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(positions.iter().copied());
                 return Some(Work {
                     positions,
                     hinted: true,
@@ -106,16 +114,19 @@ impl<'a> Chooser<'a> {
     }
 
     fn next_regular(&self) -> Option<Work> {
-        let batch = self
-            .regular
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()?;
-        self.regular_sent.fetch_add(1, Ordering::Relaxed);
-        Some(Work {
-            positions: batch.positions,
-            hinted: false,
-        })
+        let asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut regular = self.regular.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let mut batch = regular.pop_front()?;
+            batch.positions.retain(|p| !asked.contains(p));
+            if !batch.positions.is_empty() {
+                self.regular_sent.fetch_add(1, Ordering::Relaxed);
+                return Some(Work {
+                    positions: batch.positions,
+                    hinted: false,
+                });
+            }
+        }
     }
 }
 
@@ -154,6 +165,24 @@ mod tests {
         // The first request may be a hint; never two hints in a row while
         // the pass has batches left; then the hints take the rest.
         assert_eq!(kinds, [true, false, true, false, true, false, true, true]);
+    }
+
+    #[test]
+    fn a_sim_asked_for_on_a_hint_is_not_asked_again_in_the_pass() {
+        let followed = positions(4);
+        let hintable = vec![true; 4];
+        let hints = Hints::default();
+        for iccid in ["1", "2", "3"] {
+            hints.add(iccid, Instant::now(), EventNews::default(), None);
+        }
+        let chooser = Chooser::new(batches(2), &followed, &hintable, &hints, 3);
+        let mut sent = Vec::new();
+        while chooser.pull().is_some() {
+            let Some(work) = chooser.choose() else { break };
+            sent.push(work.positions);
+        }
+        // [0, 1] loses 1, and [2, 3] would hold only 2 and 3, both asked.
+        assert_eq!(sent, [vec![1, 2, 3], vec![0]]);
     }
 
     #[test]

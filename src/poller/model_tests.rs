@@ -5,7 +5,8 @@
 //! isolation, pacer and budget limiter the way the poller does, in virtual
 //! time (tokio's paused clock), through random sequences of those, outages,
 //! 429s, revoked credentials, an API refusing everything, reloads,
-//! re-shards and restarts that keep the state (`--storage.path`). After every request and every refresh it checks what the rules
+//! re-shards, restarts that keep the state (`--storage.path`) and webhook
+//! events that get SIMs asked for early. After every request and every refresh it checks what the rules
 //! say: no window of the budget exceeded; a refused SIM never shares a
 //! request; every SIM that answers asked for within its tier's bound; a SIM
 //! leaves /metrics only when no longer followed or itself unanswered for
@@ -20,6 +21,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Slice;
+use super::chooser::{Chooser, Work};
+use super::hints::{EventNews, Hints};
 use super::isolate::{Isolation, read_isolating};
 use super::schedule::{Batch, Lifecycle, Outcome, Pacer, Restored, Schedule, Timing, plan};
 use crate::config::PollConfig;
@@ -230,6 +233,8 @@ struct World {
     isolated_at: Option<Instant>,
     /// The refresh the next check is about, for messages.
     refresh: usize,
+    /// SIMs webhook events named, not yet asked for.
+    hints: Hints,
 }
 
 impl World {
@@ -283,6 +288,7 @@ impl World {
             last_target: Duration::ZERO,
             disturbed_at: None,
             refresh: 0,
+            hints: Hints::default(),
             rng,
         }
     }
@@ -377,6 +383,13 @@ impl World {
                 };
             }
             21..23 => self.restart(),
+            // Webhook events name a few SIMs (followed or not).
+            23..28 => {
+                for _ in 0..self.rng.usize(1..=3) {
+                    let iccid = &self.universe[self.rng.usize(0..self.universe.len())];
+                    self.hints.add(iccid, now, EventNews::default(), None);
+                }
+            }
             _ => {}
         }
         let followed: HashSet<String> = self.followed().into_iter().collect();
@@ -518,7 +531,31 @@ impl World {
         // steady once a slow-tier turn has passed since the last fault or change.
         let settle = self.poll.inactive_interval.mul_f64(1.5);
         let steady = self.disturbed_at.is_none_or(|at| started - at > settle);
-        for Batch { positions } in batches {
+        // What each request carries is chosen as the poller chooses it:
+        // hinted SIMs at most every other request, the pass's batches else.
+        let hints = std::mem::take(&mut self.hints);
+        let index: HashMap<String, usize> = self
+            .schedule
+            .followed()
+            .iter()
+            .enumerate()
+            .map(|(position, iccid)| (iccid.clone(), position))
+            .collect();
+        let hintable: Vec<bool> = (0..index.len())
+            .map(|p| self.schedule.hintable(p))
+            .collect();
+        let chooser = Chooser::new(batches, &index, &hintable, &hints, self.poll.batch_size);
+        let mut hinted_requests = 0;
+        while chooser.pull().is_some() {
+            let work = if revoked {
+                chooser.choose_regular()
+            } else {
+                chooser.choose()
+            };
+            let Some(Work { positions, hinted }) = work else {
+                break;
+            };
+            hinted_requests += usize::from(hinted);
             let iccids: Vec<String> = positions
                 .iter()
                 .map(|&p| self.schedule.followed()[p].clone())
@@ -559,7 +596,7 @@ impl World {
             let parts = parts.into_inner().expect("lock");
             requests += parts.len();
             batches_sent += 1;
-            self.check_parts(&parts);
+            self.check_parts(&parts, hinted);
             let now = Instant::now();
             let isolating_before = self.isolating;
             self.slice.count(&result);
@@ -621,6 +658,8 @@ impl World {
             }
             self.check_states("after a request");
         }
+        drop(chooser);
+        self.hints = hints;
         self.schedule.end_pass();
         self.publish(Instant::now(), &plan);
         if std::env::var("MODEL_TRACE").is_ok() {
@@ -644,7 +683,8 @@ impl World {
             self.isolated_at = Some(Instant::now());
         }
         // Passes that sent nothing count too: the plan is an average.
-        if steady && !split {
+        // Hinted requests are not in the plan.
+        if steady && !split && hinted_requests == 0 {
             self.steady.passes += 1;
             self.steady.requests += requests as f64;
             self.steady.planned += plan.requests_per_refresh;
@@ -728,15 +768,17 @@ impl World {
 
     /// Each request: within every window of the budget; a SIM the model has
     /// as refused only ever alone.
-    fn check_parts(&mut self, parts: &[(Instant, Vec<String>, bool)]) {
+    fn check_parts(&mut self, parts: &[(Instant, Vec<String>, bool)], hinted: bool) {
         for (at, part, _) in parts {
             self.sent.push(*at);
             let inactive = self.poll.inactive_interval;
             for iccid in part {
                 let sim = &self.sims[iccid];
                 // A slow-tier SIM whose last ask settled its state waits its
-                // turn: not asked again within most of an inactive interval.
+                // turn: not asked again within most of an inactive interval
+                // (unless an event named it).
                 if let Some(turn) = sim.rare_turn_at
+                    && !hinted
                     && *at - turn < inactive.mul_f64(0.9)
                 {
                     self.fail(&format!(
