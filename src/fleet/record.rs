@@ -197,10 +197,19 @@ impl Record {
 
     /// Fills the values this record's answer did not understand from `previous`.
     pub(crate) fn keep_last_good(&mut self, previous: &Record) {
-        // Events are not in the answer: what they said stays until a newer one.
-        if self.push.is_none() {
-            self.push = previous.push.clone();
-        }
+        // Events are not in the answer: what they said stays until a newer
+        // one, and a newer one without a network or IMEI keeps the last.
+        self.push = match (self.push.take(), &previous.push) {
+            (None, before) => before.clone(),
+            (Some(news), Some(before)) if news.network.is_none() || news.imei.is_none() => {
+                Some(Arc::new(PushInfo {
+                    last_event: news.last_event,
+                    network: news.network.clone().or_else(|| before.network.clone()),
+                    imei: news.imei.clone().or_else(|| before.imei.clone()),
+                }))
+            }
+            (news, _) => news,
+        };
         if self.unparsed.is_empty() {
             return;
         }
@@ -278,5 +287,36 @@ mod tests {
             "Zähler \"north\"\n🚚",
             "understood: fresh"
         );
+    }
+
+    #[test]
+    fn what_events_said_outlives_answers_and_events_that_say_less() {
+        let told = |last_event: f64, network: Option<&str>, imei: Option<&str>| {
+            Some(Arc::new(PushInfo {
+                last_event,
+                network: network.map(|op| ("425".into(), "01".into(), op.into())),
+                imei: imei.map(str::to_string),
+            }))
+        };
+        let previous =
+            Record::from(status()).with_push(told(1.0, Some("Partner"), Some("356938035643809")));
+        let mut answer = Record::from(status());
+        answer.keep_last_good(&previous);
+        assert_eq!(answer.push(), previous.push(), "an answer keeps it");
+        let mut newer = Record::from(status()).with_push(told(2.0, None, None));
+        newer.keep_last_good(&previous);
+        let push = newer.push().expect("kept");
+        assert_eq!(push.last_event, 2.0);
+        assert_eq!(push.network.as_ref().map(|n| n.2.as_str()), Some("Partner"));
+        assert_eq!(push.imei.as_deref(), Some("356938035643809"));
+        let mut moved = Record::from(status()).with_push(told(3.0, Some("Cellcom"), None));
+        moved.keep_last_good(&previous);
+        let push = moved.push().expect("kept");
+        assert_eq!(
+            push.network.as_ref().map(|n| n.2.as_str()),
+            Some("Cellcom"),
+            "replaced"
+        );
+        assert_eq!(push.imei.as_deref(), Some("356938035643809"));
     }
 }

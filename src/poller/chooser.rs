@@ -154,7 +154,7 @@ mod tests {
         let hintable = vec![true; 20];
         let hints = Hints::default();
         for i in 10..20 {
-            hints.add(&format!("{i}"), Instant::now(), EventNews::default(), None);
+            hints.add(&format!("{i}"), Instant::now(), EventNews::default());
         }
         let chooser = Chooser::new(batches(3), &followed, &hintable, &hints, 2);
         let mut kinds = Vec::new();
@@ -173,7 +173,7 @@ mod tests {
         let hintable = vec![true; 4];
         let hints = Hints::default();
         for iccid in ["1", "2", "3"] {
-            hints.add(iccid, Instant::now(), EventNews::default(), None);
+            hints.add(iccid, Instant::now(), EventNews::default());
         }
         let chooser = Chooser::new(batches(2), &followed, &hintable, &hints, 3);
         let mut sent = Vec::new();
@@ -191,7 +191,7 @@ mod tests {
         let hintable = vec![true, false, true, true];
         let hints = Hints::default();
         for iccid in ["1", "9", "3"] {
-            hints.add(iccid, Instant::now(), EventNews::default(), None);
+            hints.add(iccid, Instant::now(), EventNews::default());
         }
         let chooser = Chooser::new(Vec::new(), &followed, &hintable, &hints, 50);
         assert!(chooser.pull().is_some());

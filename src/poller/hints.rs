@@ -76,11 +76,12 @@ pub(crate) struct Hints {
 
 impl Hints {
     /// Queues `iccid` (once) and keeps what the event said of it, on top of
-    /// what is known already (`known`: its record's).
-    pub(crate) fn add(&self, iccid: &str, at: Instant, news: EventNews, known: Option<&PushInfo>) {
+    /// what earlier events not yet published said (the record's own is
+    /// merged in when the answer is: `Record::keep_last_good`).
+    pub(crate) fn add(&self, iccid: &str, at: Instant, news: EventNews) {
         {
             let mut news_table = self.news.lock().unwrap_or_else(|p| p.into_inner());
-            let before = news_table.get(iccid).map(Arc::as_ref).or(known);
+            let before = news_table.get(iccid).map(Arc::as_ref);
             let merged = PushInfo {
                 last_event: news.received_unix,
                 network: news
@@ -185,9 +186,9 @@ mod tests {
     fn a_sim_is_queued_once_however_many_events_name_it() {
         let hints = Hints::default();
         let now = Instant::now();
-        hints.add("1", now, news(1.0, None, None), None);
-        hints.add("2", now, news(2.0, None, None), None);
-        hints.add("1", now, news(3.0, None, None), None);
+        hints.add("1", now, news(1.0, None, None));
+        hints.add("2", now, news(2.0, None, None));
+        hints.add("1", now, news(3.0, None, None));
         assert_eq!(hints.take(10, |_| true), ["1", "2"]);
         assert!(hints.is_empty());
         assert_eq!(hints.answered("1"), Some(now));
@@ -199,32 +200,22 @@ mod tests {
         let hints = Hints::default();
         let now = Instant::now();
         for iccid in ["1", "2", "3", "4"] {
-            hints.add(iccid, now, EventNews::default(), None);
+            hints.add(iccid, now, EventNews::default());
         }
         assert_eq!(hints.take(1, |i| i != "1"), ["2"]);
         assert_eq!(hints.take(10, |_| true), ["3", "4"]);
     }
 
     #[test]
-    fn the_last_network_and_imei_are_kept_until_newer_ones() {
+    fn events_waiting_for_one_answer_add_up() {
         let hints = Hints::default();
         let now = Instant::now();
-        let known = PushInfo {
-            last_event: 1.0,
-            network: Some(("425".into(), "01".into(), "Old".into())),
-            imei: Some("356938035643809".into()),
-        };
-        hints.add("1", now, news(5.0, None, None), Some(&known));
+        hints.add("1", now, news(5.0, Some("Old"), Some("356938035643809")));
+        hints.add("1", now, news(6.0, None, None));
         let info = hints.take_news("1").expect("news");
-        assert_eq!(info.last_event, 5.0);
-        assert_eq!(
-            info.network, known.network,
-            "an event without a network keeps the last"
-        );
-        hints.add("1", now, news(6.0, Some("New"), None), Some(&info));
-        let info = hints.take_news("1").expect("news");
-        assert_eq!(info.network.as_ref().map(|n| n.2.as_str()), Some("New"));
-        assert_eq!(info.imei, known.imei);
+        assert_eq!(info.last_event, 6.0);
+        assert_eq!(info.network.as_ref().map(|n| n.2.as_str()), Some("Old"));
+        assert_eq!(info.imei.as_deref(), Some("356938035643809"));
         assert!(hints.take_news("1").is_none(), "taken");
     }
 }

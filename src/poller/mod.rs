@@ -236,9 +236,7 @@ impl Poller {
         if !self.follows(iccid) {
             return false;
         }
-        let snapshot = self.fleet.snapshot();
-        let known = snapshot.get(iccid).and_then(|r| r.push());
-        self.hints.add(iccid, Instant::now(), news, known);
+        self.hints.add(iccid, Instant::now(), news);
         true
     }
 
@@ -701,10 +699,7 @@ impl Poller {
         let removed = self.settings().removed.clone();
         let mut fresh: Vec<Record> = std::mem::take(&mut slice.fresh)
             .into_iter()
-            .map(|r| match self.hints.take_news(r.iccid()) {
-                Some(news) => r.with_push(Some(news)),
-                None => r,
-            })
+            .map(|r| self.with_news(r))
             .collect();
         if !removed.is_empty() {
             fresh.retain(|record| !removed.contains(record.iccid()));
@@ -756,15 +751,17 @@ impl Poller {
         }));
     }
 
+    /// `record` with what events said of its SIM since its last answer.
+    fn with_news(&self, record: Record) -> Record {
+        match self.hints.take_news(record.iccid()) {
+            Some(news) => record.with_push(Some(news)),
+            None => record,
+        }
+    }
+
     /// Publishes hinted SIMs' answers at once, rendering only their buckets.
     async fn publish_hinted(&self, records: Vec<Record>) {
-        let records: Vec<Record> = records
-            .into_iter()
-            .map(|r| match self.hints.take_news(r.iccid()) {
-                Some(news) => r.with_push(Some(news)),
-                None => r,
-            })
-            .collect();
+        let records: Vec<Record> = records.into_iter().map(|r| self.with_news(r)).collect();
         let iccids: Vec<String> = records.iter().map(|r| r.iccid().to_string()).collect();
         let fleet = self.fleet.clone();
         let now = SystemTime::now();

@@ -387,7 +387,7 @@ impl World {
             23..28 => {
                 for _ in 0..self.rng.usize(1..=3) {
                     let iccid = &self.universe[self.rng.usize(0..self.universe.len())];
-                    self.hints.add(iccid, now, EventNews::default(), None);
+                    self.hints.add(iccid, now, EventNews::default());
                 }
             }
             _ => {}
